@@ -1,0 +1,393 @@
+r"""Linear operators: anything that can multiply a vector or a block of vectors.
+
+Solvers in :mod:`natgrad.linalg` accept a dense array of any backend, a SciPy
+``LinearOperator`` or sparse matrix, or a natgrad :class:`LinearOperator`, and
+turn it into the latter with :func:`aslinearoperator`.  An operator knows its
+``shape`` and ``dtype`` and applies itself to ``x`` of shape ``(n,)`` or
+``(n, k)`` with ``A.matvec(x)`` or ``A @ x``.
+
+Operators combine lazily: ``A + B``, ``A - B``, ``c * A``, ``A @ B`` and the
+shift ``A + sigma * identity(n)`` (or :func:`shifted`) build new operators
+without forming any matrix.
+
+Examples
+--------
+>>> import numpy as np
+>>> from natgrad.linalg import aslinearoperator, from_matvec, identity
+>>> A = aslinearoperator(np.array([[2.0, 1.0], [1.0, 3.0]]))
+>>> B = A + 0.5 * identity(2)
+>>> B @ np.array([1.0, 1.0])
+array([3.5, 4.5])
+>>> D = from_matvec(lambda x: 2.0 * x, (2, 2), np.float64)
+>>> (A @ D) @ np.array([1.0, 0.0])
+array([4., 2.])
+"""
+
+from __future__ import annotations
+
+from numbers import Number
+from typing import Any, Callable
+
+from .. import backend
+
+__all__ = [
+    "LinearOperator",
+    "DenseOperator",
+    "MatvecOperator",
+    "IdentityOperator",
+    "aslinearoperator",
+    "from_matvec",
+    "identity",
+    "shifted",
+]
+
+
+class LinearOperator:
+    """An ``(m, n)`` linear map applied through :meth:`matvec`.
+
+    Subclasses implement ``_matvec(x)`` for ``x`` of shape ``(n,)`` or
+    ``(n, k)`` (already validated) and may override ``_rmatvec`` (the
+    transpose product) and ``to_dense``.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(m, n)``.
+    dtype : dtype
+        The dtype of the operator's entries (in the operator's namespace).
+    """
+
+    #: array-API namespace of the operator's data, or ``None`` when unknown
+    #: (operators defined by a Python callable adapt to their input).
+    xp: Any = None
+
+    def __init__(self, shape: tuple[int, int], dtype: Any) -> None:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 2 or min(shape) < 0:
+            raise ValueError(f"shape must be a pair of non-negative ints, got {shape}")
+        self.shape = shape
+        self.dtype = dtype
+
+    # -- application ------------------------------------------------------
+    def matvec(self, x: Any) -> Any:
+        """Apply the operator: ``A x`` for ``x`` of shape ``(n,)`` or ``(n, k)``.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not 1-D or 2-D or its first dimension is not ``n``.
+        """
+        _check_operand(x, self.shape[1], "x")
+        return self._matvec(x)
+
+    def rmatvec(self, x: Any) -> Any:
+        """Apply the transpose: ``Aᵀ x`` for ``x`` of shape ``(m,)`` or ``(m, k)``."""
+        _check_operand(x, self.shape[0], "x")
+        return self._rmatvec(x)
+
+    def _matvec(self, x: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _rmatvec(self, x: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not implement the transpose product")
+
+    @property
+    def T(self) -> "LinearOperator":
+        """The transposed operator (uses :meth:`rmatvec`)."""
+        return _TransposedOperator(self)
+
+    def to_dense(self, xp: Any = None) -> Any:
+        """The operator as a dense ``(m, n)`` array, by applying it to the identity.
+
+        Parameters
+        ----------
+        xp : module, optional
+            Namespace to build the identity in, needed when the operator does
+            not know its own (``from_matvec`` operators).
+        """
+        xp = xp if xp is not None else self.xp
+        if xp is None:
+            raise ValueError("this operator does not know its array namespace; pass xp")
+        return self.matvec(xp.eye(self.shape[1], dtype=self.dtype))
+
+    # -- algebra ------------------------------------------------------------
+    def __matmul__(self, other: Any) -> Any:
+        if isinstance(other, LinearOperator):
+            return _ProductOperator(self, other)
+        return self.matvec(other)
+
+    def __mul__(self, scalar: Any) -> "LinearOperator":
+        if not isinstance(scalar, Number):
+            return NotImplemented
+        return _ScaledOperator(self, scalar)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "LinearOperator":
+        return _ScaledOperator(self, -1.0)
+
+    def __add__(self, other: Any) -> "LinearOperator":
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        if isinstance(other, _ScaledOperator) and isinstance(other.base, IdentityOperator):
+            return shifted(self, other.scale)
+        if isinstance(other, IdentityOperator):
+            return shifted(self, 1.0)
+        return _SumOperator(self, other)
+
+    def __sub__(self, other: Any) -> "LinearOperator":
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        return self + (-other)
+
+    def __repr__(self) -> str:
+        return f"<{self.shape[0]}x{self.shape[1]} {type(self).__name__} dtype={self.dtype}>"
+
+
+def _check_operand(x: Any, n: int, name: str) -> None:
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    if len(shape) not in (1, 2) or shape[0] != n:
+        raise ValueError(
+            f"{name} must have shape ({n},) or ({n}, k) to match the operator, "
+            f"got {tuple(shape)}"
+        )
+
+
+class DenseOperator(LinearOperator):
+    """A dense ``(m, n)`` array of any backend seen as an operator."""
+
+    def __init__(self, A: Any) -> None:
+        self.xp = backend.namespace(A=A)
+        if A.ndim != 2:
+            raise ValueError(f"A must be a 2-D array, got shape {tuple(A.shape)}")
+        super().__init__(tuple(A.shape), A.dtype)
+        self.array = A
+
+    def _matvec(self, x: Any) -> Any:
+        return self.array @ x
+
+    def _rmatvec(self, x: Any) -> Any:
+        return self.xp.matrix_transpose(self.array) @ x
+
+    def to_dense(self, xp: Any = None) -> Any:
+        return self.array
+
+
+class MatvecOperator(LinearOperator):
+    """An operator defined by a Python callable (see :func:`from_matvec`)."""
+
+    def __init__(
+        self,
+        matvec: Callable[[Any], Any],
+        shape: tuple[int, int],
+        dtype: Any,
+        *,
+        matmat: Callable[[Any], Any] | None = None,
+        rmatvec: Callable[[Any], Any] | None = None,
+        xp: Any = None,
+    ) -> None:
+        if not callable(matvec):
+            raise TypeError(f"matvec must be callable, got {type(matvec).__name__}")
+        super().__init__(shape, dtype)
+        self._fn = matvec
+        self._fn_mat = matmat
+        self._fn_t = rmatvec
+        self.xp = xp
+
+    def _matvec(self, x: Any) -> Any:
+        if x.ndim == 1:
+            return self._fn(x)
+        if self._fn_mat is not None:
+            return self._fn_mat(x)
+        return _columnwise(self._fn, x)
+
+    def _rmatvec(self, x: Any) -> Any:
+        if self._fn_t is None:
+            return super()._rmatvec(x)
+        return self._fn_t(x) if x.ndim == 1 else _columnwise(self._fn_t, x)
+
+
+def _columnwise(fn: Callable[[Any], Any], X: Any) -> Any:
+    xp = backend.namespace(X=X)
+    return xp.stack([fn(X[:, j]) for j in range(X.shape[1])], axis=1)
+
+
+class _ScipyOperator(LinearOperator):
+    """A SciPy ``LinearOperator`` or sparse matrix; NumPy arrays in and out."""
+
+    def __init__(self, op: Any) -> None:
+        super().__init__(tuple(op.shape), op.dtype)
+        self.op = op
+        import array_api_compat.numpy as np_xp  # numpy namespace, no optional import
+
+        self.xp = np_xp
+
+    def _matvec(self, x: Any) -> Any:
+        return self.op @ x
+
+    def _rmatvec(self, x: Any) -> Any:
+        return self.op.T @ x
+
+
+class IdentityOperator(LinearOperator):
+    """The ``n × n`` identity (see :func:`identity`)."""
+
+    def __init__(self, n: int, dtype: Any = None) -> None:
+        super().__init__((n, n), dtype)
+
+    def _matvec(self, x: Any) -> Any:
+        return x
+
+    _rmatvec = _matvec
+
+
+class _ScaledOperator(LinearOperator):
+    def __init__(self, base: LinearOperator, scale: Any) -> None:
+        super().__init__(base.shape, base.dtype)
+        self.base, self.scale, self.xp = base, scale, base.xp
+
+    def _matvec(self, x: Any) -> Any:
+        return self.scale * self.base._matvec(x)
+
+    def _rmatvec(self, x: Any) -> Any:
+        return self.scale * self.base._rmatvec(x)
+
+
+class _ShiftedOperator(LinearOperator):
+    """``A + sigma I`` for a square ``A``."""
+
+    def __init__(self, base: LinearOperator, sigma: Any) -> None:
+        if base.shape[0] != base.shape[1]:
+            raise ValueError(f"a shift needs a square operator, got shape {base.shape}")
+        super().__init__(base.shape, base.dtype)
+        self.base, self.sigma, self.xp = base, sigma, base.xp
+
+    def _matvec(self, x: Any) -> Any:
+        return self.base._matvec(x) + self.sigma * x
+
+    def _rmatvec(self, x: Any) -> Any:
+        return self.base._rmatvec(x) + self.sigma * x
+
+
+class _SumOperator(LinearOperator):
+    def __init__(self, a: LinearOperator, b: LinearOperator) -> None:
+        if a.shape != b.shape:
+            raise ValueError(f"cannot add operators of shapes {a.shape} and {b.shape}")
+        super().__init__(a.shape, a.dtype if a.dtype is not None else b.dtype)
+        self.a, self.b, self.xp = a, b, a.xp if a.xp is not None else b.xp
+
+    def _matvec(self, x: Any) -> Any:
+        return self.a._matvec(x) + self.b._matvec(x)
+
+    def _rmatvec(self, x: Any) -> Any:
+        return self.a._rmatvec(x) + self.b._rmatvec(x)
+
+
+class _ProductOperator(LinearOperator):
+    def __init__(self, a: LinearOperator, b: LinearOperator) -> None:
+        if a.shape[1] != b.shape[0]:
+            raise ValueError(f"cannot multiply operators of shapes {a.shape} and {b.shape}")
+        super().__init__((a.shape[0], b.shape[1]), a.dtype if a.dtype is not None else b.dtype)
+        self.a, self.b, self.xp = a, b, a.xp if a.xp is not None else b.xp
+
+    def _matvec(self, x: Any) -> Any:
+        return self.a._matvec(self.b._matvec(x))
+
+    def _rmatvec(self, x: Any) -> Any:
+        return self.b._rmatvec(self.a._rmatvec(x))
+
+
+class _TransposedOperator(LinearOperator):
+    def __init__(self, base: LinearOperator) -> None:
+        super().__init__((base.shape[1], base.shape[0]), base.dtype)
+        self.base, self.xp = base, base.xp
+
+    def _matvec(self, x: Any) -> Any:
+        return self.base._rmatvec(x)
+
+    def _rmatvec(self, x: Any) -> Any:
+        return self.base._matvec(x)
+
+
+def aslinearoperator(A: Any) -> LinearOperator:
+    """View ``A`` as a natgrad :class:`LinearOperator`.
+
+    Parameters
+    ----------
+    A : array, scipy.sparse.linalg.LinearOperator, scipy sparse matrix or LinearOperator
+        A dense 2-D array of any supported backend, a SciPy operator or sparse
+        matrix (NumPy arrays in and out), or a natgrad operator (returned as is).
+
+    Returns
+    -------
+    LinearOperator
+
+    Raises
+    ------
+    TypeError
+        If ``A`` is none of the above.
+    ValueError
+        If a dense ``A`` is not 2-D.
+    """
+    if isinstance(A, LinearOperator):
+        return A
+    if backend.is_array(A):
+        return DenseOperator(A)
+    if backend.is_scipy_operator(A):
+        return _ScipyOperator(A)
+    raise TypeError(
+        "A must be a 2-D array, a scipy LinearOperator or sparse matrix, or a "
+        f"natgrad LinearOperator; got {type(A).__name__} (wrap callables with from_matvec)"
+    )
+
+
+def from_matvec(
+    matvec: Callable[[Any], Any],
+    shape: tuple[int, int],
+    dtype: Any,
+    *,
+    matmat: Callable[[Any], Any] | None = None,
+    rmatvec: Callable[[Any], Any] | None = None,
+) -> LinearOperator:
+    """An operator from a function that multiplies a vector.
+
+    Parameters
+    ----------
+    matvec : callable
+        ``matvec(x) -> A x`` for ``x`` of shape ``(n,)``, in the caller's array
+        library.
+    shape : (int, int)
+    dtype : dtype
+    matmat : callable, optional
+        ``matmat(X) -> A X`` for ``X`` of shape ``(n, k)``.  Without it, blocks
+        are applied one column at a time.
+    rmatvec : callable, optional
+        ``rmatvec(y) -> Aᵀ y``, needed only by algorithms that use the transpose.
+
+    Returns
+    -------
+    LinearOperator
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> op = from_matvec(lambda x: np.cumsum(x, axis=0), (3, 3), np.float64)
+    >>> op @ np.ones(3)
+    array([1., 2., 3.])
+    """
+    return MatvecOperator(matvec, shape, dtype, matmat=matmat, rmatvec=rmatvec)
+
+
+def identity(n: int, dtype: Any = None) -> LinearOperator:
+    """The ``n × n`` identity operator; ``A + sigma * identity(n)`` is a shift."""
+    return IdentityOperator(n, dtype)
+
+
+def shifted(A: Any, sigma: Any) -> LinearOperator:
+    """The operator ``A + sigma I`` (``A`` square), applied as ``A x + sigma x``."""
+    A = aslinearoperator(A)
+    if isinstance(A, _ShiftedOperator):
+        return _ShiftedOperator(A.base, A.sigma + sigma)
+    return _ShiftedOperator(A, sigma)
