@@ -1,0 +1,109 @@
+"""Shared helpers for the benchmark scripts: timing, machine description, tables.
+
+Benchmarks print a markdown table (natgrad against a peer on the same problem,
+in the same run) and write it to ``benchmarks/results/<name>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    """The common command line: ``--quick`` for a short smoke run."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small problems, few repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timing repeats (median is reported)")
+    return parser.parse_args()
+
+
+def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tuple[float, Any]:
+    """Median wall time of ``fn()`` over ``repeats`` runs (after ``warmup`` runs),
+    and the value of the last call."""
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _versions() -> str:
+    import importlib.metadata as md
+
+    parts = [f"python {platform.python_version()}"]
+    for pkg in ("natgrad", "numpy", "scipy", "array-api-compat", "torch", "jax", "cupy-cuda12x"):
+        try:
+            parts.append(f"{pkg} {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            pass
+    return ", ".join(parts)
+
+
+def _blas() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        infos = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, {i.get('architecture')})"
+                 for i in threadpool_info() if i.get("user_api") == "blas"]
+        return "; ".join(infos) or "unknown"
+    except Exception:
+        return "unknown (threadpoolctl not installed)"
+
+
+def machine_info() -> str:
+    """A markdown paragraph describing where the figures were measured."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
+    return (
+        f"- date: {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}\n"
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores\n"
+        f"- BLAS: {_blas()}\n"
+        f"- environment: {env or 'no OPENBLAS_* variables'}\n"
+        f"- versions: {_versions()}\n"
+    )
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_result(name: str, title: str, body: str, quick: bool = False) -> Path:
+    """Print ``body`` and write it with the machine description to
+    ``benchmarks/results/<name>.md`` (``<name>-quick.md`` for quick runs)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / (f"{name}-quick.md" if quick else f"{name}.md")
+    text = f"# {title}\n\n{body}\n\n## Machine\n\n{machine_info()}"
+    path.write_text(text)
+    print(text)
+    print(f"written to {path}")
+    return path
