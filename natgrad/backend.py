@@ -460,7 +460,10 @@ def gram(U: Any) -> Any:
         C = syrk(1.0, U.T, trans=1, lower=0)
         upper = numpy.triu(C, 1)
         return numpy.triu(C) + upper.T
-    return U @ xp.matrix_transpose(U)
+    G = U @ xp.matrix_transpose(U)
+    # Blocked GEMM kernels round the two triangles differently; exact symmetry
+    # matters to eigh and to callers comparing triangles.
+    return 0.5 * (G + xp.matrix_transpose(G))
 
 
 # ---------------------------------------------------------------------------

@@ -378,8 +378,9 @@ def minres(
     residual when it meets the tolerance; if the two disagree (rounding in
     long runs or low precision) the method restarts from the current iterate,
     at most four times.  A singular, inconsistent system (``b`` not in the
-    range) is detected by ``‖(A − σI) r‖ ≤ τ ‖A − σI‖ ‖r‖`` with
-    ``τ = min(rtol, √eps)`` (SciPy's test with a cap) and reported with
+    range) is detected by ``‖(A − σI) r‖ ≤ √eps ‖A − σI‖ ‖r‖`` (SciPy's test
+    with ``√eps`` in place of ``rtol``; a matrix with condition number beyond
+    ``1/√eps`` counts as numerically singular) and reported with
     ``converged=False``: ``x`` is then a least-squares solution.
 
     Examples
@@ -397,9 +398,11 @@ def minres(
     maxiter = 5 * prob.n if maxiter is None else int(maxiter)
     interval = backend.sync_interval(b)
     machine_eps = backend.eps(prob.dtype, xp)
-    # SciPy stops at ‖Ar‖/(‖A‖‖r‖) ≤ rtol; capping at √eps keeps systems with
-    # cond(A) up to ~1/√eps from being declared singular.
-    singular_tol = max(10 * machine_eps, min(rtol, machine_eps**0.5))
+    # ‖(A−σI) r‖ / (‖A−σI‖ ‖r‖) ≥ 1/cond for a nonsingular matrix.  SciPy
+    # tests it against rtol; a tolerance tied to rtol detects singularity too
+    # late when rtol is tiny (the iterate then grows without bound), so natgrad
+    # uses √eps: systems with cond ≳ 1/√eps count as numerically singular.
+    singular_tol = machine_eps**0.5
 
     def apply_shifted(v: Any) -> Any:
         y = prob.apply(prob.op, v, "A")

@@ -1,0 +1,193 @@
+"""Tests for natgrad.backend: namespaces, devices, dtypes, dispatched linear
+algebra, random numbers and conversions, on every backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from helpers import from_numpy, spd_matrix, to_numpy
+from natgrad import backend
+
+
+def test_import_natgrad_imports_no_optional_package():
+    code = (
+        "import sys, natgrad, natgrad.linalg, natgrad.backend\n"
+        "bad = [m for m in ('torch', 'jax', 'cupy', 'numba', 'matplotlib', 'tqdm') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_namespace_of_each_backend(xp):
+    a = from_numpy(xp, np.ones(3))
+    assert backend.namespace(a) is xp
+    assert backend.namespace(a, 2.0, None, x=a) is xp
+
+
+def test_namespace_rejects_two_libraries():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"b is a PyTorch array but A is a NumPy array"):
+        backend.namespace(A=np.ones(2), b=torch.ones(2))
+
+
+def test_namespace_rejects_two_devices():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        # torch's "meta" device stands in for a second device without a GPU.
+        a, b = torch.ones(2), torch.ones(2, device="meta")
+    else:  # pragma: no cover - GPU machines
+        a, b = torch.ones(2), torch.ones(2, device="cuda")
+    with pytest.raises(TypeError, match=r"b is on device .* but a is on device"):
+        backend.namespace(a=a, b=b)
+
+
+def test_namespace_rejects_non_arrays():
+    with pytest.raises(TypeError, match=r"b must be an array"):
+        backend.namespace(A=np.ones(2), b=[1.0, 2.0])
+    with pytest.raises(TypeError, match="at least one array"):
+        backend.namespace(1.0, None)
+
+
+def test_float_dtype_and_eps(xp):
+    f32 = from_numpy(xp, np.ones(2), "float32")
+    f64 = from_numpy(xp, np.ones(2), "float64")
+    ints = xp.asarray([1, 2, 3])
+    assert backend.float_dtype(xp, f32) == xp.float32
+    assert backend.float_dtype(xp, f32, f64) == xp.float64
+    assert backend.float_dtype(xp, ints) == xp.float64
+    assert backend.eps(xp.float32, xp) == pytest.approx(np.finfo(np.float32).eps)
+    assert backend.eps(xp.float64, xp) == pytest.approx(np.finfo(np.float64).eps)
+    assert backend.is_low_precision(xp.float32, xp)
+    assert not backend.is_low_precision(xp.float64, xp)
+
+
+def test_sync_interval_is_one_on_cpu(xp, backend_name):
+    a = from_numpy(xp, np.ones(3))
+    expected = 10 if backend_name == "cupy" else 1
+    assert backend.sync_interval(a) == expected
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-4)])
+def test_cholesky_and_cho_solve(xp, dtype, tol):
+    A = spd_matrix(30, 1e2, seed=1)
+    b = np.random.default_rng(2).standard_normal((30, 3))
+    L = backend.cholesky(from_numpy(xp, A, dtype))
+    assert L.dtype == getattr(xp, dtype)
+    L_ref = np.linalg.cholesky(A)
+    np.testing.assert_allclose(to_numpy(L), L_ref, atol=tol * 10)
+    for rhs in (b, b[:, 0]):
+        x = backend.cho_solve(L, from_numpy(xp, rhs, dtype))
+        assert tuple(x.shape) == rhs.shape
+        np.testing.assert_allclose(to_numpy(x), np.linalg.solve(A, rhs), rtol=tol * 1e2, atol=tol * 1e2)
+
+
+def test_cholesky_upper(xp):
+    A = spd_matrix(12, 10.0, seed=3)
+    U = backend.cholesky(from_numpy(xp, A), lower=False)
+    np.testing.assert_allclose(to_numpy(U), np.linalg.cholesky(A).T, atol=1e-12)
+    b = np.arange(12.0)
+    x = backend.cho_solve(U, from_numpy(xp, b), lower=False)
+    np.testing.assert_allclose(to_numpy(x), np.linalg.solve(A, b), rtol=1e-10)
+
+
+def test_cholesky_failure_is_reported_on_every_backend(xp):
+    A = np.diag([1.0, -1.0, 2.0])
+    with pytest.raises(backend.CholeskyError):
+        backend.cholesky(from_numpy(xp, A))
+
+
+@pytest.mark.parametrize("lower", [True, False])
+@pytest.mark.parametrize("trans", [False, True])
+def test_solve_triangular(xp, lower, trans):
+    rng = np.random.default_rng(4)
+    T = np.tril(rng.standard_normal((15, 15))) + 5 * np.eye(15)
+    if not lower:
+        T = T.T
+    b = rng.standard_normal((15, 2))
+    for rhs in (b, b[:, 1]):
+        x = backend.solve_triangular(from_numpy(xp, T), from_numpy(xp, rhs), lower=lower, trans=trans)
+        ref = scipy.linalg.solve_triangular(T, rhs, lower=lower, trans=1 if trans else 0)
+        np.testing.assert_allclose(to_numpy(x), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_eigh_qr_svd(xp):
+    rng = np.random.default_rng(5)
+    S = rng.standard_normal((10, 10))
+    S = S + S.T
+    w, V = backend.eigh(from_numpy(xp, S))
+    np.testing.assert_allclose(to_numpy(w), np.linalg.eigvalsh(S), atol=1e-12)
+    V = to_numpy(V)
+    np.testing.assert_allclose(V @ np.diag(to_numpy(w)) @ V.T, S, atol=1e-12)
+
+    A = rng.standard_normal((12, 5))
+    Q, R = backend.qr(from_numpy(xp, A))
+    assert tuple(Q.shape) == (12, 5) and tuple(R.shape) == (5, 5)
+    np.testing.assert_allclose(to_numpy(Q) @ to_numpy(R), A, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(Q).T @ to_numpy(Q), np.eye(5), atol=1e-12)
+
+    U, s, Vh = backend.svd(from_numpy(xp, A))
+    np.testing.assert_allclose(to_numpy(s), np.linalg.svd(A, compute_uv=False), atol=1e-12)
+    np.testing.assert_allclose(to_numpy(U) * to_numpy(s) @ to_numpy(Vh), A, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(7, 40), (1, 5), (40, 7)])
+def test_gram_matches_dense_product(xp, dtype, shape):
+    U = np.random.default_rng(6).standard_normal(shape)
+    G = backend.gram(from_numpy(xp, U, dtype))
+    assert G.dtype == getattr(xp, dtype)
+    tol = 1e-12 if dtype == "float64" else 1e-4
+    np.testing.assert_allclose(to_numpy(G), U @ U.T, rtol=tol, atol=tol * np.abs(U @ U.T).max())
+    np.testing.assert_array_equal(to_numpy(G), to_numpy(G).T)
+
+
+def test_gram_rejects_non_matrix():
+    with pytest.raises(ValueError, match="U must be 2-D"):
+        backend.gram(np.ones(3))
+
+
+def test_normal_is_reproducible_and_consistent_across_backends(xp, backend_name):
+    a = backend.normal(xp, (4, 3), seed=11)
+    b = backend.normal(xp, (4, 3), seed=11)
+    c = backend.normal(xp, (4, 3), seed=12)
+    assert tuple(a.shape) == (4, 3) and a.dtype == xp.float64
+    np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert not np.array_equal(to_numpy(a), to_numpy(c))
+    if backend_name != "cupy":  # CuPy draws on the device with its own generator
+        np.testing.assert_array_equal(to_numpy(a), np.random.default_rng(11).standard_normal((4, 3)))
+    f32 = backend.normal(xp, 5, dtype=xp.float32, seed=0)
+    assert f32.dtype == xp.float32 and tuple(f32.shape) == (5,)
+
+
+def test_to_namespace_round_trip(xp):
+    import array_api_compat.numpy as np_xp
+
+    host = np.random.default_rng(7).standard_normal((3, 4))
+    a = backend.to_namespace(host, xp)
+    assert backend.namespace(a) is xp
+    np.testing.assert_array_equal(to_numpy(a), host)
+    back = backend.to_namespace(a, np_xp)
+    np.testing.assert_array_equal(np.asarray(back), host)
+    assert backend.to_namespace(a, xp) is a
+
+
+def test_to_namespace_is_zero_copy_for_torch():
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as torch_xp
+
+    host = np.arange(6.0)
+    t = backend.to_namespace(host, torch_xp)
+    host[0] = 42.0  # shared memory: the tensor sees the write
+    assert float(t[0]) == 42.0
+    assert isinstance(t, torch.Tensor)
+
+
+def test_all_finite(xp):
+    assert backend.all_finite(from_numpy(xp, np.ones(3)))
+    assert not backend.all_finite(from_numpy(xp, np.array([1.0, np.nan])))
+    assert not backend.all_finite(from_numpy(xp, np.array([np.inf, 1.0])))
