@@ -53,8 +53,13 @@ def test_cg_matches_scipy(xp, backend_name, cond):
     ref_iters = scipy_cg_iterations(A, b, rtol, maxiter=50 * n)
     if backend_name == "numpy":
         assert res.iterations == ref_iters
-    else:  # same algorithm; BLAS differences may shift the last iteration
-        assert abs(res.iterations - ref_iters) <= max(2, 0.02 * ref_iters)
+    else:
+        # Same algorithm, different BLAS rounding.  At cond 1e6 CG runs ~11 n
+        # iterations in the loss-of-orthogonality regime where the count is set
+        # by rounding: perturbing A by 1e-16 relative moves SciPy's own count
+        # from 874 to 879..889 on this problem, hence 3% there.
+        slack = 0.03 if cond >= 1e5 else 0.02
+        assert abs(res.iterations - ref_iters) <= max(2, slack * ref_iters)
 
 
 def test_cg_several_right_hand_sides(xp):
