@@ -285,7 +285,7 @@ def cg(
                     active = rnorm2 > tol2
 
         z = precondition(r)
-        rho_new = _dot(xp, r, z)
+        rho_new = rnorm2 if Mop is None else _dot(xp, r, z)
         if masked:
             beta = xp.where(active, rho_new / xp.where(active, rho, 1.0), 0.0)
         else:
