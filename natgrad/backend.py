@@ -66,6 +66,7 @@ __all__ = [
     "qr",
     "svd",
     "gram",
+    "gram_chunked",
     "normal",
     "to_namespace",
     "is_scipy_operator",
@@ -560,3 +561,37 @@ def is_scipy_operator(obj: Any) -> bool:
     import scipy.sparse.linalg
 
     return isinstance(obj, scipy.sparse.linalg.LinearOperator) or scipy.sparse.issparse(obj)
+
+
+def gram_chunked(U: Any, *, block_size: int | None = None) -> Any:
+    """The symmetric product ``U Uᵀ`` of an ``(N, P)`` matrix without copying ``U``.
+
+    Like :func:`gram`, but on NumPy it never copies ``U``: a C-ordered ``U``
+    (or a transposed view of one) and an F-ordered ``U`` go to BLAS ``syrk``
+    as they are, and any other layout (a strided view) is fed to ``syrk`` in
+    column blocks of ``block_size`` columns (default: about 32 MiB each) that
+    accumulate into one ``(N, N)`` result.  Peak memory is therefore ``U``
+    plus a few ``N × N`` arrays and at most one block.  Other backends use a
+    plain matrix product (which reads ``U`` in place) and symmetrise it.
+    """
+    xp = namespace(U=U)
+    if U.ndim != 2:
+        raise ValueError(f"U must be 2-D, got shape {tuple(U.shape)}")
+    if not (is_numpy(xp) and U.dtype in (numpy.float32, numpy.float64) and U.shape[0] > 1):
+        return gram(U)
+    n, p = U.shape
+    (syrk,) = scipy.linalg.blas.get_blas_funcs(("syrk",), (U,))
+    if U.flags.f_contiguous:
+        C = syrk(1.0, U, trans=0, lower=0)
+    elif U.flags.c_contiguous:
+        C = syrk(1.0, U.T, trans=1, lower=0)
+    else:
+        if block_size is None:
+            block_size = max(1, (32 << 20) // (U.itemsize * n))
+        C = numpy.zeros((n, n), dtype=U.dtype, order="F")
+        for j in range(0, p, block_size):
+            block = numpy.asfortranarray(U[:, j : j + block_size])
+            C = syrk(1.0, block, beta=1.0, c=C, trans=0, lower=0, overwrite_c=1)
+    # syrk filled the upper triangle; the strict lower one is still zero.
+    C += numpy.triu(C, 1).T
+    return C

@@ -2,7 +2,10 @@
 
 The public names of this package are the contract in ``DESIGN.md``:
 :class:`LinearOperator`, :func:`aslinearoperator`, :func:`from_matvec`,
-:class:`SolveResult`, :func:`cg`, :func:`minres`, :func:`lanczos`.
+:class:`SolveResult`, :func:`cg`, :func:`minres`, :func:`lanczos`,
+:class:`Woodbury`, :func:`woodbury_solve`, :func:`nystrom`, :class:`LowRankPSD`,
+:class:`NystromPreconditioner`, :func:`nystrom_pcg`, :func:`neumann_solve`,
+:func:`saddle_free_solve`.
 """
 
 from .krylov import LanczosResult, cg, lanczos, minres
@@ -16,7 +19,10 @@ from .operators import (
     identity,
     shifted,
 )
+from .nystrom import LowRankPSD, NystromPreconditioner, nystrom, nystrom_pcg, nystrom_solve
 from .result import SolveResult
+from .series import WynnResult, neumann_solve, saddle_free_solve, wynn_epsilon
+from .woodbury import FactorizationWarning, Woodbury, woodbury_solve
 
 __all__ = [
     "LinearOperator",
@@ -32,4 +38,16 @@ __all__ = [
     "minres",
     "lanczos",
     "LanczosResult",
+    "Woodbury",
+    "woodbury_solve",
+    "FactorizationWarning",
+    "LowRankPSD",
+    "nystrom",
+    "NystromPreconditioner",
+    "nystrom_pcg",
+    "nystrom_solve",
+    "neumann_solve",
+    "saddle_free_solve",
+    "wynn_epsilon",
+    "WynnResult",
 ]

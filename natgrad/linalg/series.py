@@ -1,0 +1,914 @@
+r"""Solvers that need only Hessian-vector products: series and Lanczos.
+
+Many users can multiply by a Hessian (``hvp(v) = H v``, one reverse-over-forward
+pass) but can never form it.  This module turns such products into
+curvature-aware steps:
+
+* :func:`neumann_solve` — ``(A + λI)⁻¹ v`` for a positive definite ``A`` by the
+  Neumann series ``α Σ_k (I − α(A + λI))^k v`` (LiSSA, influence functions,
+  implicit differentiation), with an automatic step ``α``, an early stop on the
+  residual and divergence detection;
+* :func:`saddle_free_solve` — the saddle-free Newton direction
+  ``(|H| + λI)⁻¹ g`` (or ``(H² + λI)^(-1/2) g``) for an *indefinite* ``H``, by
+  the binomial series of Oldewage, Clarke & Hernández-Lobato (TMLR 2024) with
+  Wynn's ε-algorithm, or by Lanczos (``method="lanczos"``), usually far more
+  accurate for the same number of products;
+* :func:`wynn_epsilon` — the vector ε-algorithm (Shanks transformation) on any
+  sequence of arrays.
+
+Every solver validates ``hvp`` on its first call (an array of the input's
+library, shape and dtype), never mutates its inputs, and reports divergence
+(a scale that is too small, a step that is too large, negative curvature the
+damping does not cover, non-finite products) as ``converged=False`` with an
+``info`` that says what to change, instead of returning garbage.  Each
+``info`` ends with the number of Hessian-vector products used.
+
+Examples
+--------
+>>> import numpy as np
+>>> from natgrad.linalg.series import saddle_free_solve
+>>> H = np.diag([-2.0, -0.5, 1.0, 3.0])
+>>> res = saddle_free_solve(lambda v: H @ v, np.ones(4), damping=0.5, method="lanczos")
+>>> np.round(res.x, 6)   # 1 / (|h| + 0.5)
+array([0.4     , 1.      , 0.666667, 0.285714])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+from .. import backend
+from . import _checks
+from .krylov import lanczos
+from .operators import from_matvec
+from .result import SolveResult
+
+__all__ = ["neumann_solve", "saddle_free_solve", "wynn_epsilon", "WynnResult"]
+
+#: Lanczos steps used to estimate extreme eigenvalues (``alpha="auto"``, ``scale=None``)
+_ESTIMATE_STEPS = 16
+#: safety factor on the estimated largest |eigenvalue|: a Lanczos Ritz value
+#: from a few steps is a lower bound and may fall a few percent short
+_MARGIN = 1.2
+#: restarts with a larger scale / smaller step when an automatic choice turns
+#: out to diverge (detected during the sum)
+_MAX_RESTARTS = 3
+#: a term norm this many times its running minimum signals divergence (the
+#: terms of a convergent series of a symmetric operator never grow)
+_GROWTH = 2.0
+#: highest ε-table order picked automatically (vector ε is exact for ``m``
+#: exponential modes; beyond ~8 the table gains little and loses digits)
+_MAX_ORDER = 8
+
+
+# ---------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------
+
+
+class _Hvp:
+    """``hvp`` with first-call validation and a product counter."""
+
+    def __init__(self, hvp: Any, ref: Any, name: str = "hvp") -> None:
+        if not callable(hvp):
+            raise TypeError(f"{name} must be callable (v -> H v), got {type(hvp).__name__}")
+        self.fn = hvp
+        self.name = name
+        self.count = 0
+        self._checked = False
+
+    def __call__(self, v: Any) -> Any:
+        y = self.fn(v)
+        self.count += 1
+        if not self._checked:
+            self._checked = True
+            if not backend.is_array(y):
+                raise TypeError(f"{self.name} must return an array, got {type(y).__name__}")
+            backend.namespace(**{f"input of {self.name}": v, f"output of {self.name}": y})
+            if tuple(y.shape) != tuple(v.shape):
+                raise ValueError(
+                    f"{self.name} returned shape {tuple(y.shape)} for an input of shape "
+                    f"{tuple(v.shape)}"
+                )
+            if y.dtype != v.dtype:
+                raise TypeError(
+                    f"{self.name} returned dtype {y.dtype} for an input of dtype {v.dtype}"
+                )
+        return y
+
+
+def _prepare(hvp: Any, v: Any, name: str) -> tuple[Any, Any, _Hvp]:
+    """Validated ``(xp, v as float vector, counted hvp)``."""
+    if not callable(hvp):
+        raise TypeError(f"hvp must be callable (v -> H v), got {type(hvp).__name__}")
+    if not backend.is_array(v):
+        raise TypeError(f"{name} must be an array, got {type(v).__name__}")
+    xp = backend.namespace(**{name: v})
+    if v.ndim != 1:
+        raise ValueError(f"{name} must be a vector of shape (n,), got shape {tuple(v.shape)}")
+    if v.shape[0] == 0:
+        raise ValueError(f"{name} must not be empty")
+    _checks.rhs(v, v.shape[0], name, allow_block=False)
+    dtype = backend.float_dtype(xp, v)
+    if v.dtype != dtype:
+        v = xp.astype(v, dtype)
+    return xp, v, _Hvp(hvp, v)
+
+
+def _norm(xp: Any, x: Any) -> float:
+    return backend.to_float(xp.linalg.vector_norm(x))
+
+
+def _tridiagonal(xp: Any, alpha: Any, beta: Any) -> Any:
+    """The symmetric tridiagonal matrix with diagonal ``alpha`` and off-diagonal
+    ``beta``, built without item assignment (JAX)."""
+    m = alpha.shape[0]
+    T = alpha[:, None] * xp.eye(m, dtype=alpha.dtype, device=backend.device(alpha))
+    if m > 1:
+        b = xp.concat([beta, xp.zeros((1,), dtype=alpha.dtype, device=backend.device(alpha))])
+        upper = b[:, None] * xp.eye(m, k=1, dtype=alpha.dtype, device=backend.device(alpha))
+        T = T + upper + xp.matrix_transpose(upper)
+    return T
+
+
+def _ritz_extremes(H: _Hvp, xp: Any, n: int, dtype: Any, dev: Any) -> tuple[float, float]:
+    """Smallest and largest Ritz values of ``H`` after a few Lanczos steps from
+    a fixed random start (every eigenvector is present in it, unlike in ``g``)."""
+    v0 = backend.normal(xp, (n,), dtype=dtype, device=dev, seed=0)
+    res = lanczos(from_matvec(H, (n, n), dtype), v0, min(_ESTIMATE_STEPS, n))
+    theta, _ = backend.eigh(_tridiagonal(xp, res.alpha, res.beta))
+    lo, hi = backend.to_float(theta[0]), backend.to_float(theta[-1])
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise _NonFinite()
+    return lo, hi
+
+
+class _NonFinite(Exception):
+    """hvp produced NaN or Inf while estimating the spectrum."""
+
+
+def _hvps(H: _Hvp) -> str:
+    return f"{H.count} Hessian-vector products"
+
+
+# ---------------------------------------------------------------------------
+# Neumann series
+# ---------------------------------------------------------------------------
+
+
+def neumann_solve(
+    hvp: Callable[[Any], Any],
+    v: Any,
+    *,
+    alpha: float | str,
+    damping: float = 0.0,
+    terms: int = 100,
+    rtol: float | None = None,
+) -> SolveResult:
+    r"""``(A + damping·I)⁻¹ v`` by the Neumann series, from products with ``A``.
+
+    Parameters
+    ----------
+    hvp : callable
+        ``hvp(u) -> A u`` for ``u`` of shape ``(n,)``, in ``v``'s array library
+        (a Hessian-vector product, a Gauss-Newton product, ...).  ``A`` must be
+        symmetric, and ``A + damping·I`` positive definite for the series to
+        converge.  Checked on its first call: it must return an array of
+        ``v``'s library, shape and dtype.
+    v : array, shape (n,)
+        Right-hand side (finite).  Not modified.
+    alpha : float or "auto"
+        Step of the Richardson iteration behind the series; it converges iff
+        ``0 < alpha·λ < 2`` for every eigenvalue ``λ`` of ``A + damping·I``.
+        ``"auto"`` runs 16 Lanczos steps from a fixed random vector to estimate
+        the extreme eigenvalues ``θ_min ≤ θ_max`` and uses
+        ``alpha = 2 / (1.2 (θ_max + damping) + (θ_min + damping))`` (the
+        optimal step with a 20% margin on the top of the spectrum); if the
+        estimate shows ``θ_min + damping ≤ 0`` the solve stops at once.
+    damping : float
+        ``λ ≥ 0`` added to the diagonal.
+    terms : int
+        Maximum number of terms ``K`` summed (each costs one product).
+    rtol : float, optional
+        Stop as soon as ``‖v − (A + λI) x‖ ≤ rtol·‖v‖``.  Without it all
+        ``terms`` are summed.
+
+    Returns
+    -------
+    SolveResult
+        ``x`` (``v``'s namespace, device and dtype), ``converged``,
+        ``iterations`` (terms summed), ``residual_norm`` (``‖v − (A + λI)x‖``,
+        exact in exact arithmetic: it is the next term of the series) and
+        ``info`` (why it stopped and the number of products used, including
+        those of ``alpha="auto"``).  With ``rtol=None``, ``converged`` means all
+        terms were summed and none grew; with ``rtol`` it means the tolerance
+        was met.  On divergence ``x`` is the partial sum with the smallest
+        residual seen and ``info`` says whether ``alpha`` is too large or
+        ``A + damping·I`` has non-positive eigenvalues (increase ``damping``);
+        when ``alpha="auto"`` finds the latter before summing, ``x`` is zero.
+
+    Raises
+    ------
+    TypeError
+        ``hvp`` not callable or returning a non-array or another dtype;
+        ``v`` not an array; non-numeric ``alpha``, ``damping``, ``rtol``;
+        non-integer ``terms``.
+    ValueError
+        ``v`` not a vector or containing NaN/Inf; ``hvp`` returning another
+        shape; ``alpha ≤ 0``; ``damping < 0``; ``terms ≤ 0``; ``rtol < 0``.
+
+    Notes
+    -----
+    With ``B = A + λI`` and ``t_k = (I − αB)^k v``,
+
+    .. math::  x_K = α \sum_{k<K} t_k,\qquad v − B x_K = t_K,
+
+    so the next term is the residual (Agarwal, Bullins & Hazan, "Second-order
+    stochastic optimization for machine learning in linear time" (LiSSA),
+    JMLR 2017; Koh & Liang, "Understanding black-box predictions via
+    influence functions", ICML 2017).  For a symmetric ``B`` with
+    ``|1 − αμ| ≤ 1`` on its spectrum ``‖t_k‖`` never increases, so a term
+    twice its running minimum (above rounding level) proves divergence.  The
+    Rayleigh quotient ``ρ = t_kᵀ A t_k / ‖t_k‖²`` (free: ``A t_k`` is needed
+    for the next term) tells why: ``ρ + λ ≤ 0`` certifies an eigenvalue
+    ``≤ −λ`` (raise ``damping`` above ``−ρ``), ``α(ρ + λ) ≥ 2`` certifies that
+    ``α`` is too large.  With ``alpha="auto"`` the latter case restarts the
+    sum with a step computed from ``ρ`` (at most three times).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([[2.0, 0.5], [0.5, 1.0]])
+    >>> res = neumann_solve(lambda u: A @ u, np.array([1.0, 1.0]), alpha="auto",
+    ...                     damping=0.1, terms=200, rtol=1e-10)
+    >>> res.converged, np.round(res.x, 6)
+    (True, array([0.291262, 0.776699]))
+    >>> np.round(np.linalg.solve(A + 0.1 * np.eye(2), [1.0, 1.0]), 6)
+    array([0.291262, 0.776699])
+
+    A negative eigenvalue that the damping does not cover is reported:
+
+    >>> H = np.diag([1.0, -0.5])
+    >>> res = neumann_solve(lambda u: H @ u, np.ones(2), alpha=0.5, damping=0.1)
+    >>> res.converged, "damping" in res.info
+    (False, True)
+    """
+    xp, v, A = _prepare(hvp, v, "v")
+    damping = _checks.nonnegative(damping, "damping")
+    terms = _checks.positive_int(terms, "terms")
+    if rtol is not None:
+        rtol = _checks.nonnegative(rtol, "rtol")
+    auto = isinstance(alpha, str)
+    if auto:
+        if alpha != "auto":
+            raise ValueError(f"alpha must be a positive number or 'auto', got {alpha!r}")
+    else:
+        alpha = _checks.positive(alpha, "alpha")
+
+    n, dtype, dev = v.shape[0], v.dtype, backend.device(v)
+    norm_v = _norm(xp, v)
+    if norm_v == 0.0:
+        return SolveResult(xp.zeros_like(v), True, 0, 0.0, "v is zero: x = 0 (0 Hessian-vector products)")
+
+    extra = ""
+    if auto:
+        try:
+            lo, hi = _ritz_extremes(A, xp, n, dtype, dev)
+        except _NonFinite:
+            return SolveResult(
+                xp.zeros_like(v), False, 0, norm_v,
+                f"hvp returned NaN or Inf while estimating the spectrum ({_hvps(A)})",
+            )
+        if lo + damping <= 0.0:
+            # A Ritz value is a Rayleigh quotient: λ_min(A) ≤ θ_min certifies it.
+            return SolveResult(
+                xp.zeros_like(v), False, 0, norm_v,
+                f"A + damping·I is not positive definite: A has an eigenvalue ≤ {lo:.3e} "
+                f"(Lanczos estimate), so the Neumann series diverges; increase damping "
+                f"above {-lo:.3e} or use saddle_free_solve ({_hvps(A)})",
+            )
+        alpha = 2.0 / (_MARGIN * (hi + damping) + (lo + damping))
+        extra = f", alpha='auto' = {alpha:.3e}"
+
+    machine_eps = backend.eps(dtype, xp)
+    interval = backend.sync_interval(v)
+    for attempt in range(_MAX_RESTARTS + 1):
+        a = alpha
+        t = v  # t_k = (I − αB)^k v, the residual of x_k
+        x = a * v  # x_k: the partial sum of k terms
+        k = 1
+        best = (math.inf, x, 1)
+        min_norm = norm_v
+        status, stop, rho_seen, tn = "", False, 0.0, norm_v
+        while True:
+            At = A(t)
+            t_prev, t = t, t - a * (At + damping * t)
+            if k % interval == 0 or k == terms:
+                tn = _norm(xp, t)
+                if not math.isfinite(tn):
+                    status = "nonfinite"
+                    break
+                # Rayleigh quotient of A on t_{k−1} (its product is at hand).
+                p2 = backend.to_float(xp.vecdot(t_prev, t_prev))
+                rho = backend.to_float(xp.vecdot(t_prev, At)) / p2 if p2 > 0 else 0.0
+                rho_seen = rho
+                if rho + damping <= 0.0:
+                    status = "negative"
+                    break
+                if a * (rho + damping) >= 2.0 * (1.0 + 100 * machine_eps):
+                    status = "alpha"
+                    break
+                if tn > _GROWTH * min_norm + 1e3 * machine_eps * norm_v:
+                    status = "growth"
+                    break
+                min_norm = min(min_norm, tn)
+                if tn < best[0]:
+                    best = (tn, x, k)
+                if rtol is not None and tn <= rtol * norm_v:
+                    stop = True
+                    break
+            if k == terms:
+                break
+            x = x + a * t
+            k += 1
+        if status in ("alpha", "growth") and auto and attempt < _MAX_RESTARTS:
+            # The estimate missed the top of the spectrum: restart with a step
+            # from the Rayleigh quotient that proved it (a lower bound on λ_max).
+            top = max(rho_seen, 0.0) + damping
+            alpha = min(alpha / 2.0, 2.0 / (_MARGIN * 1.5 * top)) if top > 0 else alpha / 2.0
+            extra = f", alpha='auto' reduced to {alpha:.3e} after divergence"
+            continue
+        break
+
+    if status:
+        res_norm, x_best, k_best = best
+        if not math.isfinite(res_norm):
+            res_norm, x_best, k_best = norm_v, xp.zeros_like(v), 0
+        if status == "nonfinite":
+            why = (
+                f"non-finite values after {k} terms: hvp returned NaN or Inf (or the "
+                "series overflowed)"
+            )
+        elif status == "negative":
+            why = (
+                f"the series diverges: A has negative curvature not covered by the "
+                f"damping (Rayleigh quotient {rho_seen:.3e} ≤ −damping = {-damping:.3e}); "
+                f"increase damping above {-rho_seen:.3e} or use saddle_free_solve"
+            )
+        elif status == "alpha":
+            why = (
+                f"the series diverges: alpha = {alpha:.3e} is too large (A + damping·I has "
+                f"an eigenvalue ≥ {rho_seen + damping:.3e} and alpha·λ must stay below 2); "
+                f"use alpha < {2.0 / (rho_seen + damping):.3e} or alpha='auto'"
+            )
+        else:
+            why = (
+                f"the series diverges: the terms grew after {k} terms; alpha is too "
+                "large or A + damping·I has eigenvalues ≤ 0 (use a smaller alpha or "
+                "alpha='auto', or increase damping)"
+            )
+        return SolveResult(
+            x_best, False, k_best, res_norm,
+            f"{why}; x is the partial sum of {k_best} terms with the smallest residual "
+            f"({_hvps(A)}{extra})",
+        )
+    res_norm = tn
+    if rtol is not None and not stop:
+        return SolveResult(
+            x, False, k, res_norm,
+            f"not converged: {k} terms summed, residual {res_norm:.3e} > rtol·‖v‖ = "
+            f"{rtol * norm_v:.3e}; increase terms or damping ({_hvps(A)}{extra})",
+        )
+    how = f"converged: residual {res_norm:.3e} ≤ rtol·‖v‖" if stop else "summed"
+    return SolveResult(x, True, k, res_norm, f"{how} after {k} terms ({_hvps(A)}{extra})")
+
+
+# ---------------------------------------------------------------------------
+# Wynn's epsilon algorithm
+# ---------------------------------------------------------------------------
+
+
+class WynnResult(NamedTuple):
+    """Outcome of :func:`wynn_epsilon`.
+
+    Attributes
+    ----------
+    x : array
+        The accelerated limit: the last entry of the chosen even column.
+    error : float
+        Error estimate: the norm of the difference between the last two
+        entries of that column, or between its only entry and the last entry
+        of the previous even column (0 when the sequence had converged
+        exactly).
+    order : int
+        ``m`` of the column ``ε_{2m}`` used (lower than requested when the
+        table stopped early because consecutive entries coincided).
+    """
+
+    x: Any
+    error: float
+    order: int
+
+
+def wynn_epsilon(sequence: Any, *, order: int | None = None) -> WynnResult:
+    r"""Accelerate a vector sequence by Wynn's ε-algorithm (Samelson inverse).
+
+    Parameters
+    ----------
+    sequence : sequence of arrays, or array of shape (L, n)
+        ``S_0, …, S_{L−1}``, typically the last partial sums of a series,
+        all of one namespace, shape ``(n,)`` and dtype.  Not modified.
+    order : int, optional
+        Return the last entry of column ``ε_{2·order}`` (needs
+        ``L ≥ 2·order + 1``).  By default the highest even column,
+        ``order = ⌊(L − 1)/2⌋``: on the series of this module higher columns
+        were consistently more accurate than lower ones, whereas choosing the
+        column whose last two entries agree best (QUADPACK's rule) often
+        picked the unaccelerated sequence, whose slow convergence hides
+        behind small differences.
+
+    Returns
+    -------
+    WynnResult
+        ``(x, error, order)``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 entries (nothing to extrapolate), entries of different
+        shapes, NaN/Inf, or an ``order`` needing more entries than given.
+    TypeError
+        Entries from different libraries or devices; non-integer ``order``.
+
+    Notes
+    -----
+    Wynn, "On a device for computing the e_m(S_n) transformation" (Math.
+    Tables Aids Comput. 10, 1956); vector form with the Samelson inverse
+    ``y⁻¹ = y / ‖y‖²`` (Wynn, "Acceleration techniques for iterated vector
+    and matrix problems", Math. Comp. 16, 1962)::
+
+        ε_{−1}^{(j)} = 0,   ε_0^{(j)} = S_j,
+        ε_{k+1}^{(j)} = ε_{k−1}^{(j+1)} + (ε_k^{(j+1)} − ε_k^{(j)})⁻¹.
+
+    Even columns ``ε_{2m}`` are the estimates (for scalars,
+    ``ε_2 = `` Aitken's Δ², ``ε_{2m}`` the Shanks transformation ``e_m``);
+    odd columns are intermediate.  A column whose consecutive entries agree to
+    rounding has converged: its last entry is returned (if even) instead of
+    dividing by a zero difference.  The work is one pass over a table of
+    ``L·(L+1)/2`` vectors held as ``(L−k, n)`` blocks, one column at a time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = np.cumsum([(-0.5) ** k for k in range(6)])   # → 2/3
+    >>> seq = [np.array([v, 2 * v]) for v in s]
+    >>> r = wynn_epsilon(seq)
+    >>> np.round(r.x, 12), r.order
+    (array([0.666667, 1.333333]), 1)
+    """
+    if backend.is_array(sequence):
+        if sequence.ndim != 2:
+            raise ValueError(f"sequence must have shape (L, n), got {tuple(sequence.shape)}")
+        xp = backend.namespace(sequence=sequence)
+        E = sequence
+    else:
+        items = list(sequence)
+        if not items or not all(backend.is_array(s) for s in items):
+            raise TypeError("sequence must be a sequence of arrays or an (L, n) array")
+        xp = backend.namespace(**{f"sequence[{i}]": s for i, s in enumerate(items)})
+        shape = tuple(items[0].shape)
+        for i, s in enumerate(items):
+            if tuple(s.shape) != shape or len(shape) != 1:
+                raise ValueError(
+                    f"sequence entries must be vectors of one shape; sequence[{i}] has "
+                    f"shape {tuple(s.shape)}, sequence[0] {shape}"
+                )
+        E = xp.stack(items, axis=0)
+    L = E.shape[0]
+    if L < 3:
+        raise ValueError(f"sequence needs at least 3 entries to extrapolate, got {L}")
+    if not backend.all_finite(E):
+        raise ValueError("sequence contains NaN or Inf")
+    if order is not None:
+        order = _checks.positive_int(order, "order")
+        if 2 * order + 1 > L:
+            raise ValueError(
+                f"order={order} needs at least {2 * order + 1} entries, got {L}"
+            )
+    dtype = backend.float_dtype(xp, E)
+    if E.dtype != dtype:
+        E = xp.astype(E, dtype)
+    return _wynn(xp, E, order)
+
+
+def _wynn(xp: Any, E: Any, order: int | None) -> WynnResult:
+    """The ε-table on ``E`` of shape ``(L, n)`` (validated), up to column
+    ``2·order`` (the highest even column when ``order`` is None)."""
+    L = E.shape[0]
+    top = 2 * ((L - 1) // 2) if order is None else 2 * order
+    tiny = 8 * backend.eps(E.dtype, xp)
+    prev = xp.zeros((L + 1, E.shape[1]), dtype=E.dtype, device=backend.device(E))
+    cur = E
+    last_even, before = (cur, 0), E[-1, :]
+    k = 0
+    while k < top:
+        D = cur[1:, :] - cur[:-1, :]
+        d2 = xp.sum(D * D, axis=1)
+        scale2 = xp.maximum(xp.sum(cur[1:, :] ** 2, axis=1), xp.sum(cur[:-1, :] ** 2, axis=1))
+        if bool(xp.any(d2 <= tiny * tiny * scale2)):
+            # Consecutive entries coincide: an even column has converged (its
+            # last entry is the limit); in an odd one the next column would
+            # divide by zero, so the last even column is the answer.
+            if k % 2 == 0:
+                return WynnResult(cur[-1, :], 0.0, k // 2)
+            break
+        prev, cur = cur, prev[1:-1, :] + D / d2[:, None]
+        k += 1
+        if k % 2 == 0:
+            before = last_even[0][-1, :]
+            last_even = (cur, k)
+    col, k = last_even
+    if col.shape[0] >= 2:
+        err = _norm(xp, col[-1, :] - col[-2, :])
+    else:
+        # A single entry: compare with the previous even column's last entry.
+        err = _norm(xp, col[-1, :] - before)
+    return WynnResult(col[-1, :], err, k // 2)
+
+
+# ---------------------------------------------------------------------------
+# saddle-free Newton
+# ---------------------------------------------------------------------------
+
+
+def _damped_coefficients(terms: int, mu: float) -> list[float]:
+    """Taylor coefficients ``c_k`` of ``1/(√(1 − x) + μ)``.
+
+    The paper's recursion ``c_k = (c_{k−1} + (−1)^k binom(1/2, k)) / (1 − μ²)``
+    subtracts nearly equal numbers and multiplies the rounding error by
+    ``1/(1 − μ²)`` per step (``(4/3)^100 ≈ 3e12`` for ``μ = 1/2``; undefined at
+    ``μ = 1``).  The same coefficients follow from inverting the power series
+    ``√(1 − x) + μ = (1 + μ) − Σ_{j≥1} a_j x^j`` with ``a_j > 0``:
+    ``c_k = Σ_{j=1}^{k} a_j c_{k−j} / (1 + μ)``, a sum of positive terms, exact
+    to a few ulps for every ``μ ≥ 0``.
+    """
+    a = [1.0]  # a_j = −(−1)^j binom(1/2, j) > 0 for j ≥ 1 (a_0 unused)
+    for j in range(1, terms):
+        a.append(a[-1] * (j - 1.5) / j if j > 1 else 0.5)
+    c = [1.0 / (1.0 + mu)]
+    for k in range(1, terms):
+        c.append(math.fsum(a[j] * c[k - j] for j in range(1, k + 1)) / (1.0 + mu))
+    return c
+
+
+def _quasi_coefficients(terms: int) -> list[float]:
+    """``C(2k, k)/4^k``: the Taylor coefficients of ``(1 − x)^(−1/2)``."""
+    d = [1.0]
+    for k in range(1, terms):
+        d.append(d[-1] * (2 * k - 1) / (2 * k))
+    return d
+
+
+_VARIANTS = ("damped", "quasi")
+_METHODS = ("series", "lanczos")
+
+
+def saddle_free_solve(
+    hvp: Callable[[Any], Any],
+    g: Any,
+    *,
+    damping: float,
+    scale: float | None = None,
+    terms: int = 20,
+    accelerate: bool | int = True,
+    variant: str = "damped",
+    method: str = "series",
+) -> SolveResult:
+    r"""Saddle-free Newton direction ``(|H| + damping·I)⁻¹ g`` from Hessian-vector products.
+
+    Parameters
+    ----------
+    hvp : callable
+        ``hvp(v) -> H v`` for ``v`` of shape ``(n,)`` in ``g``'s array library;
+        ``H`` symmetric, possibly indefinite.  Checked on its first call
+        (array of ``g``'s library, shape and dtype).
+    g : array, shape (n,)
+        The gradient (finite).  Not modified.
+    damping : float
+        ``λ ≥ 0``.  ``variant="damped"``: added to ``|H|`` (units of ``H``);
+        ``variant="quasi"``: added to ``H²`` (units of ``H²``).
+    scale : float, optional
+        The series scale ``V`` (units of ``H²``); the series converges iff
+        ``V > λ_max(H²)/2`` (``"damped"``) or ``V > (λ_max(H²) + λ)/2``
+        (``"quasi"``).  By default 16 Lanczos steps on ``H`` from a fixed
+        random vector estimate ``λ_max(|H|)`` by the largest ``|θ|`` and
+        ``V = (1.2 θ)²/2`` (``+ λ/2`` for ``"quasi"``); if the sum then
+        proves the estimate short, it restarts with a larger ``V``.  A
+        given ``scale`` that is too small is reported, never summed into
+        garbage.  Ignored by ``method="lanczos"``.
+    terms : int
+        ``"series"``: number of terms ``K`` (``2(K − 1)`` products).
+        ``"lanczos"``: number of Lanczos steps ``k`` (``k + 1`` products).
+    accelerate : bool or int
+        Apply Wynn's ε-algorithm to the last partial sums: ``True`` chooses
+        the order ``m = min(8, ⌊(K − 2)/2⌋)`` (keeping the last ``2m + 2``
+        partial sums in memory and returning the last entry of ``ε_{2m}``),
+        an int fixes ``m``, ``False`` returns the plain partial sum.  Ignored by ``method="lanczos"``.
+    variant : {"damped", "quasi"}
+        ``"damped"``: ``(|H| + λI)⁻¹ g``; ``"quasi"``: ``(H² + λI)^(-1/2) g``.
+    method : {"series", "lanczos"}
+        ``"series"``: the binomial series of the paper; ``"lanczos"``: a
+        Rayleigh–Ritz approximation in the Krylov space of ``H`` (below).
+
+    Returns
+    -------
+    SolveResult
+        ``x`` (``g``'s namespace, device and dtype), ``converged``,
+        ``iterations`` (terms summed, or Lanczos steps), ``residual_norm``
+        and ``info``.  The residual ``(|H| + λI)x − g`` cannot be formed
+        from products with ``H``, so ``residual_norm`` is ``nan``; ``info``
+        gives an error estimate instead (the last correction: the last term,
+        the ε-table's, or the change from ``k − 1`` to ``k`` Lanczos steps)
+        and the number of products used.  ``converged`` means the method ran
+        to its end without divergence or non-finite values; it does not
+        certify a tolerance.  On divergence ``x`` is the partial sum at the
+        smallest term seen and ``info`` names the scale to use.
+
+    Raises
+    ------
+    TypeError
+        ``hvp`` not callable or returning a non-array or another dtype;
+        ``g`` not an array; non-numeric ``damping``/``scale``; non-integer
+        ``terms``; ``accelerate`` neither bool nor int.
+    ValueError
+        ``g`` not a vector or containing NaN/Inf; ``hvp`` returning another
+        shape; ``damping < 0``; ``scale ≤ 0``; ``terms ≤ 0``;
+        ``accelerate < 0``; unknown ``variant`` or ``method``.
+
+    Notes
+    -----
+    Oldewage, Clarke & Hernández-Lobato, "Series of Hessian-vector products
+    for tractable saddle-free Newton optimisation of neural networks", TMLR
+    2024 (arXiv 2310.14901).  With ``X = I − H²/V`` and ``μ = λ/√V``,
+    ``|H| = √V (I − X)^{1/2}``, so
+
+    .. math::
+        (|H| + λI)^{-1} g = V^{-1/2} \sum_k c_k X^k g,\qquad
+        \sum_k c_k x^k = \frac{1}{\sqrt{1 − x} + μ},
+
+    ``c_0 = 1/(1 + μ)``, ``c_k = (c_{k−1} + (−1)^k \binom{1/2}{k})/(1 − μ²)``
+    (the paper's recursion; computed here by an equivalent positive-term
+    recursion that does not amplify rounding, see ``_damped_coefficients``).
+    ``"quasi"``: ``X = I − (H² + λI)/V`` and ``c_k = \binom{2k}{k}/4^k``
+    (the series of ``(1 − x)^{-1/2}``).  Each term costs two products
+    (``H(H u)``).  The coefficients decay like ``k^{-3/2}``, so the series
+    converges iff the spectrum of ``X`` lies in ``[−1, 1]``, i.e.
+    ``V ≥ λ_max(H²)/2``; for eigenvalues ``h`` with ``h² ≪ V`` the error
+    decays only like ``(1 − h²/V)^K``, which is what ε-acceleration (paper,
+    Sec. 3.3) and Lanczos improve on.  Divergence is proved during the sum by
+    the Rayleigh quotient ``ρ = ‖H u_k‖²/‖u_k‖² > 2V`` (a lower bound on
+    ``λ_max(H²)``, free from the products), or by a term twice its running
+    minimum (the terms of a convergent series never grow).
+
+    ``method="lanczos"`` (beyond the paper): ``k + 1`` Lanczos steps on ``H``
+    from ``g`` give ``H Q_k = Q_{k+1} \underline{T}_k``, hence the exact
+    projection ``M = Q_kᵀ H² Q_k = \underline{T}_kᵀ \underline{T}_k =
+    T_k² + β_k² e_k e_kᵀ`` and ``x = ‖g‖ Q_k f(M) e_1`` with
+    ``f(s) = 1/(√s + λ)`` (or ``(s + λ)^{-1/2}``), evaluated through the SVD
+    ``\underline{T}_k = U Σ Wᵀ`` as ``f(M) = W f(Σ²) Wᵀ`` (``σ`` is accurate to
+    ``eps·‖H‖`` where forming ``M`` would only give ``√eps·‖H‖``).  Using ``H²`` rather than
+    ``f(T) = 1/(|T| + λ)`` matters: ``f`` is smooth on the spectrum of the
+    positive semidefinite ``M`` (``λ_min(H²) ≤ θ ≤ λ_max(H²)``), whereas
+    Ritz values of an indefinite ``H`` can fall near 0, where ``|t|`` has its
+    kink, and spoil ``f(T)``; and projecting ``H²`` onto the Krylov space of
+    ``H`` (dimension ``k``) uses twice the space that Lanczos on ``H²`` gets
+    for the same products.  The result is exact for even polynomials of
+    degree ``< k`` and, ``f`` being a Stieltjes function, close to the best
+    approximation from the Krylov space.  If the Krylov space becomes
+    invariant the result is exact.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> H = np.array([[1.0, 2.0], [2.0, -2.0]])   # eigenvalues −3 and 2
+    >>> g = np.array([1.0, 0.0])
+    >>> w, U = np.linalg.eigh(H)
+    >>> exact = U @ ((U.T @ g) / (np.abs(w) + 0.5))
+    >>> res = saddle_free_solve(lambda v: H @ v, g, damping=0.5, terms=30)
+    >>> res.converged, bool(np.allclose(res.x, exact, atol=1e-6))
+    (True, True)
+    >>> res = saddle_free_solve(lambda v: H @ v, g, damping=0.5, terms=30, accelerate=False)
+    >>> bool(np.allclose(res.x, exact, atol=1e-3))
+    True
+
+    A scale below ``λ_max(H²)/2 = 4.5`` is detected:
+
+    >>> res = saddle_free_solve(lambda v: H @ v, g, damping=0.5, scale=3.0)
+    >>> res.converged, "scale" in res.info
+    (False, True)
+    """
+    xp, g, H = _prepare(hvp, g, "g")
+    damping = _checks.nonnegative(damping, "damping")
+    terms = _checks.positive_int(terms, "terms")
+    if variant not in _VARIANTS:
+        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if scale is not None:
+        scale = _checks.positive(scale, "scale")
+    if isinstance(accelerate, bool):
+        order = None if accelerate else 0
+    elif isinstance(accelerate, int):
+        if accelerate < 0:
+            raise ValueError(f"accelerate must be a bool or an order ≥ 0, got {accelerate}")
+        order = int(accelerate)
+    else:
+        raise TypeError(f"accelerate must be a bool or an int, got {type(accelerate).__name__}")
+
+    norm_g = _norm(xp, g)
+    if norm_g == 0.0:
+        return SolveResult(
+            xp.zeros_like(g), True, 0, 0.0, "g is zero: x = 0 (0 Hessian-vector products)"
+        )
+    if method == "lanczos":
+        return _sfn_lanczos(xp, H, g, norm_g, damping, terms, variant)
+    return _sfn_series(xp, H, g, norm_g, damping, scale, terms, order, variant)
+
+
+def _sfn_series(
+    xp: Any, H: _Hvp, g: Any, norm_g: float, lam: float, scale: float | None,
+    terms: int, order: int | None, variant: str,
+) -> SolveResult:
+    n, dtype, dev = g.shape[0], g.dtype, backend.device(g)
+    auto = scale is None
+    shift = lam if variant == "quasi" else 0.0  # X = I − (H² + shift)/V
+    extra = ""
+    if auto:
+        try:
+            lo, hi = _ritz_extremes(H, xp, n, dtype, dev)
+        except _NonFinite:
+            return SolveResult(
+                g * 0.0, False, 0, math.nan,
+                f"hvp returned NaN or Inf while estimating the scale ({_hvps(H)})",
+            )
+        top = max(abs(lo), abs(hi))
+        scale = (_MARGIN * top) ** 2 / 2.0 + shift / 2.0
+        if not scale > 0.0:  # H = 0 on the sampled space; any scale works
+            scale = 1.0
+        extra = f", scale=None → V = {scale:.3e}"
+
+    if order is None:
+        m = max(0, min(_MAX_ORDER, (terms - 2) // 2))
+    else:
+        m = order
+        if m > 0 and 2 * m + 1 > terms:
+            raise ValueError(
+                f"accelerate={m} needs terms ≥ {2 * m + 1} partial sums, got terms={terms}"
+            )
+    keep = 0 if m == 0 else min(terms, 2 * m + 2)
+    machine_eps = backend.eps(dtype, xp)
+    interval = backend.sync_interval(g)
+
+    for attempt in range(_MAX_RESTARTS + 1):
+        V = scale
+        if variant == "damped":
+            coef = _damped_coefficients(terms, lam / math.sqrt(V))
+        else:
+            coef = _quasi_coefficients(terms)
+        decay = 1.0 - shift / V
+        u = g
+        S = coef[0] * g
+        sums = [S] if keep else []
+        best = (norm_g, S, 1)
+        min_norm = norm_g
+        status, rho_max, last = "", 0.0, coef[0] * norm_g
+        k = 1
+        while k < terms:
+            w = H(u)
+            z = H(w)
+            u_next = (u - z / V) if decay == 1.0 else (decay * u - z / V)
+            S = S + coef[k] * u_next
+            k += 1
+            if keep:
+                sums.append(S)
+                if len(sums) > keep:
+                    sums.pop(0)
+            if k % interval == 0 or k == terms:
+                un = _norm(xp, u_next)
+                if not math.isfinite(un) or not math.isfinite(_norm(xp, S)):
+                    status = "nonfinite"
+                    break
+                u2 = backend.to_float(xp.vecdot(u, u))
+                rho = backend.to_float(xp.vecdot(w, w)) / u2 if u2 > 0 else 0.0
+                rho_max = max(rho_max, rho)
+                # ρ ≤ λ_max(H²) on the Krylov space of g: a proof of divergence.
+                if rho + shift > 2.0 * V * (1.0 + 100 * machine_eps):
+                    status = "scale"
+                    break
+                if un > _GROWTH * min_norm + 1e3 * machine_eps * norm_g:
+                    status = "growth"
+                    break
+                min_norm = min(min_norm, un)
+                last = abs(coef[k - 1]) * un
+                if un <= best[0]:
+                    best = (un, S, k)
+            u = u_next
+        if status in ("scale", "growth") and auto and attempt < _MAX_RESTARTS:
+            scale = max(2.0 * V, (_MARGIN**2 * rho_max + shift) / 2.0)
+            extra = f", scale=None → V = {scale:.3e} after restarting on divergence"
+            continue
+        break
+
+    root = math.sqrt(V)
+    if status:
+        _, S_best, k_best = best
+        if status == "nonfinite":
+            why = (
+                f"non-finite values after {k} terms: hvp returned NaN or Inf (or the "
+                "series overflowed)"
+            )
+        else:
+            need = (rho_max + shift) / 2.0
+            why = (
+                f"the series diverges: scale V = {V:.3e} is too small "
+                + (f"(λ_max(H²) ≥ {rho_max:.3e} needs V > {need:.3e}); " if rho_max + shift > 2 * V
+                   else "(the terms grew); ")
+                + f"use scale ≥ {max(_MARGIN**2 * need, 2 * V):.3e} or scale=None"
+            )
+        return SolveResult(
+            S_best / root, False, k_best, math.nan,
+            f"{why}; x is the partial sum of {k_best} terms at the smallest term "
+            f"({_hvps(H)}{extra})",
+        )
+    x, err, how = S, last, "plain series"
+    if keep and len(sums) >= 3:
+        acc = _wynn(xp, xp.stack(sums, axis=0), m)
+        if backend.all_finite(acc.x):
+            x, err = acc.x, acc.error
+            how = f"Wynn ε of order {acc.order} on the last {len(sums)} partial sums"
+        else:
+            how = "plain series (the ε-table was not finite)"
+    return SolveResult(
+        x / root, True, k, math.nan,
+        f"summed {k} terms, {how}; estimated relative error "
+        f"{err / max(_norm(xp, x), 1e-300):.3e} "
+        f"({_hvps(H)}{extra})",
+    )
+
+
+def _sfn_lanczos(
+    xp: Any, H: _Hvp, g: Any, norm_g: float, lam: float, terms: int, variant: str
+) -> SolveResult:
+    n, dtype = g.shape[0], g.dtype
+    res = lanczos(from_matvec(H, (n, n), dtype), g, min(terms + 1, n))
+    T = _tridiagonal(xp, res.alpha, res.beta)
+    m = res.Q.shape[1]
+    if not backend.all_finite(T):
+        return SolveResult(
+            g * 0.0, False, 0, math.nan,
+            f"hvp returned NaN or Inf during Lanczos ({_hvps(H)})",
+        )
+    if m == terms + 1:
+        # H Q_k = Q_{k+1} T̲_k with T̲_k the first k columns of T_{k+1}.
+        k, exact = terms, False
+    else:
+        # Invariant subspace (or k = n): H Q_m = Q_m T_m and the result is exact.
+        k, exact = m, True
+    machine_eps = backend.eps(dtype, xp)
+
+    def coefficients(Tk: Any) -> tuple[Any, float, float]:
+        # Q_kᵀ H² Q_k = T̲ᵀT̲: its eigenpairs are the squared singular values and
+        # right singular vectors of T̲, which the SVD gets to eps·‖H‖ absolute
+        # accuracy (forming T̲ᵀT̲ would lose half the digits near h = 0).
+        _, sig, Vh = backend.svd(Tk)
+        f = 1.0 / (sig + lam) if variant == "damped" else 1.0 / xp.sqrt(sig * sig + lam)
+        return xp.matrix_transpose(Vh) @ (f * Vh[:, 0]), backend.to_float(xp.min(sig)), backend.to_float(xp.max(sig))
+
+    y, s_min, s_max = coefficients(T[:, :k])
+    # Singular values carry absolute errors ~eps·‖H‖: a denominator below that
+    # is rounding noise, not curvature.
+    if variant == "damped":
+        floor, denom = 10.0 * machine_eps * s_max, s_min + lam
+    else:
+        floor, denom = (10.0 * machine_eps * s_max) ** 2, s_min * s_min + lam
+    if not denom > floor or not backend.all_finite(y):
+        return SolveResult(
+            g * 0.0, False, k, math.nan,
+            f"{'|H|' if variant == 'damped' else 'H²'} + damping·I is numerically singular on "
+            "the Krylov space of g (H has an eigenvalue within rounding of 0), so the "
+            f"result would be noise; use damping ≥ {max(10 * floor, 1e-300):.1e} ({_hvps(H)})",
+        )
+    x = norm_g * (res.Q[:, :k] @ y)
+    if exact:
+        err = 0.0
+    elif k > 1:
+        y_prev = coefficients(T[:k, : k - 1])[0]
+        zero = xp.zeros((1,), dtype=dtype, device=backend.device(g))
+        err = norm_g * _norm(xp, y - xp.concat([y_prev, zero]))
+    else:
+        err = math.inf
+    norm_x = _norm(xp, x)
+    rel = err / norm_x if norm_x > 0 else err
+    how = "exact (invariant Krylov space)" if exact else f"estimated relative error {rel:.3e}"
+    return SolveResult(x, True, k, math.nan, f"{k} Lanczos steps, {how} ({_hvps(H)})")
