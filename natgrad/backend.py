@@ -66,7 +66,6 @@ __all__ = [
     "qr",
     "svd",
     "gram",
-    "gram_chunked",
     "normal",
     "to_namespace",
     "is_scipy_operator",
@@ -445,28 +444,6 @@ def svd(A: Any) -> tuple[Any, Any, Any]:
     return U, s, Vh
 
 
-def gram(U: Any) -> Any:
-    """The symmetric product ``U Uᵀ`` of an ``(N, P)`` matrix.
-
-    On NumPy this calls BLAS ``syrk``, which computes one triangle only and so
-    needs half the flops of ``U @ U.T``; the other triangle is mirrored.  Other
-    backends use a plain matrix product.
-    """
-    xp = namespace(U=U)
-    if U.ndim != 2:
-        raise ValueError(f"U must be 2-D, got shape {tuple(U.shape)}")
-    if is_numpy(xp) and U.dtype in (numpy.float32, numpy.float64) and U.shape[0] > 1:
-        (syrk,) = scipy.linalg.blas.get_blas_funcs(("syrk",), (U,))
-        # U Uᵀ = (Uᵀ)ᵀ (Uᵀ); Uᵀ of a C-ordered U is Fortran-ordered: no copy.
-        C = syrk(1.0, U.T, trans=1, lower=0)
-        upper = numpy.triu(C, 1)
-        return numpy.triu(C) + upper.T
-    G = U @ xp.matrix_transpose(U)
-    # Blocked GEMM kernels round the two triangles differently; exact symmetry
-    # matters to eigh and to callers comparing triangles.
-    return 0.5 * (G + xp.matrix_transpose(G))
-
-
 # ---------------------------------------------------------------------------
 # random numbers
 # ---------------------------------------------------------------------------
@@ -563,22 +540,25 @@ def is_scipy_operator(obj: Any) -> bool:
     return isinstance(obj, scipy.sparse.linalg.LinearOperator) or scipy.sparse.issparse(obj)
 
 
-def gram_chunked(U: Any, *, block_size: int | None = None) -> Any:
-    """The symmetric product ``U Uᵀ`` of an ``(N, P)`` matrix without copying ``U``.
+def gram(U: Any, *, block_size: int | None = None) -> Any:
+    """The symmetric product ``U Uᵀ`` of an ``(N, P)`` matrix, without copying ``U``.
 
-    Like :func:`gram`, but on NumPy it never copies ``U``: a C-ordered ``U``
+    On NumPy this calls BLAS ``syrk``, which computes one triangle only and so
+    needs half the flops of ``U @ U.T``, and it never copies ``U``: a C-ordered ``U``
     (or a transposed view of one) and an F-ordered ``U`` go to BLAS ``syrk``
     as they are, and any other layout (a strided view) is fed to ``syrk`` in
     column blocks of ``block_size`` columns (default: about 32 MiB each) that
     accumulate into one ``(N, N)`` result.  Peak memory is therefore ``U``
     plus a few ``N × N`` arrays and at most one block.  Other backends use a
-    plain matrix product (which reads ``U`` in place) and symmetrise it.
+    plain matrix product (which reads ``U`` in place) and symmetrise it, since
+    blocked GEMM kernels round the two triangles differently.
     """
     xp = namespace(U=U)
     if U.ndim != 2:
         raise ValueError(f"U must be 2-D, got shape {tuple(U.shape)}")
     if not (is_numpy(xp) and U.dtype in (numpy.float32, numpy.float64) and U.shape[0] > 1):
-        return gram(U)
+        G = U @ xp.matrix_transpose(U)
+        return 0.5 * (G + xp.matrix_transpose(G))
     n, p = U.shape
     (syrk,) = scipy.linalg.blas.get_blas_funcs(("syrk",), (U,))
     if U.flags.f_contiguous:

@@ -1,4 +1,4 @@
-"""Tests for natgrad.linalg.woodbury (and backend.gram_chunked) on every backend,
+"""Tests for natgrad.linalg.woodbury (and backend.gram) on every backend,
 against float64 NumPy references.
 
 Tolerances are stated as multiples of ``κ·eps``: the forward error any
@@ -287,11 +287,11 @@ def test_property_matches_dense(N, P, log_lam, log_spread, seed):
 @settings(max_examples=15, deadline=None)
 @given(N=st.integers(2, 30), P=st.integers(1, 60), order=st.sampled_from(["C", "F", "strided"]),
        dtype=st.sampled_from(["float32", "float64"]), block=st.integers(1, 7))
-def test_gram_chunked_any_layout(N, P, order, dtype, block):
+def test_gram_any_layout(N, P, order, dtype, block):
     rng = np.random.default_rng(N * 100 + P)
     base = rng.standard_normal((N, 2 * P)).astype(dtype)
     U = {"C": np.ascontiguousarray(base[:, :P]), "F": np.asfortranarray(base[:, :P]), "strided": base[:, ::2]}[order]
-    G = backend.gram_chunked(U, block_size=block)
+    G = backend.gram(U, block_size=block)
     ref = U.astype(np.float64) @ U.T.astype(np.float64)
     eps = np.finfo(dtype).eps
     assert G.dtype == np.dtype(dtype) and np.array_equal(G, G.T)
@@ -300,7 +300,7 @@ def test_gram_chunked_any_layout(N, P, order, dtype, block):
 
 def test_gram_chunked_other_backends(xp):
     U = np.random.default_rng(19).standard_normal((7, 13))
-    G = to_numpy(backend.gram_chunked(from_numpy(xp, U)))
+    G = to_numpy(backend.gram(from_numpy(xp, U)))
     np.testing.assert_allclose(G, U @ U.T, rtol=1e-13, atol=1e-13)
     np.testing.assert_array_equal(G, G.T)
 

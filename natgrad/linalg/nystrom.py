@@ -185,7 +185,7 @@ class LowRankPSD(LinearOperator):
     def to_dense(self, xp: Any = None) -> Any:
         xp = self.xp
         if self.factor is not None:
-            return backend.gram_chunked(self.factor)
+            return backend.gram(self.factor)
         W = self._V * self._s
         return W @ xp.matrix_transpose(self._V)
 

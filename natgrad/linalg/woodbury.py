@@ -179,7 +179,7 @@ class Woodbury:
 
     ``UUᵀ`` is formed by a symmetric rank-k update (BLAS ``syrk`` on NumPy,
     half the flops of ``U @ U.T``) without copying ``U``
-    (:func:`natgrad.backend.gram_chunked`), so peak memory is ``U`` plus a few
+    (:func:`natgrad.backend.gram`), so peak memory is ``U`` plus a few
     ``N × N`` arrays.  Whether ``U`` is finite is read off the diagonal of
     ``UUᵀ`` (a sum of squares of each row, NaN or Inf exactly when the row
     is), which avoids another pass over ``U``.
@@ -238,7 +238,7 @@ class Woodbury:
         self.side = ("sample" if N <= P else "parameter") if side == "auto" else side
 
         Ut = xp.matrix_transpose(self.U)
-        G = backend.gram_chunked(self.U if self.side == "sample" else Ut)
+        G = backend.gram(self.U if self.side == "sample" else Ut)
         diag = xp.linalg.diagonal(G)
         if not backend.all_finite(diag):
             if not backend.all_finite(self.U):
