@@ -1,0 +1,366 @@
+"""Tests for natgrad.optim on every backend, with a small explicit model whose
+Jacobian and Hessian are known in closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import from_numpy, to_numpy
+from natgrad import backend
+from natgrad.linalg import FactorizationWarning
+from natgrad.optim import (
+    ENGD,
+    FNGD,
+    SPRING,
+    Adam,
+    GradientFlow,
+    SaddleFreeNewton,
+    fit,
+    gauss_newton_direction,
+)
+
+
+class TanhRegression:
+    """r_i(θ) = tanh(x_iᵀθ) − y_i ("squared") or ℓ_i = ½ r_i² ("mean"), written
+    with the array-API namespace of X so it runs on every backend."""
+
+    def __init__(self, X, y, params, loss="squared"):
+        self.X, self.y, self.params, self.loss = X, y, params, loss
+        self.xp = backend.namespace(X=X)
+
+    def _parts(self, p):
+        t = self.xp.tanh(self.X @ p)
+        return t, t - self.y, 1.0 - t * t  # tanh, residual, tanh'
+
+    def residuals(self, p, batch):
+        _, r, _ = self._parts(p)
+        return r if self.loss == "squared" else 0.5 * r * r
+
+    def jacobian(self, p, batch):
+        _, r, dt = self._parts(p)
+        J = dt[:, None] * self.X
+        return J if self.loss == "squared" else r[:, None] * J
+
+    def jvp(self, p, batch, v):
+        return self.jacobian(p, batch) @ v
+
+    def vjp(self, p, batch, u):
+        return self.xp.matrix_transpose(self.jacobian(p, batch)) @ u
+
+    def loss_and_grad(self, p, batch):
+        _, r, dt = self._parts(p)
+        g = self.xp.matrix_transpose(self.X) @ (r * dt)
+        if self.loss == "squared":
+            return 0.5 * self.xp.vecdot(r, r), g
+        n = r.shape[0]
+        return 0.5 * self.xp.vecdot(r, r) / n, g / n
+
+    def hvp(self, p, batch, v):
+        t, r, dt = self._parts(p)
+        Xv = self.X @ v
+        # ∇²(½ Σ r²) = Jᵀ J + Σ r_i ∇² r_i,  ∇² r_i = −2 t_i t_i' x_i x_iᵀ
+        w = dt * dt + r * (-2.0 * t * dt)
+        hv = self.xp.matrix_transpose(self.X) @ (w * Xv)
+        return hv if self.loss == "squared" else hv / r.shape[0]
+
+
+def make_model(xp, n=12, p=30, loss="squared", seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)) / np.sqrt(p)
+    theta_true = rng.standard_normal(p)
+    y = np.tanh(X @ theta_true) * 0.9
+    params = 0.1 * rng.standard_normal(p)
+    return TanhRegression(from_numpy(xp, X, dtype), from_numpy(xp, y, dtype), from_numpy(xp, params, dtype), loss)
+
+
+def loss_np(model, params):
+    r = to_numpy(model.residuals(params, None))
+    return 0.5 * r @ r if model.loss == "squared" else r.mean()
+
+
+OPTIMISERS = {
+    "engd-woodbury": lambda: ENGD(damping=1e-6),
+    "engd-dense": lambda: ENGD(damping=1e-6, solver="dense"),
+    "engd-nystrom": lambda: ENGD(damping=1e-6, solver="nystrom", rank=6),
+    "engd-cg": lambda: ENGD(damping=1e-6, solver="cg"),
+    "spring": lambda: SPRING(damping=1e-6, momentum=0.5),
+    "spring-lr-cap": lambda: SPRING(damping=1e-6, momentum=0.5, lr=0.5, norm_cap=1.0),
+    "sfn-series": lambda: SaddleFreeNewton(damping=1.0, terms=10),
+    "sfn-lanczos": lambda: SaddleFreeNewton(damping=0.1, method="lanczos", terms=10, adapt_damping=True),
+    "flow-euler": lambda: GradientFlow(lr=0.5),
+    "flow-heun": lambda: GradientFlow(lr=0.5, method="heun"),
+    "flow-rk4": lambda: GradientFlow(lr=0.5, method="rk4"),
+    "flow-ab2": lambda: GradientFlow(lr=0.5, method="ab2"),
+    "adam": lambda: Adam(lr=0.05),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMISERS))
+def test_every_optimiser_decreases_the_loss(xp, name):
+    model = make_model(xp)
+    opt = OPTIMISERS[name]()
+    params = model.params
+    start = loss_np(model, params)
+    for _ in range(5):
+        params, info = opt.step(params, model, None)
+        assert isinstance(info["loss"], float)
+        assert "time" in info
+    assert backend.namespace(params) is xp
+    assert tuple(params.shape) == (30,)
+    assert loss_np(model, params) < 0.5 * start
+    np.testing.assert_array_equal(to_numpy(model.params), to_numpy(make_model(xp).params))  # not mutated
+
+
+def test_fngd_decreases_the_mean_loss(xp):
+    model = make_model(xp, n=40, p=10, loss="mean")
+    opt = FNGD(damping=1e-2, lr=0.3, refresh_every=2, momentum=0.3)
+    params, start = model.params, loss_np(model, model.params)
+    for _ in range(8):
+        params, info = opt.step(params, model, None)
+    assert loss_np(model, params) < 0.5 * start
+
+
+def test_engd_solvers_agree_at_full_rank(xp):
+    model = make_model(xp, n=10, p=25)
+    J = model.jacobian(model.params, None)
+    r = model.residuals(model.params, None)
+    Jn, rn = to_numpy(J), to_numpy(r)
+    lam = 1e-3
+    ref = np.linalg.solve(Jn.T @ Jn + lam * np.eye(25), Jn.T @ rn)
+    for solver, kw in (("woodbury", {}), ("dense", {}), ("nystrom", {"rank": 10})):
+        d, _ = gauss_newton_direction(J, r, lam, solver=solver, **kw)
+        np.testing.assert_allclose(to_numpy(d), ref, rtol=1e-6, atol=1e-9, err_msg=solver)
+    d_cg, r_cg, details = ENGD(damping=lam, solver="cg", cg_rtol=1e-12).direction(model.params, model, None)
+    np.testing.assert_allclose(to_numpy(d_cg), ref, rtol=1e-6, atol=1e-9)
+    assert details["cg_converged"]
+    d_pcg, _, details = ENGD(damping=lam, solver="cg", rank=5, cg_rtol=1e-12).direction(model.params, model, None)
+    np.testing.assert_allclose(to_numpy(d_pcg), ref, rtol=1e-6, atol=1e-9)
+
+
+def test_engd_dense_falls_back_when_cholesky_fails():
+    rng = np.random.default_rng(3)
+    J = rng.standard_normal((4, 12)) * 1e4  # JᵀJ is rank 4; λ far below eps·‖J‖²
+    r = rng.standard_normal(4)
+    with pytest.warns(FactorizationWarning):
+        d, details = gauss_newton_direction(J, r, 1e-20, solver="dense")
+    assert details["factorisation"] != "cholesky"
+    assert np.all(np.isfinite(d))
+    # the damped least-squares solution: J d ≈ r on the range of J
+    np.testing.assert_allclose(J @ d, r, rtol=1e-5)
+
+
+def test_spring_with_zero_momentum_equals_engd_woodbury(xp):
+    model = make_model(xp)
+    engd, spring = ENGD(damping=1e-4), SPRING(damping=1e-4, momentum=0.0)
+    p1 = p2 = model.params
+    for _ in range(3):
+        p1, i1 = engd.step(p1, model, None)
+        p2, i2 = spring.step(p2, model, None)
+        assert i1["lr"] == i2["lr"]
+        np.testing.assert_allclose(to_numpy(p1), to_numpy(p2), rtol=1e-10, atol=1e-12)
+
+
+def test_spring_momentum_recursion_and_bias_correction():
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    model = make_model(xp_np)
+    lam, mu = 1e-3, 0.8
+    opt = SPRING(damping=lam, momentum=mu, lr=0.3)
+    params, phi = model.params, np.zeros(30)
+    for k in range(1, 4):
+        J, r = model.jacobian(params, None), model.residuals(params, None)
+        phi = mu * phi + J.T @ np.linalg.solve(J @ J.T + lam * np.eye(J.shape[0]), r - mu * J @ phi)
+        expected = params - 0.3 * phi / np.sqrt(1 - mu ** (2 * k))
+        params, info = opt.step(params, model, None)
+        np.testing.assert_allclose(params, expected, rtol=1e-10)
+
+
+def test_spring_norm_cap():
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    model = make_model(xp_np)
+    opt = SPRING(damping=1e-3, momentum=0.0, lr=10.0, norm_cap=1e-4)
+    p, info = opt.step(model.params, model, None)
+    assert np.linalg.norm(p - model.params) == pytest.approx(1e-2, rel=1e-10)  # √C
+
+
+def test_fngd_direction_is_damped_fisher_ngd(xp):
+    model = make_model(xp, n=15, p=8, loss="mean")
+    lam = 1e-2
+    opt = FNGD(damping=lam, lr=1.0)
+    p1, info = opt.step(model.params, model, None)
+    assert info["refreshed"]
+    U = to_numpy(model.jacobian(model.params, None))  # rows: per-sample gradients
+    N = U.shape[0]
+    F = U.T @ U / N
+    g = U.mean(axis=0)
+    expected = np.linalg.solve(F + lam * np.eye(8), g)
+    np.testing.assert_allclose(to_numpy(model.params) - to_numpy(p1), expected, rtol=1e-8)
+
+
+def test_fngd_reuses_coefficients_between_refreshes(xp):
+    model = make_model(xp, n=15, p=8, loss="mean")
+    opt = FNGD(damping=1e-2, lr=0.5, refresh_every=3)
+    p = model.params
+    refreshed, alphas = [], []
+    for k in range(6):
+        before = p
+        p, info = opt.step(p, model, None)
+        refreshed.append(info["refreshed"])
+        alphas.append(to_numpy(opt.alpha).copy())
+        if k == 1:  # a reuse step: new per-sample gradients, the old weights
+            U = to_numpy(model.jacobian(before, None))
+            np.testing.assert_allclose(to_numpy(before) - to_numpy(p), 0.5 * U.T @ alphas[0], rtol=1e-10)
+    assert refreshed == [True, False, False, True, False, False]
+    np.testing.assert_array_equal(alphas[0], alphas[2])
+    assert not np.array_equal(alphas[2], alphas[3])
+
+
+class Quadratic:
+    """f(θ) = ½ θᵀHθ − bᵀθ with an explicit (possibly indefinite) H."""
+
+    loss = "mean"
+
+    def __init__(self, xp, H, b):
+        self.H, self.b = from_numpy(xp, H), from_numpy(xp, b)
+        self.params = from_numpy(xp, np.zeros(len(b)))
+        self.xp = xp
+
+    def residuals(self, p, batch):
+        return self.xp.reshape(self.loss_and_grad(p, batch)[0], (1,))
+
+    def loss_and_grad(self, p, batch):
+        Hp = self.H @ p
+        return 0.5 * self.xp.vecdot(p, Hp) - self.xp.vecdot(self.b, p), Hp - self.b
+
+    def hvp(self, p, batch, v):
+        return self.H @ v
+
+
+@pytest.mark.parametrize("method,terms,tol", [("lanczos", 30, 1e-8), ("series", 200, 1e-3)])
+def test_saddle_free_newton_step_on_indefinite_quadratic(xp, method, terms, tol):
+    rng = np.random.default_rng(5)
+    Q, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    eigs = np.linspace(0.3, 1.0, 30) * np.where(np.arange(30) % 3 == 0, -1.0, 1.0)
+    H = (Q * eigs) @ Q.T
+    b = rng.standard_normal(30)
+    lam = 0.1
+    model = Quadratic(xp, H, b)
+    opt = SaddleFreeNewton(damping=lam, terms=terms, method=method, accelerate=False)
+    p, info = opt.step(model.params, model, None)
+    absH = (Q * np.abs(eigs)) @ Q.T
+    expected = -np.linalg.solve(absH + lam * np.eye(30), -b)  # g = −b at θ = 0
+    np.testing.assert_allclose(to_numpy(p), expected, rtol=tol, atol=tol * np.abs(expected).max())
+
+
+def test_rk4_is_fourth_order_on_a_quadratic(xp):
+    rng = np.random.default_rng(6)
+    Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    eigs = np.linspace(0.5, 2.0, 6)
+    H = (Q * eigs) @ Q.T
+    b = rng.standard_normal(6)
+    model = Quadratic(xp, H, b)
+    theta_star = np.linalg.solve(H, b)
+    T = 1.0
+    exact = theta_star + Q @ (np.exp(-eigs * T) * (Q.T @ (0.0 - theta_star)))
+    errors = {}
+    for method in ("euler", "heun", "rk4"):
+        errors[method] = []
+        for h in (0.1, 0.05):
+            opt, p = GradientFlow(lr=h, method=method), model.params
+            for _ in range(round(T / h)):
+                p, _ = opt.step(p, model, None)
+            errors[method].append(np.linalg.norm(to_numpy(p) - exact))
+    order = {m: np.log2(e[0] / e[1]) for m, e in errors.items()}
+    assert order["euler"] == pytest.approx(1.0, abs=0.15)
+    assert order["heun"] == pytest.approx(2.0, abs=0.15)
+    assert order["rk4"] == pytest.approx(4.0, abs=0.2)
+
+
+def test_ab2_is_second_order_after_the_start():
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    H = np.diag([0.5, 1.0, 2.0])
+    b = np.ones(3)
+    model = Quadratic(xp_np, H, b)
+    exact = np.linalg.solve(H, b) * (1 - np.exp(-np.diag(H) * 1.0))
+    errs = []
+    for h in (0.02, 0.01):
+        opt, p = GradientFlow(lr=h, method="ab2"), model.params
+        for _ in range(round(1.0 / h)):
+            p, _ = opt.step(p, model, None)
+        errs.append(np.linalg.norm(p - exact))
+    assert np.log2(errs[0] / errs[1]) == pytest.approx(2.0, abs=0.3)
+
+
+def test_line_search_takes_no_step_at_a_minimum():
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((5, 8))
+    theta = rng.standard_normal(8)
+    model = TanhRegression(X, np.tanh(X @ theta), theta, "squared")  # zero residual at θ
+    p, info = ENGD(damping=1e-6).step(model.params, model, None)
+    assert info["step_taken"] is False and info["lr"] == 0.0
+    assert "no step" in info["message"]
+    np.testing.assert_array_equal(p, theta)
+
+
+def test_fit_records_history_and_stops_on_callback():
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    model = make_model(xp_np)
+    seen = []
+    params, hist = fit(
+        ENGD(damping=1e-6), model, None, 10, callback=lambda s, p, i: seen.append(s) or s == 4,
+        progress=False, metric=lambda p: float(np.linalg.norm(p)),
+    )
+    assert hist["step"] == [1, 2, 3, 4] and seen == [1, 2, 3, 4]
+    assert len(hist["loss"]) == 4 and all(t >= 0 for t in hist["step_time"])
+    assert hist["metric_step"][0] == 0 and len(hist["metric"]) >= 2
+    assert hist["loss"][-1] < hist["loss"][0]
+    batches = iter([None] * 3)
+    _, hist = fit(Adam(lr=0.01), model, batches, 3, progress=False)
+    assert hist["step"] == [1, 2, 3]
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        fit(Adam(), model, None, 0)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="damping must be a finite positive"):
+        ENGD(damping=0.0)
+    with pytest.raises(ValueError, match="damping must be a finite positive"):
+        SPRING(damping=-1.0, momentum=0.5)
+    with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\)"):
+        SPRING(damping=1e-3, momentum=1.0)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        ENGD(damping=1e-3, solver="qr")
+    with pytest.raises(ValueError, match="method must be one of"):
+        GradientFlow(lr=0.1, method="rk45")
+    with pytest.raises(ValueError, match="method must be one of"):
+        SaddleFreeNewton(damping=0.1, method="exact")
+    with pytest.raises(ValueError, match="terms must be an int"):
+        SaddleFreeNewton(damping=0.1, terms=0)
+    with pytest.raises(ValueError, match="refresh_every must be an int"):
+        FNGD(damping=0.1, refresh_every=0)
+    with pytest.raises(ValueError, match="lr must be a finite positive"):
+        GradientFlow(lr=-0.1)
+    with pytest.raises(TypeError, match="damping must be a real number"):
+        ENGD(damping="big")
+
+
+def test_model_mismatches_are_named():
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    squared = make_model(xp_np)
+    mean = make_model(xp_np, loss="mean")
+    with pytest.raises(ValueError, match="FNGD needs a model whose outputs are per-sample losses"):
+        FNGD(damping=0.1).step(squared.params, squared, None)
+    with pytest.raises(ValueError, match="ENGD needs a model whose outputs are residuals"):
+        ENGD(damping=0.1).step(mean.params, mean, None)
+
+    class NoHvp:
+        loss = "squared"
+        params = squared.params
+        residuals = squared.residuals
+        loss_and_grad = squared.loss_and_grad
+
+    with pytest.raises(TypeError, match=r"model must provide hvp\(\) for SaddleFreeNewton"):
+        SaddleFreeNewton(damping=0.1).step(squared.params, NoHvp(), None)
+    with pytest.raises(TypeError, match=r"model must provide jacobian\(\)"):
+        ENGD(damping=0.1).step(squared.params, NoHvp(), None)
