@@ -364,3 +364,36 @@ def test_model_mismatches_are_named():
         SaddleFreeNewton(damping=0.1).step(squared.params, NoHvp(), None)
     with pytest.raises(TypeError, match=r"model must provide jacobian\(\)"):
         ENGD(damping=0.1).step(squared.params, NoHvp(), None)
+
+
+class RowSubset(TanhRegression):
+    """The tanh regression restricted to the rows named by the batch."""
+
+    def residuals(self, p, batch):
+        return super().residuals(p, None)[batch]
+
+    def jacobian(self, p, batch):
+        return super().jacobian(p, None)[batch, :]
+
+
+def test_fngd_keeps_weights_per_batch_key():
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    base = make_model(xp_np, n=20, p=6, loss="mean")
+    model = RowSubset(base.X, base.y, base.params, "mean")
+    batches = [np.arange(0, 10), np.arange(10, 20)]
+    opt = FNGD(damping=1e-2, lr=0.2, refresh_every=2)
+    p, refreshed = model.params, []
+    for epoch in range(3):
+        for key, rows in enumerate(batches):
+            before = p
+            p, info = opt.step(p, model, rows, batch_key=key)
+            refreshed.append(info["refreshed"])
+            U = model.jacobian(before, rows)
+            # the weights used are those of THIS batch: fresh ones on a refresh
+            if info["refreshed"]:
+                expected = np.linalg.solve(U @ U.T + 1e-2 * 10 * np.eye(10), np.ones(10))
+                np.testing.assert_allclose(opt.alpha, expected, rtol=1e-10)
+            np.testing.assert_allclose(before - p, 0.2 * U.T @ opt.alpha, rtol=1e-10)
+    assert refreshed == [True, True, False, False, True, True]
+    full = make_model(xp_np, n=20, p=6, loss="mean")
+    assert loss_np(full, p) < loss_np(full, full.params)

@@ -23,16 +23,21 @@ class FNGD:
 
     and the update is ``θ ← θ − lr·U α`` (with optional heavy-ball momentum).
     The weights ``α`` — an ``N × N`` solve — are computed on refresh steps
-    (every ``refresh_every`` steps) and reused on the others with the new
-    per-sample gradients, as the paper reuses them across epochs.
+    (every ``refresh_every`` uses of a batch) and reused on the others with
+    the new per-sample gradients of the *same* samples, as the paper reuses
+    them across epochs.  Weights belong to a batch: when cycling through
+    several mini-batches pass ``batch_key=`` (e.g. the mini-batch index) to
+    :meth:`step` so each keeps its own; without it every batch is taken to be
+    the same one.
 
     Parameters
     ----------
     damping : float
         ``λ > 0``.
     refresh_every : int
-        Recompute ``α`` every this many steps (1: every step, exact NGD).
-        A batch of a different size forces a refresh.
+        Recompute a batch's ``α`` every this many uses of that batch (1: every
+        step, the exact damped NGD direction).  A batch of a different size
+        forces a refresh.
     lr : float
         Step size.
     momentum : float
@@ -68,26 +73,42 @@ class FNGD:
         self.refresh_every = refresh_every
         self.lr = _common.positive(lr, "lr")
         self.momentum = _common.momentum_factor(momentum)
-        self.alpha: Any = None
+        self.alpha: Any = None  # the weights used by the last step
+        self._cache: dict[Any, tuple[Any, int]] = {}  # batch_key -> (α, uses)
         self.velocity: Any = None
         self.steps = 0
 
-    def step(self, params: Any, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
-        """One FNGD step; ``info`` has ``loss``, ``refreshed``, ``lr``, ``time``."""
+    def step(self, params: Any, model: Any, batch: Any, *, batch_key: Any = None) -> tuple[Any, dict[str, Any]]:
+        """One FNGD step.
+
+        Parameters
+        ----------
+        params, model, batch
+            As for :meth:`ENGD.step`; ``model.loss`` must be ``"mean"``.
+        batch_key : hashable, optional
+            Identifies the batch whose weights ``α`` may be reused (see the
+            class notes); ``None`` means "the one batch".
+
+        Returns
+        -------
+        params : array
+        info : dict
+            ``loss``, ``refreshed`` (whether ``α`` was recomputed), ``lr``,
+            ``direction_norm`` and ``time``.
+        """
         _common.require_kind(model, "mean", "FNGD")
         _common.require(model, ("residuals", "jacobian"), "FNGD")
         timer = _common.Timer()
         xp = backend.namespace(params=params)
         losses, J = _common.residuals_and_jacobian(model, params, batch)
         N = J.shape[0]
-        refresh = (
-            self.alpha is None
-            or self.steps % self.refresh_every == 0
-            or tuple(self.alpha.shape) != (N,)
-        )
+        alpha, uses = self._cache.get(batch_key, (None, 0))
+        refresh = alpha is None or uses % self.refresh_every == 0 or tuple(alpha.shape) != (N,)
         if refresh:
             ones = xp.ones((N,), dtype=J.dtype, device=backend.device(J))
-            self.alpha = Woodbury(J, self.damping * N).coefficients(ones)
+            alpha, uses = Woodbury(J, self.damping * N).coefficients(ones), 0
+        self._cache[batch_key] = (alpha, uses + 1)
+        self.alpha = alpha
         direction = xp.matrix_transpose(J) @ self.alpha
         timer.lap("direction")
         if self.momentum > 0:

@@ -1,0 +1,590 @@
+r"""The model protocol and the flat-vector handling shared by every adapter.
+
+A *model* turns a user's function ``fn(params, batch) -> (N,)`` into the
+quantities the solvers and optimisers of natgrad consume, all on flat
+parameter vectors ``θ`` of length ``P``:
+
+=================================  =============================================
+``model.residuals(θ, batch)``      ``r = fn(θ, batch)``, shape ``(N,)``
+``model.jacobian(θ, batch)``       ``J = ∂r/∂θ``, shape ``(N, P)``
+``model.jvp(θ, batch, v)``         ``J v``, shape ``(N,)``
+``model.vjp(θ, batch, u)``         ``Jᵀ u``, shape ``(P,)``
+``model.loss_and_grad(θ, batch)``  ``(L(θ), ∇L(θ))``
+``model.hvp(θ, batch, v)``         ``∇²L(θ) v`` (the exact Hessian)
+``model.ggn_vp(θ, batch, v)``      ``G v`` (Gauss-Newton / empirical Fisher)
+=================================  =============================================
+
+Two loss conventions (``model.loss``):
+
+* ``"squared"``: the outputs are residuals, ``L = ½‖r‖²``, ``∇L = Jᵀr`` and
+  ``G = JᵀJ`` (the Gauss-Newton matrix of energy natural gradient descent,
+  Müller & Zeinhofer, ICML 2023);
+* ``"mean"``: the outputs are per-sample losses ``ℓᵢ``, ``L = (1/N) Σ ℓᵢ``,
+  the Jacobian rows are the per-sample gradients ``∇ℓᵢ``, ``∇L = Jᵀ1/N`` and
+  ``G = JᵀJ/N`` (the empirical Fisher used by inverse-free NGD).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from numbers import Integral, Real
+from types import ModuleType
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+from .. import backend
+
+__all__ = [
+    "LOSSES",
+    "Model",
+    "FlatModel",
+    "check_loss",
+    "check_array_namespace",
+    "check_terms",
+    "check_point_batch",
+    "group_scales",
+    "chunk_rows",
+    "DEFAULT_MEMORY_BUDGET",
+    "POINT_ROW_FACTOR",
+    "point_chunk",
+]
+
+#: the two loss conventions: ½‖r‖² of residuals, or the mean of per-sample losses
+LOSSES: tuple[str, ...] = ("squared", "mean")
+
+#: bytes the chunked Jacobians may use for their intermediates (512 MiB)
+DEFAULT_MEMORY_BUDGET: int = 2**29
+
+#: parameter-sized arrays one point of a pointwise Jacobian is charged for
+#: (its gradient row plus the per-point weight gradients and temporaries of
+#: the vmapped backward pass); 32 gives chunks of ~200 points for the
+#: 10k-parameter PINN at the default budget, where CPU timings were best
+POINT_ROW_FACTOR: int = 32
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the optimisers of :mod:`natgrad.optim` need from a model.
+
+    Every adapter (:class:`~natgrad.adapters.jax.JaxModel`,
+    :class:`~natgrad.adapters.torch.TorchModel`,
+    :class:`~natgrad.adapters.callables.CallableModel`) satisfies it; so may any
+    object written by hand.
+
+    Attributes
+    ----------
+    loss : {"squared", "mean"}
+        How the output vector is reduced to the loss (see the module docs).
+    params : array, shape (P,)
+        The initial parameters as one flat vector.
+    """
+
+    loss: str
+
+    @property
+    def params(self) -> Any: ...
+
+    def flatten(self, structure: Any) -> Any: ...
+
+    def unflatten(self, flat: Any) -> Any: ...
+
+    def residuals(self, flat: Any, batch: Any) -> Any: ...
+
+    def jacobian(self, flat: Any, batch: Any) -> Any: ...
+
+    def jvp(self, flat: Any, batch: Any, v: Any) -> Any: ...
+
+    def vjp(self, flat: Any, batch: Any, u: Any) -> Any: ...
+
+    def loss_and_grad(self, flat: Any, batch: Any) -> tuple[Any, Any]: ...
+
+    def hvp(self, flat: Any, batch: Any, v: Any) -> Any: ...
+
+    def ggn_vp(self, flat: Any, batch: Any, v: Any) -> Any: ...
+
+
+# ---------------------------------------------------------------------------
+# argument checks (each names the argument)
+# ---------------------------------------------------------------------------
+
+
+def check_loss(loss: Any) -> str:
+    """``loss`` must be one of :data:`LOSSES`."""
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be 'squared' or 'mean', got {loss!r}")
+    return loss
+
+
+_NAMESPACES = {"numpy": "array_api_compat.numpy", "cupy": "array_api_compat.cupy"}
+
+
+def check_array_namespace(array_namespace: Any) -> ModuleType | None:
+    """The namespace flat vectors are handed out in: None (the framework's own)."""
+    if array_namespace is None:
+        return None
+    if not isinstance(array_namespace, str) or array_namespace not in _NAMESPACES:
+        raise ValueError(
+            f"array_namespace must be None, 'numpy' or 'cupy', got {array_namespace!r}"
+        )
+    try:
+        return importlib.import_module(_NAMESPACES[array_namespace])
+    except ImportError as err:
+        raise ValueError(f"array_namespace={array_namespace!r} is not installed: {err}") from None
+
+
+def check_chunk_size(chunk_size: Any) -> int | None:
+    """``chunk_size`` must be None or a positive int."""
+    if chunk_size is None:
+        return None
+    if not isinstance(chunk_size, Integral) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+def check_memory_budget(memory_budget: Any) -> int:
+    """``memory_budget`` must be a positive number of bytes."""
+    if (
+        not isinstance(memory_budget, Integral)
+        or isinstance(memory_budget, bool)
+        or memory_budget < 1
+    ):
+        raise ValueError(f"memory_budget must be a positive int (bytes), got {memory_budget!r}")
+    return int(memory_budget)
+
+
+def check_fn(fn: Any, name: str = "fn") -> Callable[..., Any]:
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    return fn
+
+
+def check_terms(terms: Any) -> tuple[Callable[..., Any], ...]:
+    """``terms`` must be a non-empty sequence of callables."""
+    if callable(terms):
+        terms = [terms]
+    if not isinstance(terms, Sequence) or isinstance(terms, str) or len(terms) == 0:
+        raise TypeError(
+            "terms must be a non-empty list of callables term(params, x) -> scalar, "
+            f"got {type(terms).__name__}"
+        )
+    for k, term in enumerate(terms):
+        if not callable(term):
+            raise TypeError(f"terms[{k}] must be callable, got {type(term).__name__}")
+    return tuple(terms)
+
+
+def check_point_batch(batch: Any, n_terms: int, is_native: Callable[[Any], bool]) -> tuple[Any, ...]:
+    """A pointwise batch: one array of points (leading axis = points) per term.
+
+    A single array is accepted for a single term.
+    """
+    if n_terms == 1 and is_native(batch):
+        batch = (batch,)
+    if not isinstance(batch, (tuple, list)) or len(batch) != n_terms:
+        raise ValueError(
+            f"batch must be a sequence of {n_terms} arrays of points (one per term), "
+            f"got {type(batch).__name__}"
+            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+        )
+    for k, X in enumerate(batch):
+        if not is_native(X):
+            raise TypeError(
+                f"batch[{k}] must be an array of the model's framework, got {type(X).__name__}"
+            )
+        if X.ndim < 1 or X.shape[0] < 1:
+            raise ValueError(
+                f"batch[{k}] must hold at least one point along axis 0, got shape {tuple(X.shape)}"
+            )
+    return tuple(batch)
+
+
+def check_weights(weights: Any, n_terms: int) -> str | tuple[float, ...]:
+    """``weights``: "mean", "sum", or one non-negative finite float per term."""
+    if isinstance(weights, str):
+        if weights not in ("mean", "sum"):
+            raise ValueError(f"weights must be 'mean', 'sum' or a list of floats, got {weights!r}")
+        return weights
+    if not isinstance(weights, Sequence) or len(weights) != n_terms:
+        raise ValueError(
+            f"weights must be 'mean', 'sum' or a list of {n_terms} floats (one per term), "
+            f"got {weights!r}"
+        )
+    out = []
+    for k, w in enumerate(weights):
+        if not isinstance(w, Real) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"weights[{k}] must be a finite non-negative number, got {w!r}")
+        out.append(float(w))
+    return tuple(out)
+
+
+def group_scales(weights: str | tuple[float, ...], sizes: Sequence[int], loss: str) -> list[float]:
+    r"""The factor ``c_k`` each group's outputs are multiplied by.
+
+    The weighted loss is ``L = Σ_k w_k Σ_i φ(o_ki)`` with ``φ(o) = ½o²``
+    (``"squared"``) or ``φ(o) = o`` (``"mean"``), ``w_k = 1/N_k`` for
+    ``weights="mean"`` and ``w_k = 1`` for ``"sum"``.  Scaling the outputs by
+    ``c_k = √w_k`` (squared) or ``c_k = N w_k`` (mean, ``N = Σ N_k``) makes the
+    model's plain loss (``½‖r‖²`` or the mean of the outputs) equal to ``L``.
+    """
+    if weights == "mean":
+        w = [1.0 / n for n in sizes]
+    elif weights == "sum":
+        w = [1.0] * len(sizes)
+    else:
+        w = list(weights)
+    if loss == "squared":
+        return [math.sqrt(wk) for wk in w]
+    total = sum(sizes)
+    return [total * wk for wk in w]
+
+
+def chunk_rows(n: int, bytes_per_row: int, chunk_size: int | None, memory_budget: int) -> int:
+    """Rows per chunk: ``chunk_size`` if given, else as many as fit the budget."""
+    if chunk_size is not None:
+        return max(1, min(n, chunk_size))
+    return max(1, min(n, memory_budget // max(1, bytes_per_row)))
+
+
+def point_chunk(n_points: int, n_params: int, itemsize: int, chunk_size: int | None,
+                memory_budget: int) -> int:
+    """Points per vmapped chunk of a pointwise Jacobian."""
+    return chunk_rows(n_points, POINT_ROW_FACTOR * n_params * itemsize, chunk_size, memory_budget)
+
+
+# ---------------------------------------------------------------------------
+# the shared base class
+# ---------------------------------------------------------------------------
+
+
+class FlatModel:
+    """Shared machinery of the framework adapters.
+
+    Subclasses hold the parameters as a flat vector of their framework and
+    implement the private hooks ``_residuals``, ``_jacobian``, ``_jvp``,
+    ``_vjp``, ``_loss_and_grad``, ``_hvp``, ``_ggn_vp``, ``_flatten`` and
+    ``_unflatten`` on framework arrays.  This class validates the flat vectors
+    it is given (type, shape ``(P,)``, dtype) and converts to and from NumPy or
+    CuPy when ``array_namespace`` asks for it, through DLPack.
+
+    The checks are attribute reads only (no host synchronisation), so the
+    overhead over the raw framework call is a few microseconds.
+    """
+
+    #: the framework's name in error messages
+    framework: str = "framework"
+
+    loss: str
+    _theta0: Any
+    _export_xp: ModuleType | None
+    _native_xp: ModuleType
+
+    def __init__(self, loss: str, array_namespace: str | None) -> None:
+        self.loss = check_loss(loss)
+        self._export_xp = check_array_namespace(array_namespace)
+        self.array_namespace = array_namespace
+
+    # -- subclass hooks ----------------------------------------------------
+    def _is_native(self, x: Any) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare_export(self, x: Any) -> Any:
+        return x
+
+    # -- conversion and validation -----------------------------------------
+    @property
+    def n_params(self) -> int:
+        """Number of parameters ``P``."""
+        return int(self._theta0.shape[0])
+
+    @property
+    def dtype(self) -> Any:
+        """The framework dtype of the parameters (and of every flat vector)."""
+        return self._theta0.dtype
+
+    def _export(self, x: Any) -> Any:
+        if self._export_xp is None:
+            return x
+        return backend.to_namespace(self._prepare_export(x), self._export_xp)
+
+    def _import(self, x: Any, name: str, size: int | None = None) -> Any:
+        """``x`` as a framework vector of length ``size`` (default P) and the model dtype."""
+        if not self._is_native(x):
+            if self._export_xp is not None and backend.is_array(x):
+                x = backend.to_namespace(x, self._native_xp)
+            else:
+                raise TypeError(
+                    f"{name} must be a {self.framework} array"
+                    + (f" or a {self.array_namespace} array" if self._export_xp is not None else "")
+                    + f", got {type(x).__name__}"
+                )
+        n = self.n_params if size is None else size
+        if tuple(x.shape) != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {tuple(x.shape)}")
+        if x.dtype != self._theta0.dtype:
+            raise TypeError(f"{name} must have dtype {self._theta0.dtype}, got {x.dtype}")
+        return x
+
+    def _check_output(self, r: Any, what: str = "fn") -> Any:
+        if not self._is_native(r) or r.ndim != 1:
+            shape = tuple(getattr(r, "shape", ())) if self._is_native(r) else type(r).__name__
+            raise ValueError(
+                f"{what} must return a 1-D {self.framework} array of shape (N,), got {shape}"
+            )
+        return r
+
+    # -- the public contract -------------------------------------------------
+    @property
+    def params(self) -> Any:
+        """The initial parameters as one flat vector, shape ``(P,)``.
+
+        Returns
+        -------
+        array, shape (P,)
+            A framework array, or a NumPy/CuPy array when the model was built
+            with ``array_namespace``.  A fresh copy: updating it in place does
+            not change the model.
+        """
+        return self._export(self._copy(self._theta0))
+
+    def _copy(self, x: Any) -> Any:  # pragma: no cover - overridden
+        return x
+
+    def flatten(self, structure: Any) -> Any:
+        """The framework's parameter structure as one flat vector ``(P,)``.
+
+        Parameters
+        ----------
+        structure
+            Parameters in the structure the model was built from (a pytree of
+            the same tree structure and leaf shapes, or a dict with the same
+            names and shapes).
+
+        Returns
+        -------
+        array, shape (P,)
+
+        Raises
+        ------
+        ValueError, TypeError
+            If ``structure`` does not match the model's parameters.
+        """
+        return self._export(self._flatten(structure))
+
+    def unflatten(self, flat: Any) -> Any:
+        """A flat vector back in the framework's parameter structure.
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+
+        Returns
+        -------
+        The parameter structure (pytree or dict of tensors); with PyTorch the
+        tensors are views of ``flat``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``flat`` is not a vector of the model's framework, length and dtype.
+        """
+        return self._unflatten(self._import(flat, "flat"))
+
+    def residuals(self, flat: Any, batch: Any) -> Any:
+        """The outputs of ``fn`` on the batch: residuals or per-sample losses.
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+        batch
+            Passed to ``fn`` unchanged.
+
+        Returns
+        -------
+        array, shape (N,)
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``flat`` has the wrong type, length or dtype, or ``fn`` does not
+            return a vector.
+        """
+        return self._export(self._residuals(self._import(flat, "flat"), batch))
+
+    def jacobian(self, flat: Any, batch: Any) -> Any:
+        """The Jacobian ``J = ∂r/∂θ`` of the outputs, shape ``(N, P)``.
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+        batch
+
+        Returns
+        -------
+        array, shape (N, P)
+            For ``loss="mean"`` the rows are the per-sample gradients.
+
+        Notes
+        -----
+        Batched functions are differentiated in reverse mode (one backward
+        pass per output, vmapped over chunks of rows) when ``N ≤ P`` and in
+        forward mode (one tangent per parameter, in chunks of columns)
+        otherwise; pointwise models vmap the per-point gradient over chunks
+        of points.  Chunks are sized to the model's memory budget.
+        """
+        return self._export(self._jacobian(self._import(flat, "flat"), batch)[1])
+
+    def residuals_and_jacobian(self, flat: Any, batch: Any) -> tuple[Any, Any]:
+        """``(residuals, jacobian)`` sharing the forward pass.
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+        batch
+
+        Returns
+        -------
+        r : array, shape (N,)
+        J : array, shape (N, P)
+        """
+        r, J = self._jacobian(self._import(flat, "flat"), batch)
+        return self._export(r), self._export(J)
+
+    def jvp(self, flat: Any, batch: Any, v: Any) -> Any:
+        """The Jacobian-vector product ``J v`` (forward mode).
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+        batch
+        v : array, shape (P,)
+
+        Returns
+        -------
+        array, shape (N,)
+        """
+        theta = self._import(flat, "flat")
+        return self._export(self._jvp(theta, batch, self._import(v, "v")))
+
+    def vjp(self, flat: Any, batch: Any, u: Any) -> Any:
+        """The vector-Jacobian product ``Jᵀ u`` (reverse mode).
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+        batch
+        u : array, shape (N,)
+
+        Returns
+        -------
+        array, shape (P,)
+
+        Raises
+        ------
+        ValueError
+            If ``u`` does not have the length ``N`` of the outputs.
+        """
+        theta = self._import(flat, "flat")
+        return self._export(self._vjp(theta, batch, u))
+
+    def loss_and_grad(self, flat: Any, batch: Any) -> tuple[Any, Any]:
+        """The loss and its gradient.
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+        batch
+
+        Returns
+        -------
+        loss : 0-d array
+            ``½‖r‖²`` (``"squared"``) or ``mean ℓᵢ`` (``"mean"``).
+        grad : array, shape (P,)
+            ``Jᵀ r`` or ``Jᵀ 1 / N``.
+        """
+        loss, grad = self._loss_and_grad(self._import(flat, "flat"), batch)
+        return self._export(loss), self._export(grad)
+
+    def hvp(self, flat: Any, batch: Any, v: Any) -> Any:
+        """The exact Hessian-vector product ``∇²L(θ) v`` of the loss.
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+        batch
+        v : array, shape (P,)
+
+        Returns
+        -------
+        array, shape (P,)
+
+        Notes
+        -----
+        Forward-over-reverse (Pearlmutter 1994): the directional derivative
+        of the gradient, ``d/dt ∇L(θ + t v)|_{t=0}``, at the cost of about
+        two gradients.  Unlike :meth:`ggn_vp` it includes the second
+        derivatives of ``fn``: for ``"squared"``,
+        ``∇²L = JᵀJ + Σᵢ rᵢ ∇²rᵢ``.
+        """
+        theta = self._import(flat, "flat")
+        return self._export(self._hvp(theta, batch, self._import(v, "v")))
+
+    def ggn_vp(self, flat: Any, batch: Any, v: Any) -> Any:
+        """The Gauss-Newton product ``JᵀJ v`` (``"squared"``) or ``JᵀJ v / N``
+        (``"mean"``, the empirical Fisher).
+
+        Parameters
+        ----------
+        flat : array, shape (P,)
+        batch
+        v : array, shape (P,)
+
+        Returns
+        -------
+        array, shape (P,)
+
+        Notes
+        -----
+        One JVP followed by one VJP; ``J`` is never formed.
+        """
+        theta = self._import(flat, "flat")
+        return self._export(self._ggn_vp(theta, batch, self._import(v, "v")))
+
+    # -- shared derivations on framework arrays ----------------------------
+    def _loss_of(self, r: Any) -> Any:
+        if self.loss == "squared":
+            return 0.5 * (r * r).sum()
+        return r.mean()
+
+    # subclasses implement these
+    def _residuals(self, theta: Any, batch: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _jacobian(self, theta: Any, batch: Any) -> tuple[Any, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _jvp(self, theta: Any, batch: Any, v: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _vjp(self, theta: Any, batch: Any, u: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _loss_and_grad(self, theta: Any, batch: Any) -> tuple[Any, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _hvp(self, theta: Any, batch: Any, v: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _ggn_vp(self, theta: Any, batch: Any, v: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _flatten(self, structure: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _unflatten(self, theta: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(P={self.n_params}, loss={self.loss!r}, "
+            f"dtype={self.dtype}, array_namespace={self.array_namespace!r})"
+        )
