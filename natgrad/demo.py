@@ -48,9 +48,11 @@ class Run:
 def _optimisers(config: str) -> dict[str, Any]:
     from natgrad.optim import ENGD, SPRING, Adam
 
+    # Damping and momentum from a small sweep on the quick configuration
+    # (ENGD-W: λ ∈ {1e-8, 1e-6, 1e-4}; SPRING: λ ∈ {1e-4, 1e-3}, μ ∈ {0.5, 0.9, 0.99}).
     return {
-        "ENGD-W": ENGD(damping=1e-10, solver="woodbury"),
-        "SPRING": SPRING(damping=1e-10, momentum=0.9),
+        "ENGD-W": ENGD(damping=1e-6, solver="woodbury"),
+        "SPRING": SPRING(damping=1e-4, momentum=0.5),
         "Adam": Adam(lr=1e-3),
     }
 
