@@ -247,6 +247,7 @@ def test_saddle_free_newton_step_on_indefinite_quadratic(xp, method, terms, tol)
     model = Quadratic(xp, H, b)
     opt = SaddleFreeNewton(damping=lam, terms=terms, method=method, accelerate=False)
     p, info = opt.step(model.params, model, None)
+    assert info["hvps"] >= terms  # every product is counted
     absH = (Q * np.abs(eigs)) @ Q.T
     expected = -np.linalg.solve(absH + lam * np.eye(30), -b)  # g = −b at θ = 0
     np.testing.assert_allclose(to_numpy(p), expected, rtol=tol, atol=tol * np.abs(expected).max())

@@ -102,7 +102,10 @@ class SaddleFreeNewton:
         loss, g = model.loss_and_grad(params, batch)
         loss0 = backend.to_float(loss)
 
+        hvps = [0]
+
         def hvp(v: Any) -> Any:
+            hvps[0] += 1
             return model.hvp(params, batch, v)
 
         res = saddle_free_solve(
@@ -118,7 +121,7 @@ class SaddleFreeNewton:
         }
         step = -self.lr * res.x
         if not backend.all_finite(step):
-            info.update(step_taken=False, message="the saddle-free solve returned NaN/Inf: no step taken")
+            info.update(step_taken=False, hvps=hvps[0], message="the saddle-free solve returned NaN/Inf: no step taken")
             return params, info
         new_params = params + step
         info["step_taken"] = True
@@ -136,6 +139,7 @@ class SaddleFreeNewton:
                 info.update(step_taken=False, message="the step did not decrease the loss: rejected")
                 new_params = params
         self.steps += 1
+        info["hvps"] = hvps[0]
         timer.lap("update")
         info["time"] = timer.total()
         return new_params, info
