@@ -120,8 +120,9 @@ def timing_table(N, P, repeats, dense_repeats):
             "hand-written peer already gets the symmetric product's halved flops; the "
             "general-GEMM row shows what the symmetric product saves.  NumPy and SciPy wheels "
             "each bundle an OpenBLAS with its own thread pool; the hand-written peer alternates "
-            "between them (`U @ U.T` in NumPy's, `cho_factor` in SciPy's), which costs extra "
-            "at small sizes on few cores, while natgrad's syrk and Cholesky both run in SciPy's.")
+            "between them (`U @ U.T` in NumPy's, `cho_factor` in SciPy's), whose threads "
+            "spin after each call and fight the other pool for the cores; natgrad keeps its "
+            "syrk, Cholesky and matrix-vector products in NumPy's pool.")
     return f"### N = {N}, P = {P}, float64, λ = {LAM}\n\n" + markdown_table(header, rows) + "\n\n" + note
 
 

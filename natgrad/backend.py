@@ -328,10 +328,13 @@ def cholesky(A: Any, *, lower: bool = True) -> Any:
     """
     xp = namespace(A=A)
     if is_numpy(xp):
+        # NumPy's own LAPACK, not SciPy's: it runs in the same BLAS thread
+        # pool as the matrix products around it (see :func:`gram`).
         try:
-            return scipy.linalg.cholesky(A, lower=lower, check_finite=False)
-        except (numpy.linalg.LinAlgError, ValueError) as err:
+            L = numpy.linalg.cholesky(A if lower else A.T)
+        except numpy.linalg.LinAlgError as err:
             raise CholeskyError(f"Cholesky factorisation failed: {err}") from None
+        return L if lower else L.T
     if is_torch(xp):
         import torch
 
@@ -417,9 +420,6 @@ def cho_solve(L: Any, b: Any, *, lower: bool = True) -> Any:
 def eigh(A: Any) -> tuple[Any, Any]:
     """Eigenvalues (ascending) and orthonormal eigenvectors of a symmetric matrix."""
     xp = namespace(A=A)
-    if is_numpy(xp):
-        w, V = scipy.linalg.eigh(A, check_finite=False, driver="evd")
-        return w, V
     w, V = xp.linalg.eigh(A)
     return w, V
 
@@ -427,8 +427,6 @@ def eigh(A: Any) -> tuple[Any, Any]:
 def qr(A: Any) -> tuple[Any, Any]:
     """Thin QR factorisation ``A = Q R`` of an ``(m, n)`` matrix."""
     xp = namespace(A=A)
-    if is_numpy(xp):
-        return scipy.linalg.qr(A, mode="economic", check_finite=False)
     Q, R = xp.linalg.qr(A, mode="reduced")
     return Q, R
 
@@ -436,10 +434,6 @@ def qr(A: Any) -> tuple[Any, Any]:
 def svd(A: Any) -> tuple[Any, Any, Any]:
     """Thin SVD ``A = U diag(s) Vh`` with singular values in descending order."""
     xp = namespace(A=A)
-    if is_numpy(xp):
-        return scipy.linalg.svd(
-            A, full_matrices=False, check_finite=False, lapack_driver="gesdd"
-        )
     U, s, Vh = xp.linalg.svd(A, full_matrices=False)
     return U, s, Vh
 
@@ -543,15 +537,24 @@ def is_scipy_operator(obj: Any) -> bool:
 def gram(U: Any, *, block_size: int | None = None) -> Any:
     """The symmetric product ``U Uᵀ`` of an ``(N, P)`` matrix, without copying ``U``.
 
-    On NumPy this calls BLAS ``syrk``, which computes one triangle only and so
-    needs half the flops of ``U @ U.T``, and it never copies ``U``: a C-ordered ``U``
-    (or a transposed view of one) and an F-ordered ``U`` go to BLAS ``syrk``
-    as they are, and any other layout (a strided view) is fed to ``syrk`` in
-    column blocks of ``block_size`` columns (default: about 32 MiB each) that
-    accumulate into one ``(N, N)`` result.  Peak memory is therefore ``U``
+    On NumPy the product needs half the flops of a general ``U @ V``: a
+    C- or F-contiguous ``U`` goes through NumPy's own ``U @ U.T``, which
+    recognises a matrix times its own transpose and calls BLAS ``syrk``
+    (and fills the other triangle), and any other layout (a strided view) is
+    fed to SciPy's ``syrk`` in column blocks of ``block_size`` columns
+    (default: about 32 MiB each) that accumulate into one ``(N, N)``
+    result, so ``U`` is never copied whole.  Peak memory is therefore ``U``
     plus a few ``N × N`` arrays and at most one block.  Other backends use a
     plain matrix product (which reads ``U`` in place) and symmetrise it, since
     blocked GEMM kernels round the two triangles differently.
+
+    Notes
+    -----
+    NumPy and SciPy wheels each bundle an OpenBLAS with its own thread pool,
+    whose threads spin for a while after each call.  Alternating between the
+    two pools makes them fight over the cores (on two cores a ``syrk`` right
+    after a NumPy matvec ran 1.7× slower here), so the contiguous case stays
+    in NumPy's pool, where the matrix–vector products around it run too.
     """
     xp = namespace(U=U)
     if U.ndim != 2:
@@ -559,19 +562,21 @@ def gram(U: Any, *, block_size: int | None = None) -> Any:
     if not (is_numpy(xp) and U.dtype in (numpy.float32, numpy.float64) and U.shape[0] > 1):
         G = U @ xp.matrix_transpose(U)
         return 0.5 * (G + xp.matrix_transpose(G))
+    if U.flags.f_contiguous or U.flags.c_contiguous:
+        # NumPy's matmul calls syrk for a matrix and its own transpose view
+        # and copies the computed triangle into the other: exactly symmetric.
+        # Overflow is the caller's to report (it reads the diagonal), as
+        # with the SciPy path, which never warns.
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            return U @ U.T
     n, p = U.shape
     (syrk,) = scipy.linalg.blas.get_blas_funcs(("syrk",), (U,))
-    if U.flags.f_contiguous:
-        C = syrk(1.0, U, trans=0, lower=0)
-    elif U.flags.c_contiguous:
-        C = syrk(1.0, U.T, trans=1, lower=0)
-    else:
-        if block_size is None:
-            block_size = max(1, (32 << 20) // (U.itemsize * n))
-        C = numpy.zeros((n, n), dtype=U.dtype, order="F")
-        for j in range(0, p, block_size):
-            block = numpy.asfortranarray(U[:, j : j + block_size])
-            C = syrk(1.0, block, beta=1.0, c=C, trans=0, lower=0, overwrite_c=1)
+    if block_size is None:
+        block_size = max(1, (32 << 20) // (U.itemsize * n))
+    C = numpy.zeros((n, n), dtype=U.dtype, order="F")
+    for j in range(0, p, block_size):
+        block = numpy.asfortranarray(U[:, j : j + block_size])
+        C = syrk(1.0, block, beta=1.0, c=C, trans=0, lower=0, overwrite_c=1)
     # syrk filled the upper triangle; the strict lower one is still zero.
     C += numpy.triu(C, 1).T
     return C
