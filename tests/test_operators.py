@@ -133,3 +133,13 @@ def test_operators_do_not_mutate_inputs(xp, mats):
     op @ Xx
     np.testing.assert_array_equal(to_numpy(Ax), A)
     np.testing.assert_array_equal(to_numpy(Xx), X)
+
+
+def test_sum_with_an_identity_of_another_size_is_rejected():
+    A = aslinearoperator(np.random.default_rng(7).standard_normal((4, 4)))
+    with pytest.raises(ValueError, match=r"cannot add operators of shapes \(4, 4\) and \(5, 5\)"):
+        A + identity(5)
+    with pytest.raises(ValueError, match="cannot add operators"):
+        A + 0.5 * identity(3)
+    with pytest.raises(ValueError, match="cannot add operators"):
+        identity(3) + A

@@ -150,6 +150,22 @@ def test_engd_dense_falls_back_when_cholesky_fails():
     np.testing.assert_allclose(J @ d, r, rtol=1e-5)
 
 
+@pytest.mark.parametrize("solver", ["dense", "woodbury", "nystrom"])
+def test_gauss_newton_direction_rejects_bad_input_on_every_solver(solver):
+    rng = np.random.default_rng(4)
+    J, r = rng.standard_normal((5, 9)), rng.standard_normal(5)
+    for damping in (0.0, -1e-3):
+        with pytest.raises(ValueError, match="damping"):
+            gauss_newton_direction(J, r, damping, solver=solver)
+    with pytest.raises(ValueError, match="r must have shape"):
+        gauss_newton_direction(J, r[:4], 1e-3, solver=solver)
+    J_bad = J.copy()
+    J_bad[2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        gauss_newton_direction(J_bad, r, 1e-3, solver=solver)
+    assert np.isnan(J_bad[2, 3])  # inputs are not mutated
+
+
 def test_spring_with_zero_momentum_equals_engd_woodbury(xp):
     model = make_model(xp)
     engd, spring = ENGD(damping=1e-4), SPRING(damping=1e-4, momentum=0.0)

@@ -49,7 +49,10 @@ __all__ = [
     "point_chunk",
 ]
 
-#: the two loss conventions: ½‖r‖² of residuals, or the mean of per-sample losses
+#: the two loss conventions a model's ``loss`` may take: ``"squared"``
+#: (outputs are residuals, ``L = ½‖r‖²``, Gauss-Newton ``G = JᵀJ``) and
+#: ``"mean"`` (outputs are per-sample losses, ``L = mean ℓᵢ``, empirical
+#: Fisher ``G = JᵀJ/N``)
 LOSSES: tuple[str, ...] = ("squared", "mean")
 
 #: bytes the chunked Jacobians may use for their intermediates (512 MiB)
@@ -69,14 +72,96 @@ class Model(Protocol):
     Every adapter (:class:`~natgrad.adapters.jax.JaxModel`,
     :class:`~natgrad.adapters.torch.TorchModel`,
     :class:`~natgrad.adapters.callables.CallableModel`) satisfies it; so may any
-    object written by hand.
+    object written by hand.  A protocol is not instantiated: the parameters
+    below are the arguments its methods share.
+
+    Parameters
+    ----------
+    flat : array, shape (P,)
+        First argument of every method but ``flatten``: the parameters as
+        one flat vector (of the model's framework, or of the namespace asked
+        for with ``array_namespace``), of the model's length and dtype.
+    batch : object
+        The data, passed on to the user's function unchanged (for pointwise
+        models: one array of points per term).
+    v : array, shape (P,)
+        The tangent of ``jvp``, ``hvp`` and ``ggn_vp``.
+    u : array, shape (N,)
+        The cotangent of ``vjp``.
+    structure : object
+        The argument of ``flatten``: parameters in the framework's own
+        structure (a pytree, a dict of tensors).
 
     Attributes
     ----------
     loss : {"squared", "mean"}
-        How the output vector is reduced to the loss (see the module docs).
+        How the output vector is reduced to the loss (one of ``LOSSES``).
     params : array, shape (P,)
         The initial parameters as one flat vector.
+
+    Raises
+    ------
+    TypeError
+        ``Model()`` itself: a protocol cannot be instantiated (build an
+        adapter).  The adapters raise it for a flat vector that is not an
+        array of their framework (or of ``array_namespace``) or has another
+        dtype.
+    ValueError
+        By the adapters, for a ``loss`` not in ``LOSSES``, a flat vector
+        whose length is not ``P``, or a user function whose output does not
+        have the expected shape.
+    NotImplementedError
+        By ``CallableModel``, for a method it was given no function for and
+        cannot derive.
+
+    Notes
+    -----
+    The outputs ``o = fn(θ, batch) ∈ ℝᴺ`` and their Jacobian
+    ``J = ∂o/∂θ ∈ ℝᴺˣᴾ`` are reduced by ``loss``:
+
+    * ``"squared"``: ``o = r`` are residuals, ``L = ½‖r‖²``, ``∇L = Jᵀr`` and
+      ``ggn_vp`` multiplies by ``G = JᵀJ``, the Gauss-Newton matrix (the
+      generalised Gauss-Newton of the squared loss; the Gram matrix of
+      energy natural gradient descent, Müller & Zeinhofer, ICML 2023).
+    * ``"mean"``: ``oᵢ = ℓᵢ`` are per-sample losses, ``L = (1/N) Σ ℓᵢ``, the
+      rows of ``J`` are the per-sample gradients ``∇ℓᵢᵀ``, ``∇L = Jᵀ1/N``
+      and ``G = JᵀJ/N`` is the empirical Fisher (the uncentred second
+      moment of the per-sample gradients), as used by inverse-free NGD.
+
+    ``hvp`` is the exact Hessian ``∇²L`` in both cases, which differs from
+    ``G`` by the second derivatives of ``fn``.  ``isinstance(obj, Model)``
+    checks only that the members exist (``typing.runtime_checkable``), not
+    their signatures.
+
+    Examples
+    --------
+    A least-squares model ``r = Aθ − y`` and the same data as per-sample
+    losses ``ℓᵢ = ½(aᵢᵀθ − yᵢ)²``, from plain NumPy functions:
+
+    >>> import numpy as np
+    >>> from natgrad.adapters import Model
+    >>> from natgrad.adapters.callables import CallableModel
+    >>> A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    >>> y, v = np.array([1.0, 0.0, -1.0]), np.array([1.0, -1.0])
+    >>> sq = CallableModel(residuals=lambda p, y: A @ p - y,
+    ...                    jacobian=lambda p, y: A, params=np.zeros(2))
+    >>> isinstance(sq, Model), sq.loss
+    (True, 'squared')
+    >>> loss, grad = sq.loss_and_grad(sq.params, y)
+    >>> bool(np.isclose(loss, 0.5 * np.sum(y**2))), bool(np.allclose(grad, -A.T @ y))
+    (True, True)
+    >>> bool(np.allclose(sq.ggn_vp(sq.params, y, v), A.T @ A @ v))
+    True
+    >>> mean = CallableModel(residuals=lambda p, y: 0.5 * (A @ p - y) ** 2,
+    ...                      jacobian=lambda p, y: (A @ p - y)[:, None] * A,
+    ...                      params=np.ones(2), loss="mean")
+    >>> theta = mean.params
+    >>> J = mean.jacobian(theta, y)
+    >>> loss, grad = mean.loss_and_grad(theta, y)
+    >>> bool(np.isclose(loss, np.mean(mean.residuals(theta, y)))), bool(np.allclose(grad, J.mean(axis=0)))
+    (True, True)
+    >>> bool(np.allclose(mean.ggn_vp(theta, y, v), J.T @ (J @ v) / 3))
+    True
     """
 
     loss: str

@@ -28,7 +28,10 @@ __all__ = ["PoissonProblem", "make_poisson"]
 class PoissonProblem:
     """A Poisson PINN: the model, a batch sampler and the error metric.
 
-    Attributes
+    Built by ``make_poisson``; each argument is kept as the attribute of the
+    same name.
+
+    Parameters
     ----------
     model : natgrad.adapters.torch.TorchModel
         Pointwise model with the interior and boundary residual groups.
@@ -40,7 +43,37 @@ class PoissonProblem:
         ``‖u_θ − u*‖/‖u*‖`` on a fixed set of test points.
     u : callable
         ``u(flat_params, X) -> (n,)`` the network on a batch of points.
-    dim, n_interior, n_boundary, n_params : int
+    dim : int
+        Space dimension ``d``.
+    n_interior, n_boundary : int
+        Points per batch drawn by ``sample`` inside and on the boundary.
+    n_params : int
+        Number of network parameters ``P`` (the length of ``model.params``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        The class itself checks nothing; ``l2_error`` and ``u`` raise these
+        (from ``model.unflatten``) for a ``flat_params`` that is not a vector
+        of the model's framework, length and dtype.
+
+    Notes
+    -----
+    A plain dataclass, so a benchmark can run any optimiser on it with
+    ``fit(optimizer, problem.model, problem.sample, steps,
+    metric=problem.l2_error)``: ``sample`` takes the step number, as ``fit``
+    passes it, and returns the ``(x_interior, x_boundary)`` batch the model
+    expects.  ``u`` and ``l2_error`` run without autograd (``torch.no_grad``).
+
+    Examples
+    --------
+    >>> problem = make_poisson(dim=2, hidden=(3,), n_interior=6, n_boundary=4,
+    ...                        n_test=20)
+    >>> x_in, x_bd = problem.sample(1)
+    >>> tuple(x_in.shape), tuple(x_bd.shape), problem.n_params
+    ((6, 2), (4, 2), 13)
+    >>> tuple(problem.u(problem.model.params, x_in).shape)
+    (6,)
     """
 
     model: Any
@@ -83,6 +116,55 @@ def make_poisson(
     Returns
     -------
     PoissonProblem
+        The model (float64, CPU), the point sampler, the error metric and
+        the sizes.
+
+    Raises
+    ------
+    ValueError
+        ``laplacian`` is not ``"forward"`` or ``"hessian"``.
+    ImportError
+        PyTorch is not installed.
+
+    Notes
+    -----
+    The problem is ``−Δu = f`` on ``Ω = [0, 1]^d`` with ``u = u*`` on
+    ``∂Ω``, where ``u*(x) = Σᵢ cos(π xᵢ)``; since
+    ``Δ cos(π xᵢ) = −π² cos(π xᵢ)``, the right-hand side is
+    ``f(x) = π² Σᵢ cos(π xᵢ) = π² u*(x)``.  The network is an MLP
+    ``d → hidden… → 1`` with tanh activations (``torch.nn.Linear`` default
+    initialisation), so ``n_params = Σ (nₖ + 1) nₖ₊₁`` over consecutive
+    widths (10 065 for the defaults).  The model's outputs are the
+    ``n_interior + n_boundary`` residuals scaled by ``1/√n_interior`` and
+    ``1/√n_boundary`` (``weights="mean"``), so ``½‖r‖²`` is the loss of the
+    module docstring and ENGD/SPRING apply directly.
+
+    Interior points are uniform in ``Ω``; each boundary point is uniform on
+    a face chosen uniformly among the ``2d`` faces (one coordinate set to 0
+    or 1), which is uniform on ``∂Ω`` as all faces have equal area.  Each
+    step's points come from a generator seeded with
+    ``seed·1 000 003 + step``, so runs are reproducible and every optimiser
+    sees the same points; the test set (seed ``10 000 + seed``) is fixed.
+    Building the problem calls ``torch.manual_seed(seed)``, which also
+    reseeds PyTorch's global generator.  ``"forward"`` propagates value,
+    gradient and Laplacian through the network in one forward pass (the
+    forward Laplacian of Li et al. 2023); ``"hessian"`` takes the trace of
+    the ``d × d`` Hessian from ``torch.func.hessian`` (``d``
+    forward-over-reverse passes; kept as a reference).
+
+    Examples
+    --------
+    >>> from natgrad.optim import ENGD
+    >>> problem = make_poisson(dim=2, hidden=(8,), n_interior=20, n_boundary=8,
+    ...                        n_test=50)
+    >>> problem.n_params
+    33
+    >>> batch = problem.sample(0)
+    >>> params = problem.model.params
+    >>> error0 = problem.l2_error(params)
+    >>> params, info = ENGD(damping=1e-6).step(params, problem.model, batch)
+    >>> info["step_taken"], bool(problem.l2_error(params) < error0)
+    (True, True)
     """
     import torch
     from torch.func import functional_call, hessian

@@ -37,7 +37,41 @@ __all__ = ["Block", "BlockTree", "admissible"]
 
 @dataclass(eq=False)
 class Block:
-    """One node ``rows × cols`` of a :class:`BlockTree`."""
+    """One node ``rows × cols`` of a :class:`BlockTree`.
+
+    Blocks are made by :class:`BlockTree`; users read them (``bt.leaves``,
+    ``bt.admissible_leaves``, ``bt.dense_leaves``) rather than build them.
+
+    Parameters
+    ----------
+    rows : Cluster
+        The row cluster ``t``.
+    cols : Cluster
+        The column cluster ``s``.
+    admissible : bool, default False
+        True for an admissible leaf (stored in low-rank form).
+    children : tuple of Block, default ()
+        The sub-blocks, row-major over the children of ``rows`` and ``cols``
+        (only the non-leaf side is split), or ``()`` for a leaf.
+
+    Notes
+    -----
+    A leaf is admissible (low rank) or inadmissible (dense, both clusters
+    leaves); an inner block has children.  Its entries are the permuted rows
+    ``rows.start:rows.stop`` and columns ``cols.start:cols.stop`` of the
+    matrix.  The fields are not validated.
+
+    Examples
+    --------
+    >>> from natgrad.hmatrix import BlockTree, ClusterTree
+    >>> t = ClusterTree.from_indices(16, leaf_size=4)
+    >>> bt = BlockTree(t, t, admissibility="weak")
+    >>> b = bt.root.children[1]
+    >>> b
+    Block(0:8 x 8:16, lowrank)
+    >>> b.shape, b.is_leaf, b.admissible, bt.root.splittable
+    ((8, 8), True, True, True)
+    """
 
     rows: Cluster
     cols: Cluster
@@ -78,6 +112,14 @@ def admissible(t: Cluster, s: Cluster, eta: float, kind: str = "standard") -> bo
     Returns
     -------
     bool
+
+    Raises
+    ------
+    AttributeError
+        If ``t`` or ``s`` is not a :class:`Cluster`.  Nothing else is
+        checked here (:class:`BlockTree` validates its arguments): any
+        ``kind`` other than ``"weak"`` means ``"standard"``, and an
+        ``eta`` ≤ 0 admits no block.
 
     Notes
     -----

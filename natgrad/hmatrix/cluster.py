@@ -50,6 +50,41 @@ class Cluster:
 
     ``path`` is the sequence of child numbers from the root (0 = first half),
     used by weak admissibility to tell diagonal from off-diagonal blocks.
+    Clusters are made by the :class:`ClusterTree` constructors; building one
+    by hand is only needed for tests or custom trees.
+
+    Parameters
+    ----------
+    start, stop : int
+        The cluster holds the permuted positions ``start, ..., stop - 1``.
+    lo, hi : tuple of float
+        Lower and upper corners of the bounding box, one entry per
+        coordinate (``d`` entries for points, one for an index range).
+    level : int, default 0
+        Depth in the tree (the root has level 0).
+    path : tuple of int, default ()
+        Child numbers from the root to this cluster (``len(path) == level``).
+    children : tuple of Cluster, default ()
+        The two sub-clusters, or ``()`` for a leaf.
+
+    Notes
+    -----
+    The geometric queries work on the bounding boxes, not on the points:
+    ``diameter = ‖hi − lo‖₂`` and ``distance(t, s) = ‖g‖₂`` with
+    ``g_k = max(s.lo[k] − t.hi[k], t.lo[k] − s.hi[k], 0)``, the Euclidean
+    distance of the two boxes (0 when they overlap or touch).  A box's
+    diameter is at least, and the distance of two boxes at most, that of
+    the point sets inside, so admissibility tested on boxes implies it for
+    the points (Hackbusch 2015, §5.2).  Everything here is host-side Python
+    floats: no device synchronisation.  The fields are not validated.
+
+    Examples
+    --------
+    >>> from natgrad.hmatrix import Cluster
+    >>> a = Cluster(0, 4, (0.0, 0.0), (3.0, 4.0))
+    >>> b = Cluster(4, 6, (6.0, 0.0), (7.0, 1.0))
+    >>> a.size, a.is_leaf, a.diameter, a.distance(b)
+    (4, True, 5.0, 3.0)
     """
 
     start: int
@@ -99,7 +134,25 @@ class ClusterTree:
     """A binary cluster tree over ``n`` indices.
 
     Build it with :meth:`from_points`, :meth:`from_indices` or
-    :meth:`from_matrix`; the constructor is internal.
+    :meth:`from_matrix`; the constructor is internal and stores what those
+    classmethods computed, without checking it.
+
+    Parameters
+    ----------
+    root : Cluster
+        The root cluster (``root.start == 0``, ``root.stop == n``).
+    n : int
+        Number of indices.
+    leaf_size : int
+        Largest number of indices in a leaf.
+    perm : array of int, shape (n,), or None
+        ``perm[i]`` is the original index at permuted position ``i``;
+        ``None`` for the identity.
+    points : array, shape (n, d), or None
+        The points in permuted order; ``None`` without geometry.
+    xp : module or None
+        Array-API namespace of ``perm`` and ``points`` (``None`` without
+        geometry); used to form ``iperm = xp.argsort(perm)``.
 
     Attributes
     ----------
@@ -114,6 +167,17 @@ class ClusterTree:
         The inverse permutation.
     points : array or None
         The points in permuted order (``None`` without geometry).
+
+    Raises
+    ------
+    ValueError
+        From the classmethods: ``points`` (or ``A``) that is not a non-empty
+        2-D array or holds NaN/Inf, ``leaf_size``, ``n`` or ``dim`` < 1, an
+        unknown ``split``, or ``axis`` not in (0, 1).
+    TypeError
+        From the classmethods: ``points`` (or ``A``) that is not an array of
+        a supported library, or ``leaf_size``, ``n`` or ``dim`` that is not
+        an int.  The constructor itself checks nothing.
 
     Notes
     -----

@@ -311,6 +311,31 @@ class HMatrix(LinearOperator):
     for ``x`` of shape ``(n,)`` or ``(n, k)``, ``H.rmatvec(y)`` and
     ``H.T @ y`` for the transpose, and it can be passed to :func:`natgrad.cg`.
 
+    The constructor is internal: its arguments below are what
+    :meth:`from_kernel` (a kernel on points) and :meth:`from_dense` (a formed
+    matrix) compute, and those classmethods are the ways to build an
+    H-matrix.
+
+    Parameters
+    ----------
+    xp : module
+        Array-API namespace of the blocks.
+    dtype : dtype
+        Floating dtype of the blocks.
+    rows, cols : ClusterTree
+        Row and column cluster trees (their permutations map between the
+        original and the block order).
+    builder : object
+        Internal record of the compressed blocks, their errors and the norm
+        of ``A``, filled by the classmethods.
+    layout : tuple
+        Internal nested block grid, used by :meth:`to_dense`.
+    eps : float
+        The requested relative bound.
+    verify : bool or None
+        Whether ACA blocks were verified (``None`` for dense input); stored
+        in ``info``.
+
     Attributes
     ----------
     shape : (int, int)
@@ -330,6 +355,18 @@ class HMatrix(LinearOperator):
         the dense matrix, which is then kept exactly as one dense block (zero
         error), so ``compression_ratio`` never exceeds 1 by more than a few
         index arrays of length ``m + n``.
+
+    Raises
+    ------
+    ValueError
+        From :meth:`from_kernel` and :meth:`from_dense` for invalid input
+        (see there); from ``H @ x``, ``matvec`` and ``rmatvec`` when ``x``
+        is not 1-D or 2-D or its length does not match the operator.
+    TypeError
+        From the classmethods for non-array input or a non-callable kernel;
+        from the products when ``x`` is not an array, or is an array of
+        another library or on another device than the H-matrix (it is never
+        converted or moved silently).
 
     Notes
     -----

@@ -42,7 +42,41 @@ _ZERO_ROW_TRIES = 3
 
 
 class LowRank(NamedTuple):
-    """A factorisation ``A ≈ U @ V.T`` and its Frobenius error (exact or estimated)."""
+    """A factorisation ``A ≈ U @ V.T`` and its Frobenius error (exact or estimated).
+
+    Returned by :func:`truncated_svd`, :func:`randomized_svd` and
+    :func:`recompress`; a named tuple, so ``U, V, error = lr`` works.
+
+    Parameters
+    ----------
+    U : array, shape (m, k)
+        Left factor; carries the singular values (``U = U_k diag(σ_k)``).
+    V : array, shape (n, k)
+        Right factor with orthonormal columns (for the three functions above).
+    error : float
+        Frobenius error ``‖A − U Vᵀ‖_F`` (for :func:`recompress`: of the
+        change ``‖U₀V₀ᵀ − U Vᵀ‖_F``).
+
+    Notes
+    -----
+    Storing the factors takes ``k (m + n)`` entries instead of ``m n``, a
+    saving when ``k < mn / (m + n)``.  ``error`` is exact for
+    :func:`truncated_svd` and :func:`recompress` (the discarded singular
+    value tail, Eckart–Young) and for :func:`randomized_svd` (the residual
+    is computed, not estimated), up to rounding.  A rank-0 result
+    (``k = 0``) stands for the zero block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.hmatrix import LowRank, truncated_svd
+    >>> A = np.outer(np.arange(1.0, 5.0), np.arange(1.0, 4.0))
+    >>> U, V, error = truncated_svd(A, 1e-10)
+    >>> U.shape, V.shape, error < 1e-10
+    ((4, 1), (3, 1), True)
+    >>> bool(np.allclose(U @ V.T, A)), isinstance(truncated_svd(A, 0.0), LowRank)
+    (True, True)
+    """
 
     U: Any
     V: Any
@@ -55,6 +89,43 @@ class ACAResult(NamedTuple):
     ``norm`` estimates ``‖A‖_F`` by ``‖U Vᵀ‖_F``; ``error`` estimates
     ``‖A − U Vᵀ‖_F`` by the norm of the last cross; ``converged`` is False
     when ACA stopped at ``max_rank`` before meeting the tolerance.
+
+    Parameters
+    ----------
+    U : array, shape (m, k)
+        Left factor: the ``k`` residual columns ``u_l`` of the crosses.
+    V : array, shape (n, k)
+        Right factor: the residual rows ``v_l`` scaled by their pivots, so
+        ``A ≈ U @ V.T``.
+    norm : float
+        ``‖U Vᵀ‖_F``, the estimate of ``‖A‖_F``.
+    error : float
+        ``‖u_k‖ ‖v_k‖`` of the last cross, the estimate of
+        ``‖A − U Vᵀ‖_F`` (when ACA ended on rows with zero residual: a
+        crude estimate from the largest residual entry seen in them).
+    converged : bool
+        True when the stopping rule held, the tried rows had zero residual,
+        the crosses used every row or column, or ``k = min(m, n)``; False
+        when ACA stopped at ``max_rank``.
+
+    Notes
+    -----
+    ``norm`` and ``error`` are estimates, not bounds: ACA's stopping rule
+    ``‖u_k‖ ‖v_k‖ ≤ ε ‖S_k‖_F`` assumes the residual decays geometrically
+    (Bebendorf 2000).  Unlike :class:`LowRank`, neither factor is
+    orthonormal; :func:`recompress` makes them so and removes redundant rank.
+    A zero block gives ``k = 0`` with ``norm = error = 0``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.hmatrix import ACAResult, aca
+    >>> A = np.outer(np.arange(1.0, 7.0), np.arange(1.0, 5.0))
+    >>> res = aca(lambda i: A[i], lambda j: A[:, j], A.shape, tol=1e-6)
+    >>> isinstance(res, ACAResult), res.U.shape, res.V.shape, res.converged
+    (True, (6, 1), (4, 1), True)
+    >>> bool(np.allclose(res.U @ res.V.T, A)), bool(np.isclose(res.norm, np.linalg.norm(A)))
+    (True, True)
     """
 
     U: Any
@@ -77,11 +148,33 @@ def truncation_rank(s: Any, tol: float) -> int:
     Returns
     -------
     int
+        The number of leading values to keep, ``0 ≤ k ≤ len(s)``.
+
+    Raises
+    ------
+    TypeError
+        If ``tol`` or an entry of ``s`` is not a number (from the
+        arithmetic; the arguments are not validated otherwise: a negative
+        ``tol`` acts as ``|tol|``, and ``s`` is assumed descending).
+    AttributeError
+        If ``s`` is neither a list, a tuple nor an array (e.g. a generator).
+
+    Notes
+    -----
+    Drops the smallest values while the dropped tail stays within the
+    budget: ``k`` is the smallest index with ``Σ_{i≥k} s_i² ≤ tol²``
+    (0-based).  For singular values this is the smallest rank whose
+    truncated SVD has Frobenius error ``sqrt(Σ_{i≥k} s_i²) ≤ tol``
+    (Eckart–Young–Mirsky), so the error is exact, not an estimate.  An
+    array ``s`` is copied to the host once (a device synchronisation); the
+    loop is plain Python, ``O(len(s))``.
 
     Examples
     --------
     >>> truncation_rank([3.0, 2.0, 0.1, 0.01], 0.2)
     2
+    >>> truncation_rank([3.0, 2.0], 0.0), truncation_rank([3.0, 2.0], 10.0)
+    (2, 0)
     """
     vals = s if isinstance(s, (list, tuple)) else _host_floats(s)
     tail, k = 0.0, len(vals)
@@ -153,6 +246,14 @@ def recompress(U: Any, V: Any, tol: float) -> LowRank:
     -------
     LowRank
         ``error`` is the exact Frobenius norm of the change.
+
+    Raises
+    ------
+    ValueError
+        If ``tol`` is negative, NaN or infinite.
+    TypeError
+        If ``tol`` is not a real number, or ``U``/``V`` are not arrays of
+        one supported library on one device.
 
     Notes
     -----

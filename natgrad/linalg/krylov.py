@@ -535,16 +535,67 @@ def _minres_cycle(
 
 
 class LanczosResult(NamedTuple):
-    """Lanczos tridiagonalisation ``Qᵀ A Q = T``.
+    """Lanczos tridiagonalisation ``Qᵀ A Q = T``, as returned by :func:`lanczos`.
 
-    Attributes
+    A named tuple: unpack it as ``alpha, beta, Q = lanczos(...)`` or read the
+    fields by name.
+
+    Parameters
     ----------
     alpha : array, shape (m,)
-        Diagonal of ``T``.
+        Diagonal of ``T`` (``αⱼ = qⱼᵀ A qⱼ``).
     beta : array, shape (m - 1,)
-        Off-diagonal of ``T``.
+        Off-diagonal of ``T`` (``βⱼ = ‖wⱼ‖ > 0``); empty when ``m = 1``.
     Q : array, shape (n, m)
-        Orthonormal basis of the Krylov space; ``Q[:, 0]`` is ``v0/‖v0‖``.
+        Orthonormal basis of the Krylov space
+        ``span{v0, A v0, …, A^{m−1} v0}``; ``Q[:, 0]`` is ``v0/‖v0‖``.
+
+    Raises
+    ------
+    AttributeError
+        On assignment to a field (named tuples are immutable).
+
+    Notes
+    -----
+    ``m`` is the number of steps done: the requested ``k``, or fewer when
+    the Krylov space became invariant (``βₘ`` at rounding level), in which
+    case the eigenvalues of ``T`` are exact eigenvalues of ``A``.  The
+    arrays are in ``v0``'s namespace and on its device, in the floating
+    dtype of ``v0`` (promoted with a dense ``A``'s dtype).  The final
+    ``βₘ`` and ``qₘ₊₁`` of ``A Q = Q T + βₘ qₘ₊₁ eₘᵀ`` are not returned.
+
+    Build ``T = tridiag(beta, alpha, beta)`` to use it: its eigenvalues (Ritz
+    values) approximate the extreme eigenvalues of ``A``, and with ``T = S Θ
+    Sᵀ`` the columns of ``Q S`` approximate eigenvectors.  Orthonormality of
+    ``Q`` holds to rounding with ``reorthogonalize=True`` (the default) and
+    may be lost without it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.linalg import lanczos
+    >>> rng = np.random.default_rng(0)
+    >>> B = rng.standard_normal((6, 6))
+    >>> A = B + B.T
+    >>> res = lanczos(A, np.ones(6), 4)
+    >>> res.alpha.shape, res.beta.shape, res.Q.shape
+    ((4,), (3,), (6, 4))
+    >>> T = np.diag(res.alpha) + np.diag(res.beta, 1) + np.diag(res.beta, -1)
+    >>> bool(np.allclose(res.Q.T @ A @ res.Q, T))
+    True
+    >>> bool(np.allclose(res.Q.T @ res.Q, np.eye(4)))
+    True
+
+    A starting vector in a 2-dimensional invariant subspace stops early,
+    with exact eigenvalues:
+
+    >>> alpha, beta, Q = lanczos(np.diag(np.arange(1.0, 6.0)),
+    ...                          np.array([1.0, 1.0, 0.0, 0.0, 0.0]), 4)
+    >>> Q.shape
+    (5, 2)
+    >>> T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+    >>> bool(np.allclose(np.linalg.eigvalsh(T), [1.0, 2.0]))
+    True
     """
 
     alpha: Any

@@ -45,16 +45,94 @@ __all__ = [
 class LinearOperator:
     """An ``(m, n)`` linear map applied through :meth:`matvec`.
 
-    Subclasses implement ``_matvec(x)`` for ``x`` of shape ``(n,)`` or
-    ``(n, k)`` (already validated) and may override ``_rmatvec`` (the
-    transpose product) and ``to_dense``.
+    The base class of every natgrad operator.  Subclasses implement
+    ``_matvec(x)`` for ``x`` of shape ``(n,)`` or ``(n, k)`` (already
+    validated) and may override ``_rmatvec`` (the transpose product) and
+    ``to_dense``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(m, n)``: the operator maps vectors of length ``n`` to vectors of
+        length ``m``.  Each entry is converted with ``int``.
+    dtype : dtype or None
+        The dtype of the operator's entries, in the operator's namespace;
+        ``None`` when unknown (an :func:`identity` without a dtype).
 
     Attributes
     ----------
     shape : tuple of int
         ``(m, n)``.
-    dtype : dtype
+    dtype : dtype or None
         The dtype of the operator's entries (in the operator's namespace).
+    xp : module or None
+        Array-API namespace of the operator's data (a class attribute,
+        ``None`` by default): set by dense and SciPy operators, ``None`` for
+        operators defined by a Python callable, which adapt to their input.
+    T : LinearOperator
+        The transposed operator, applied through :meth:`rmatvec`.
+
+    Raises
+    ------
+    ValueError
+        If ``shape`` is not a pair of non-negative ints.  Later, applying the
+        operator (``matvec``, ``rmatvec``, ``A @ x``) to ``x`` that is not
+        1-D or 2-D with first dimension ``n`` (``m`` for the transpose);
+        adding or multiplying operators of incompatible shapes, or shifting a
+        non-square one; ``to_dense()`` without ``xp`` when ``self.xp`` is
+        ``None``.
+    TypeError
+        From ``matvec``/``rmatvec`` when ``x`` has no ``shape`` (not an array).
+    NotImplementedError
+        From ``rmatvec`` (and so ``A.T @ x``) when the operator has no
+        transpose product, e.g. :func:`from_matvec` without ``rmatvec``.
+
+    Notes
+    -----
+    Operators combine lazily, without forming a matrix: ``A + B``, ``A - B``,
+    ``-A``, ``c * A`` (``c`` a ``numbers.Number``; arrays, 0-d ones
+    included, are not accepted), ``A @ B`` (composition) and ``A.T``; ``A @ x`` with
+    an array ``x`` is ``A.matvec(x)``.  ``A + identity(n)`` and
+    ``A + c * identity(n)`` become the shift :func:`shifted` ``(A, c)``, and
+    shifts of shifts fold into one.  A composite takes the dtype and
+    namespace of its first operand, or of the second when the first does not
+    know them.
+
+    Validation reads only ``x.shape``; it neither copies nor synchronises
+    with a device, so the product runs wherever the data live.  Unlike
+    SciPy's ``LinearOperator`` the same ``matvec`` takes a vector ``(n,)`` or
+    a block ``(n, k)``, and the arrays may come from any array-API library.
+
+    Examples
+    --------
+    A diagonal operator written as a subclass:
+
+    >>> import numpy as np
+    >>> from natgrad.linalg import LinearOperator
+    >>> class Diagonal(LinearOperator):
+    ...     def __init__(self, d):
+    ...         super().__init__((d.shape[0], d.shape[0]), d.dtype)
+    ...         self.d = d
+    ...     def _matvec(self, x):
+    ...         return self.d * x if x.ndim == 1 else self.d[:, None] * x
+    ...     _rmatvec = _matvec
+    >>> D = Diagonal(np.array([1.0, 2.0, 3.0]))
+    >>> D
+    <3x3 Diagonal dtype=float64>
+    >>> D @ np.ones(3)
+    array([1., 2., 3.])
+    >>> (D.T @ np.ones((3, 2))).shape
+    (3, 2)
+    >>> (3 * D - D) @ np.ones(3)
+    array([2., 4., 6.])
+    >>> D.to_dense(np)
+    array([[1., 0., 0.],
+           [0., 2., 0.],
+           [0., 0., 3.]])
+    >>> D @ np.ones(4)
+    Traceback (most recent call last):
+        ...
+    ValueError: x must have shape (3,) or (3, k) to match the operator, got (4,)
     """
 
     #: array-API namespace of the operator's data, or ``None`` when unknown
@@ -129,6 +207,8 @@ class LinearOperator:
     def __add__(self, other: Any) -> "LinearOperator":
         if not isinstance(other, LinearOperator):
             return NotImplemented
+        if tuple(other.shape) != tuple(self.shape):
+            raise ValueError(f"cannot add operators of shapes {self.shape} and {other.shape}")
         if isinstance(other, _ScaledOperator) and isinstance(other.base, IdentityOperator):
             return shifted(self, other.scale)
         if isinstance(other, IdentityOperator):
@@ -156,7 +236,55 @@ def _check_operand(x: Any, n: int, name: str) -> None:
 
 
 class DenseOperator(LinearOperator):
-    """A dense ``(m, n)`` array of any backend seen as an operator."""
+    """A dense ``(m, n)`` array of any backend seen as an operator.
+
+    Usually made by :func:`aslinearoperator` from an array.
+
+    Parameters
+    ----------
+    A : array, shape (m, n)
+        A 2-D array of an array-API library (NumPy, CuPy, PyTorch, JAX, ...).
+        Kept by reference: neither copied nor converted.
+
+    Attributes
+    ----------
+    array : array
+        ``A`` itself.
+    xp : module
+        ``A``'s array-API namespace.
+    shape : tuple of int
+        ``A.shape``.
+    dtype : dtype
+        ``A.dtype``.
+
+    Raises
+    ------
+    TypeError
+        If ``A`` is not an array of a supported library.
+    ValueError
+        If ``A`` is not 2-D.
+
+    Notes
+    -----
+    ``matvec(x)`` is ``A @ x`` and ``rmatvec(x)`` is
+    ``xp.matrix_transpose(A) @ x``, both in ``A``'s namespace (one matrix
+    product for a block ``x``); ``to_dense()`` returns ``A`` itself, not a
+    copy.  Solvers read :attr:`array` to check a dense matrix for NaN/Inf and
+    to promote dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.linalg import DenseOperator
+    >>> A = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> op = DenseOperator(A)
+    >>> op @ np.array([1.0, 1.0])
+    array([3., 7.])
+    >>> op.T @ np.array([1.0, 1.0])
+    array([4., 6.])
+    >>> op.to_dense() is A
+    True
+    """
 
     def __init__(self, A: Any) -> None:
         self.xp = backend.namespace(A=A)
@@ -176,7 +304,57 @@ class DenseOperator(LinearOperator):
 
 
 class MatvecOperator(LinearOperator):
-    """An operator defined by a Python callable (see :func:`from_matvec`)."""
+    """An operator defined by a Python callable (see :func:`from_matvec`).
+
+    Parameters
+    ----------
+    matvec : callable
+        ``matvec(x) -> A x`` for ``x`` of shape ``(n,)``, returning shape
+        ``(m,)`` in the caller's array library.
+    shape : (int, int)
+        ``(m, n)``.
+    dtype : dtype or None
+        The dtype of the operator's entries.
+    matmat : callable, optional
+        ``matmat(X) -> A X`` for ``X`` of shape ``(n, k)``.  Without it,
+        blocks are applied one column at a time.
+    rmatvec : callable, optional
+        ``rmatvec(y) -> Aᵀ y`` for ``y`` of shape ``(m,)``; without it the
+        transpose product raises ``NotImplementedError``.
+    xp : module, optional
+        The array-API namespace of the callable's arrays, if known (used by
+        ``to_dense``); ``None`` by default.
+
+    Raises
+    ------
+    TypeError
+        If ``matvec`` is not callable.
+    ValueError
+        If ``shape`` is not a pair of non-negative ints.
+
+    Notes
+    -----
+    Without ``matmat`` a block ``X`` is applied as
+    ``xp.stack([matvec(X[:, j]) for j in range(k)], axis=1)``, ``k`` Python
+    calls; the transpose of a block always goes column by column through
+    ``rmatvec``.  The callable's output is not checked here: the solvers
+    check it on its first application (shape, library, device, dtype).
+    Such an operator does not know its namespace unless ``xp`` is given, so
+    solvers take it from the right-hand side and ``to_dense`` needs ``xp``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.linalg import MatvecOperator
+    >>> op = MatvecOperator(lambda x: 2.0 * x, (3, 3), np.float64,
+    ...                     rmatvec=lambda y: 2.0 * y)
+    >>> op @ np.ones(3)
+    array([2., 2., 2.])
+    >>> (op @ np.ones((3, 2))).shape          # column by column
+    (3, 2)
+    >>> op.T @ np.array([1.0, 0.0, 0.0])
+    array([2., 0., 0.])
+    """
 
     def __init__(
         self,
@@ -232,7 +410,41 @@ class _ScipyOperator(LinearOperator):
 
 
 class IdentityOperator(LinearOperator):
-    """The ``n × n`` identity (see :func:`identity`)."""
+    """The ``n × n`` identity (see :func:`identity`).
+
+    Parameters
+    ----------
+    n : int
+        Size.
+    dtype : dtype, optional
+        Recorded as the operator's dtype; ``None`` (default) leaves it
+        unknown, and sums with it take the other operand's dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is negative.
+
+    Notes
+    -----
+    ``matvec(x)`` and ``rmatvec(x)`` return ``x`` itself (no copy, any
+    namespace).  The identity has no namespace of its own (``xp`` is
+    ``None``), so ``to_dense`` needs ``xp``.  ``A + identity(n)`` and
+    ``A + c * identity(n)`` are turned into the shift :func:`shifted`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.linalg import IdentityOperator
+    >>> I = IdentityOperator(3)
+    >>> x = np.arange(3.0)
+    >>> (I @ x) is x
+    True
+    >>> I.to_dense(np)
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]])
+    """
 
     def __init__(self, n: int, dtype: Any = None) -> None:
         super().__init__((n, n), dtype)
@@ -327,9 +539,38 @@ def aslinearoperator(A: Any) -> LinearOperator:
     Raises
     ------
     TypeError
-        If ``A`` is none of the above.
+        If ``A`` is none of the above (a Python callable included: wrap it
+        with :func:`from_matvec`).
     ValueError
         If a dense ``A`` is not 2-D.
+
+    Notes
+    -----
+    Nothing is copied or converted: a natgrad operator is returned as is, an
+    array is wrapped in a :class:`DenseOperator` (kept by reference, applied
+    in its own namespace and on its own device), and a SciPy operator or
+    sparse matrix is wrapped so that ``A @ x`` and ``A.T @ x`` call SciPy;
+    its namespace is NumPy's (``array_api_compat.numpy``), so it works with
+    NumPy right-hand sides only.  Arrays are recognised by the array API
+    (``array_api_compat.is_array_api_obj``) before SciPy types are tried.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from natgrad.linalg import aslinearoperator
+    >>> A = aslinearoperator(np.array([[2.0, 0.0], [1.0, 1.0]]))
+    >>> A
+    <2x2 DenseOperator dtype=float64>
+    >>> aslinearoperator(A) is A
+    True
+    >>> S = aslinearoperator(sp.eye(2, format="csr"))
+    >>> S @ np.array([1.0, 2.0])
+    array([1., 2.])
+    >>> aslinearoperator(lambda x: x)
+    Traceback (most recent call last):
+        ...
+    TypeError: A must be a 2-D array, a scipy LinearOperator or sparse matrix, or a natgrad LinearOperator; got function (wrap callables with from_matvec)
     """
     if isinstance(A, LinearOperator):
         return A
@@ -369,6 +610,25 @@ def from_matvec(
     Returns
     -------
     LinearOperator
+        A :class:`MatvecOperator` of the given ``shape`` and ``dtype`` whose
+        namespace (``xp``) is unknown.
+
+    Raises
+    ------
+    TypeError
+        If ``matvec`` is not callable.
+    ValueError
+        If ``shape`` is not a pair of non-negative ints.
+
+    Notes
+    -----
+    The callables are stored, not called: nothing is checked until the
+    operator is applied, and the solvers check the output of the first
+    application (shape, library, device, dtype).  Because the operator does
+    not know its array library, solvers take it from the right-hand side,
+    :func:`natgrad.linalg.nystrom` needs ``like=``, and ``to_dense`` needs
+    ``xp``.  Give ``matmat`` when a block product is cheaper than ``k``
+    separate calls (it usually is on a GPU).
 
     Examples
     --------
@@ -381,12 +641,90 @@ def from_matvec(
 
 
 def identity(n: int, dtype: Any = None) -> LinearOperator:
-    """The ``n × n`` identity operator; ``A + sigma * identity(n)`` is a shift."""
+    """The ``n × n`` identity operator; ``A + sigma * identity(n)`` is a shift.
+
+    Parameters
+    ----------
+    n : int
+        Size.
+    dtype : dtype, optional
+        The operator's dtype; ``None`` (default) leaves it unknown.
+
+    Returns
+    -------
+    LinearOperator
+        An :class:`IdentityOperator`.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is negative.
+
+    Notes
+    -----
+    ``A + identity(n)`` and ``A + sigma * identity(n)`` (``sigma`` a Python
+    number) build :func:`shifted` ``(A, sigma)``, applied as
+    ``A x + sigma x`` without a separate identity product; ``A`` must be
+    square and of size ``n`` (a different size raises ``ValueError``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.linalg import aslinearoperator, identity
+    >>> A = aslinearoperator(np.array([[2.0, 1.0], [1.0, 3.0]]))
+    >>> B = A + 0.5 * identity(2)
+    >>> bool(np.allclose(B.to_dense(), [[2.5, 1.0], [1.0, 3.5]]))
+    True
+    >>> identity(3) @ np.ones(3)
+    array([1., 1., 1.])
+    """
     return IdentityOperator(n, dtype)
 
 
 def shifted(A: Any, sigma: Any) -> LinearOperator:
-    """The operator ``A + sigma I`` (``A`` square), applied as ``A x + sigma x``."""
+    """The operator ``A + sigma I`` (``A`` square), applied as ``A x + sigma x``.
+
+    Parameters
+    ----------
+    A : array, scipy operator or LinearOperator, shape (n, n)
+        Anything :func:`aslinearoperator` accepts; square.
+    sigma : scalar
+        The shift (a Python number or a 0-d array of ``A``'s library).
+
+    Returns
+    -------
+    LinearOperator
+        ``A + sigma I``, with ``A``'s shape, dtype and namespace; its
+        transpose is ``Aᵀ + sigma I``.
+
+    Raises
+    ------
+    TypeError
+        If ``A`` is not accepted by :func:`aslinearoperator`.
+    ValueError
+        If ``A`` is not square (or a dense ``A`` not 2-D).
+
+    Notes
+    -----
+    No matrix is formed and ``A`` is not copied: each product costs one
+    product with ``A`` and one scaled addition.  Shifting a shifted
+    operator adds the shifts (``shifted(shifted(A, s), t)`` is ``A`` shifted
+    by ``s + t``), so repeated damping updates do not nest.  ``A + sigma *
+    identity(n)`` builds the same operator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.linalg import shifted
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> S = shifted(shifted(A, 0.25), 0.25)     # one shift by 0.5
+    >>> bool(np.allclose(S @ np.eye(2), A + 0.5 * np.eye(2)))
+    True
+    >>> shifted(np.ones((2, 3)), 1.0)
+    Traceback (most recent call last):
+        ...
+    ValueError: a shift needs a square operator, got shape (2, 3)
+    """
     A = aslinearoperator(A)
     if isinstance(A, _ShiftedOperator):
         return _ShiftedOperator(A.base, A.sigma + sigma)

@@ -392,18 +392,60 @@ def neumann_solve(
 class WynnResult(NamedTuple):
     """Outcome of :func:`wynn_epsilon`.
 
-    Attributes
+    A named tuple: unpack it as ``x, error, order = wynn_epsilon(...)`` or
+    read the fields by name.
+
+    Parameters
     ----------
-    x : array
-        The accelerated limit: the last entry of the chosen even column.
+    x : array, shape (n,)
+        The accelerated limit: the last entry of the chosen even column, in
+        the sequence's namespace and device and its floating dtype (integer
+        input is promoted).
     error : float
-        Error estimate: the norm of the difference between the last two
+        Error estimate: the 2-norm of the difference between the last two
         entries of that column, or between its only entry and the last entry
         of the previous even column (0 when the sequence had converged
         exactly).
     order : int
         ``m`` of the column ``ε_{2m}`` used (lower than requested when the
-        table stopped early because consecutive entries coincided).
+        table stopped early because consecutive entries coincided).  ``0``
+        means no acceleration: ``x`` is the last entry of the sequence.
+
+    Raises
+    ------
+    AttributeError
+        On assignment to a field (named tuples are immutable).
+
+    Notes
+    -----
+    ``error`` is a heuristic, not a bound: it is the last correction the
+    table made, which tracks the true error when the sequence is in the
+    regime where the ε-algorithm converges (e.g. alternating or
+    geometrically converging partial sums) and can underestimate it
+    otherwise.  Compare ``order`` with the order asked for to see whether the
+    table was cut short.  ``error`` is a Python float: reading it is one
+    host synchronisation on a GPU.
+
+    Examples
+    --------
+    Partial sums of ``1 − 1/2 + 1/3 − …`` (limit ``ln 2``), as a ``(7, 1)``
+    array:
+
+    >>> import numpy as np
+    >>> from natgrad.linalg import wynn_epsilon
+    >>> s = np.cumsum([(-1.0) ** k / (k + 1) for k in range(7)])
+    >>> res = wynn_epsilon(s[:, None])
+    >>> res.order, res.x.shape
+    (3, (1,))
+    >>> bool(abs(res.x[0] - np.log(2)) < 1e-5 < abs(s[-1] - np.log(2)))
+    True
+    >>> bool(res.error < 1e-4)
+    True
+
+    A sequence that has already converged is returned unaccelerated:
+
+    >>> wynn_epsilon(np.ones((5, 2)))
+    WynnResult(x=array([1., 1.]), error=0.0, order=0)
     """
 
     x: Any

@@ -42,7 +42,62 @@ _JITTER_TRIES = 4
 
 class FactorizationWarning(RuntimeWarning):
     """A Cholesky factorisation broke down and a documented fallback was used
-    (diagonal jitter or a clamped eigendecomposition)."""
+    (diagonal jitter or a clamped eigendecomposition).
+
+    A subclass of ``RuntimeWarning``, issued at most once per factorisation
+    by :class:`Woodbury` (and so :func:`woodbury_solve`) when the damped
+    kernel ``λI + UUᵀ`` (or ``λI + UᵀU``) is not numerically positive
+    definite.  The message names the kernel, the damping and the jitter
+    used.
+
+    Notes
+    -----
+    In exact arithmetic the kernel is ``⪰ λI``; the Cholesky breaks down only
+    when ``λ`` is below the rounding error of the computed Gram matrix (tiny
+    damping, float32, a rank-deficient ``U``).  The fallbacks, in order: the
+    diagonal jitter ``δ = 10^k·eps·trace(K)/n`` (``K`` of size ``n``),
+    ``k = 0..3`` (the solve
+    then uses damping ``λ + δ``; ``Woodbury.method`` is
+    ``"cholesky+jitter"`` and ``Woodbury.jitter`` is ``δ``), then an
+    eigendecomposition of the Gram matrix with eigenvalues clamped at 0
+    (``method == "eigh"``).  The result is still usable, but the damping is
+    at the limit of the working precision: raise it, or use float64.
+
+    It is a warning rather than an error because the fallback still returns
+    the solution of a nearby (slightly more damped) system, so an optimiser
+    can keep going.  Filter it with the
+    ``warnings`` module: ``"error"`` turns it into an exception (to stop on
+    it), ``"ignore"`` silences it.
+
+    Examples
+    --------
+    A rank-one ``U`` with damping far below float64 rounding (all values
+    exact, so the breakdown is deterministic):
+
+    >>> import warnings
+    >>> import numpy as np
+    >>> from natgrad.linalg import FactorizationWarning, Woodbury
+    >>> U = np.ones((3, 4))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always", FactorizationWarning)
+    ...     W = Woodbury(U, 1e-20)
+    >>> [w.category.__name__ for w in caught]
+    ['FactorizationWarning']
+    >>> W.method in ("cholesky+jitter", "eigh")
+    True
+
+    Turned into an error, then back to the default:
+
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", FactorizationWarning)
+    ...     try:
+    ...         Woodbury(U, 1e-20)
+    ...     except FactorizationWarning:
+    ...         print("raised")
+    raised
+    >>> issubclass(FactorizationWarning, RuntimeWarning)
+    True
+    """
 
 
 # ---------------------------------------------------------------------------

@@ -20,14 +20,33 @@ class Adam:
     Parameters
     ----------
     lr : float
+        Step size ``> 0`` (default ``1e-3``, the paper's).
     betas : (float, float)
-        ``β₁, β₂ ∈ [0, 1)``.
+        ``β₁, β₂ ∈ [0, 1)``: decay rates of the first and second moment
+        estimates (default ``(0.9, 0.999)``).
     eps : float
+        ``ε > 0`` added to the denominator (default ``1e-8``).
 
     Raises
     ------
     ValueError
         Non-positive ``lr``/``eps``, betas outside ``[0, 1)``.
+    TypeError
+        ``lr``, ``eps`` or a beta not a real number; at :meth:`step`, a model
+        without ``loss_and_grad``.
+
+    Notes
+    -----
+    Algorithm 1 of Kingma & Ba, "Adam: a method for stochastic optimization",
+    ICLR 2015 (arXiv 1412.6980), on the flat parameter vector, with ``g`` the
+    gradient from ``model.loss_and_grad`` and ``k`` the step count starting
+    at 1.  The moments start at zero (created on the first step with the
+    shape, dtype and device of ``params``), so they are biased towards zero
+    early on; dividing by ``1 − β₁ᵏ`` and ``1 − β₂ᵏ`` removes that bias.  ``ε``
+    is added after the square root, as in the paper and ``torch.optim.Adam``;
+    there is no weight decay.  The update is elementwise (a diagonal
+    preconditioner), in contrast to the curvature-based natgrad optimisers.
+    ``info["loss"]`` is the loss at ``params`` before the step.
 
     Examples
     --------

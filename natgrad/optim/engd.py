@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
+from ..linalg import _checks
 from ..linalg.krylov import cg
 from ..linalg.nystrom import NystromPreconditioner, nystrom
 from ..linalg.operators import from_matvec, shifted
@@ -35,7 +36,11 @@ def _dense_direction(xp: Any, J: Any, r: Any, damping: float) -> tuple[Any, str]
     jitter growing from eps·trace/P, then a clamped eigendecomposition.
     """
     Jt = xp.matrix_transpose(J)
-    factor = SPDFactor(backend.gram(Jt), damping, "the P × P Gram matrix JᵀJ + λI")
+    G = backend.gram(Jt)
+    # NaN/Inf anywhere in J shows on the diagonal of JᵀJ: P numbers to check, not N·P.
+    if not backend.all_finite(xp.linalg.diagonal(G)):
+        raise ValueError("J contains NaN or Inf (or JᵀJ overflows)")
+    factor = SPDFactor(G, damping, "the P × P Gram matrix JᵀJ + λI")
     return factor.solve(Jt @ r), factor.method
 
 
@@ -68,7 +73,50 @@ def gauss_newton_direction(
     -------
     d : array, shape (P,)
     details : dict
-        What the solver did (e.g. a Cholesky fallback).
+        What the solver did: ``{"factorisation": "cholesky" | "cholesky+jitter"
+        | "eigh"}`` for ``"woodbury"``/``"dense"`` (the latter two are
+        fallbacks), ``{"rank": rank}`` for ``"nystrom"``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``solver`` (``"cg"`` included: it needs the model, see
+        ``ENGD``); with every solver ``damping ≤ 0``, ``J`` not a non-empty
+        2-D array, ``r`` not of shape ``(N,)``, NaN/Inf in ``J`` or ``r``
+        (for ``"dense"`` read off the diagonal of ``JᵀJ``); with
+        ``"nystrom"`` also ``rank < 1``.
+    TypeError
+        ``J`` and ``r`` from different array libraries; a non-real
+        ``damping``; with ``"woodbury"`` a complex
+        ``J``; with ``"nystrom"`` a ``seed`` that is not None, an int or a
+        NumPy Generator.
+
+    Warns
+    -----
+    FactorizationWarning
+        (``natgrad.linalg.FactorizationWarning``) when the Cholesky
+        factorisation of ``JJᵀ + λI`` (``"woodbury"``) or ``JᵀJ + λI``
+        (``"dense"``) fails in floating point and a jittered Cholesky or a
+        clamped eigendecomposition is used instead.
+
+    Notes
+    -----
+    The direction minimises ``½‖r − J d‖² + ½λ‖d‖²`` (the linearised
+    least-squares problem with Tikhonov damping).  By the push-through
+    identity
+
+    .. math::  (JᵀJ + λI_P)^{-1} Jᵀ r = Jᵀ (JJᵀ + λI_N)^{-1} r
+
+    it can be computed in sample space (``"woodbury"``: an ``N × N`` Cholesky,
+    the ENGD-W of arXiv 2505.12149, cheap when ``N ≪ P``) or in parameter
+    space (``"dense"``: a ``P × P`` Cholesky, cheap when ``P ≪ N``); both are
+    exact up to rounding.  ``"nystrom"`` replaces ``JJᵀ`` by a randomized
+    rank-``rank`` Nyström approximation ``K̂`` built from products with
+    ``J`` and ``Jᵀ`` and returns ``Jᵀ (K̂ + λI)⁻¹ r``, deterministic for a
+    fixed ``seed``.  It is exact up to rounding once ``rank ≥ rank(J)``
+    (``rank`` is clipped to ``N``); below that, the part of ``r`` outside the
+    sketched range is divided by ``λ`` alone, so for small ``λ`` the
+    direction can be far longer than the exact one.
 
     Examples
     --------
@@ -81,6 +129,10 @@ def gauss_newton_direction(
     True
     """
     xp = backend.namespace(J=J, r=r)
+    damping = _checks.positive(damping, "damping")
+    if J.ndim != 2 or 0 in tuple(J.shape):
+        raise ValueError(f"J must be a non-empty 2-D array, got shape {tuple(J.shape)}")
+    _checks.rhs(r, J.shape[0], "r", allow_block=False)
     if solver == "dense":
         d, how = _dense_direction(xp, J, r, damping)
         return d, {"factorisation": how}

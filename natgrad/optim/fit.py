@@ -14,9 +14,45 @@ __all__ = ["fit", "History"]
 class History(dict):
     """Per-step records: ``history["loss"]``, ``["lr"]``, ``["step_time"]``,
     ``["elapsed"]`` (cumulative seconds) and ``["metric"]`` (when a metric is
-    given), each a list with one entry per step."""
+    given), each a list with one entry per step.
+
+    Parameters
+    ----------
+    *args
+        As for ``dict`` (a mapping or an iterable of key–value pairs).
+    **kwargs
+        As for ``dict``: ``fit`` builds it as
+        ``History(step=[], loss=[], lr=[], step_time=[], elapsed=[])``.
+
+    Raises
+    ------
+    KeyError
+        ``history[key]`` for a key that was not recorded, e.g. ``"metric"``
+        when ``fit`` had no ``metric``; ``history.last(key)`` returns
+        None instead.
+
+    Notes
+    -----
+    A plain ``dict`` of lists, so it pickles, serialises to JSON and turns
+    into a table (``pandas.DataFrame(history)`` for the per-step keys)
+    without natgrad.  The per-step lists ``step``, ``loss``, ``lr``,
+    ``step_time`` and ``elapsed`` have one entry per step taken; the metric
+    lists ``metric_step``, ``metric`` and ``metric_elapsed`` have one entry
+    per evaluation (step 0, every ``metric_every`` steps and the last step),
+    so they are usually shorter.  ``loss`` and ``lr`` are what the optimiser
+    reported in ``info`` (None where it reported nothing).
+
+    Examples
+    --------
+    >>> h = History(step=[1, 2], loss=[4.0, 1.0])
+    >>> h.last("loss"), h.last("metric")
+    (1.0, None)
+    >>> "metric" in h
+    False
+    """
 
     def last(self, key: str) -> Any:
+        """The last entry of ``history[key]``, or None if ``key`` is absent or empty."""
         return self[key][-1] if self.get(key) else None
 
 
@@ -64,8 +100,12 @@ def fit(
     metric : callable, optional
         ``metric(params) -> float`` (e.g. a relative L2 error), recorded every
         ``metric_every`` steps and after the last (not counted in step times).
+    metric_every : int
+        Steps between metric evaluations (default 1); the metric is also
+        recorded at step 0 (the starting parameters) and at the last step.
     time_budget : float, optional
-        Stop after this many seconds of optimiser time.
+        Stop after the first step at which the optimiser time reaches this
+        many seconds.
 
     Returns
     -------
@@ -78,7 +118,40 @@ def fit(
     Raises
     ------
     ValueError
-        ``steps < 1``.
+        ``steps`` not a positive int.
+    StopIteration
+        ``batches`` is an iterator that runs out before the loop ends.
+
+    Notes
+    -----
+    Only ``optimizer.step`` is timed (``time.perf_counter``): drawing the
+    batch, the metric, the callback and the progress bar are excluded from
+    ``step_time``, ``elapsed`` and ``time_budget``.  On asynchronous devices
+    (CUDA) the time includes the device work because natgrad's optimisers
+    return host floats in ``info`` (``backend.to_float`` of the loss), which
+    waits for the step to finish.  ``batches`` is read as follows: a callable
+    is called with the step number (1, 2, …); an iterator or generator is
+    advanced once per step; anything else — an array, or a tuple, list or
+    dict such as ``(x_interior, x_boundary)`` — is the batch of every step.
+    The loop stops after ``steps`` steps, when the time budget is used up, or
+    when ``callback`` returns ``True``, whichever comes first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from natgrad.adapters.callables import CallableModel
+    >>> from natgrad.optim import GradientFlow
+    >>> A = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    >>> y = np.array([1.0, 2.0, 3.0])
+    >>> model = CallableModel(residuals=lambda p, b: A @ p - y,
+    ...                       jacobian=lambda p, b: A, params=np.zeros(2))
+    >>> params, history = fit(GradientFlow(lr=0.1), model, None, steps=20,
+    ...                       progress=False, metric=lambda p: float(np.linalg.norm(p)),
+    ...                       metric_every=5)
+    >>> len(history["loss"]), history["metric_step"]
+    (20, [0, 5, 10, 15, 20])
+    >>> bool(history["loss"][-1] < history["loss"][0])
+    True
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")

@@ -33,11 +33,37 @@ class GradientFlow:
     lr : float
         The time step ``h > 0``.
     method : {"euler", "heun", "rk4", "ab2"}
+        The integrator (see the table above).
 
     Raises
     ------
     ValueError
         Non-positive ``lr`` or unknown ``method``.
+    TypeError
+        ``lr`` not a real number; at :meth:`step`, a model without
+        ``loss_and_grad``.
+
+    Notes
+    -----
+    Gradient descent ``θₙ₊₁ = θₙ − h ∇f(θₙ)`` is the forward Euler step of
+    ``θ' = −∇f(θ)`` (the view of arXiv 2409.04707).  With ``k_i`` the
+    gradients at the stages, the explicit Runge–Kutta methods have the
+    Butcher tableaux (nodes ``c``, matrix ``a``, weights ``b``)
+
+    * heun (explicit trapezoidal rule, order 2): ``c = (0, 1)``,
+      ``a₂₁ = 1``, ``b = (1/2, 1/2)``;
+    * rk4 (classical, order 4): ``c = (0, 1/2, 1/2, 1)``, ``a₂₁ = a₃₂ = 1/2``,
+      ``a₄₃ = 1``, ``b = (1/6, 1/3, 1/3, 1/6)``, i.e. ``k₂ = g(θ − h/2 k₁)``,
+      ``k₃ = g(θ − h/2 k₂)``, ``k₄ = g(θ − h k₃)``;
+
+    and ab2 is the two-step Adams–Bashforth method (order 2), which
+    integrates the line through the last two gradients:
+    ``θₙ₊₁ = θₙ − h (3/2 gₙ − 1/2 gₙ₋₁)``.  It stores ``gₙ`` between calls,
+    so it costs one gradient per step like Euler; its first step (no
+    ``gₙ₋₁`` yet) is an Euler step.  With mini-batches ``gₙ₋₁`` comes from the
+    previous call's batch.  On a quadratic with Hessian eigenvalue ``μ > 0``
+    the steps are stable for ``hμ`` up to 2 (euler, heun), about 2.785 (rk4)
+    and 1 (ab2).  ``info["loss"]`` is the loss at ``params`` before the step.
 
     Examples
     --------

@@ -49,8 +49,31 @@ class FNGD:
     Raises
     ------
     ValueError
-        Non-positive ``damping``/``lr``, ``refresh_every < 1``, momentum
-        outside ``[0, 1)``; at :meth:`step`, a model with ``loss="squared"``.
+        Non-positive ``damping``/``lr``, ``refresh_every`` not an int ``≥ 1``,
+        momentum outside ``[0, 1)``; at :meth:`step`, a model with
+        ``loss="squared"``.
+    TypeError
+        ``damping``, ``lr`` or ``momentum`` not a real number; at
+        :meth:`step`, a model without ``residuals`` and ``jacobian``.
+
+    Notes
+    -----
+    With ``J ∈ ℝᴺˣᴾ`` the model's Jacobian (rows ``uᵢᵀ``, so ``U = Jᵀ``) the
+    push-through identity ``(UUᵀ + λN I_P)⁻¹ U = U (UᵀU + λN I_N)⁻¹`` turns the
+    ``P × P`` damped Fisher solve into an ``N × N`` one; on a refresh step
+
+    .. math::  α = (JJᵀ + λN I_N)^{-1} \mathbf 1
+
+    is computed by one Cholesky of the damped sample-space Gram matrix
+    (``Woodbury(J, λN).coefficients(1)``, ``O(N²P)``), and the direction is
+    ``Jᵀ α`` (``O(NP)``).  What is reused on the other steps is only the
+    vector ``α`` of a batch: the Jacobian, losses and direction are always
+    evaluated at the current ``params``, so a reuse step costs one Jacobian
+    and one matrix–vector product.  The cache holds one ``α`` per
+    ``batch_key`` with a count of its uses; it is refreshed when that count
+    is a multiple of ``refresh_every`` or ``N`` changed.  ``info["loss"]`` is
+    the mean per-sample loss *before* the step (a host float, which
+    synchronises an asynchronous device).
 
     Examples
     --------
