@@ -146,6 +146,27 @@ def test_gram_matches_dense_product(xp, dtype, shape):
     np.testing.assert_array_equal(to_numpy(G), to_numpy(G).T)
 
 
+def test_gram_of_torch_cpu_tensors_shares_memory_and_keeps_autograd(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(backend, "TORCH_SYRK_MIN_WORK", 0.0)  # take the syrk path at test size
+    seen = []
+    real_gram = backend.gram
+    monkeypatch.setattr(backend, "gram", lambda U, **kw: seen.append(type(U)) or real_gram(U, **kw))
+    U = torch.from_numpy(np.random.default_rng(8).standard_normal((6, 30)))
+    before = U.clone()
+    G = backend.gram(U)  # through a zero-copy NumPy view and syrk
+    assert isinstance(G, torch.Tensor) and G.dtype == torch.float64
+    np.testing.assert_allclose(G.numpy(), U.numpy() @ U.numpy().T, rtol=1e-12, atol=1e-12)
+    assert torch.equal(G, G.T) and torch.equal(U, before)
+    assert np.ndarray in seen  # the product went through NumPy
+    strided = U[:, ::3]
+    np.testing.assert_allclose(backend.gram(strided).numpy(), strided.numpy() @ strided.numpy().T, rtol=1e-12)
+    # a tensor that requires grad stays in PyTorch, so gradients flow through G
+    W = U.clone().requires_grad_(True)
+    backend.gram(W).sum().backward()
+    np.testing.assert_allclose(W.grad.numpy(), 2 * np.ones((6, 6)) @ U.numpy(), rtol=1e-12)
+
+
 def test_gram_rejects_non_matrix():
     with pytest.raises(ValueError, match="U must be 2-D"):
         backend.gram(np.ones(3))

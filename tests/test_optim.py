@@ -309,7 +309,6 @@ def test_ab2_is_second_order_after_the_start():
 
 
 def test_line_search_takes_no_step_at_a_minimum():
-    xp_np = pytest.importorskip("array_api_compat.numpy")
     rng = np.random.default_rng(7)
     X = rng.standard_normal((5, 8))
     theta = rng.standard_normal(8)
