@@ -40,6 +40,25 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tup
     return statistics.median(times), out
 
 
+def interleaved(fns: list[Callable[[], Any]], repeats: int = 5, warmup: int = 1,
+                with_values: bool = False) -> Any:
+    """Median wall time of each function, the runs interleaved (A B A B …) so
+    that drift in the machine's speed (other tenants, memory bandwidth, clock)
+    hits every contender alike; with ``with_values`` also each one's last value."""
+    values: list[Any] = [None] * len(fns)
+    for i, fn in enumerate(fns):
+        for _ in range(warmup):
+            values[i] = fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            values[i] = fn()
+            times[i].append(time.perf_counter() - t0)
+    medians = [statistics.median(t) for t in times]
+    return (medians, values) if with_values else medians
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -65,6 +84,8 @@ def _versions() -> str:
 
 def _blas() -> str:
     try:
+        import numpy  # noqa: F401 - load the BLAS libraries the benchmarks use,
+        import scipy.linalg  # noqa: F401 - so that a process that has not yet sees them
         from threadpoolctl import threadpool_info
 
         infos = [f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads, {i.get('architecture')})"

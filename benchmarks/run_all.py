@@ -5,6 +5,7 @@ Usage::
     python benchmarks/run_all.py            # every benchmarks/bench_*.py, full sizes
     python benchmarks/run_all.py --quick    # the short versions (each script's --quick)
     python benchmarks/run_all.py --quick --only krylov woodbury   # prints, writes nothing
+    python benchmarks/run_all.py --collect  # runs nothing: summarises benchmarks/results
 
 Every ``benchmarks/bench_<name>.py`` runs in its own subprocess (so one
 crashing benchmark does not stop the others, and each starts with a fresh
@@ -88,6 +89,8 @@ def _clean(text: str) -> str:
 def _met(text: str) -> str:
     """Normalise a verdict: 'yes', 'no' or the text itself."""
     t = text.strip().lower()
+    if t.startswith("not run"):
+        return _clean(text)
     if t.startswith(("yes", "met", "true", "ok")):
         return "yes"
     if t.startswith(("no", "not met", "false")):
@@ -274,6 +277,69 @@ def _adapters(text: str) -> list[Row]:
                 f"{worst.get('adapter [s]', '?')} s", f"{worst.get('raw [s]', '?')} s",
                 f"{1 + overhead / 100:.3f} ({overhead:+.1f} %)", f"overhead ≤ {goal[1]} %",
                 "yes" if overhead <= limit else "no"))
+    for heading, table in markdown_tables(text):
+        goal = re.search(r"Jacobian .*goal ≤ ([\d.]+) s", heading)
+        if not goal or not table:
+            continue
+        for rec in table:
+            try:
+                t_torch, t_jax = float(rec["PyTorch [s]"]), float(rec["JAX [s]"])
+            except (KeyError, ValueError):
+                continue
+            rows.append(Row(
+                f"adapters: PINN Jacobian (N × P), {rec.get('Laplacian inside the residual', '')}",
+                f"PyTorch {t_torch:.3g} s", f"JAX {t_jax:.3g} s", f"{t_torch / t_jax:.2f} (PyTorch / JAX)",
+                f"≤ {goal[1]} s", "yes" if max(t_torch, t_jax) <= float(goal[1]) else "no"))
+    return rows
+
+
+def _hmatrix(text: str) -> list[Row]:
+    """The scaling table's goals: at n = 20k build time, storage and matvec
+    speed-up; at 100k storage; the fitted exponents."""
+    goals = {}
+    m = re.search(r"Goals at n = 20k: build ≤ ([\d.]+) s, storage ≤ ([\d.]+)% of dense, "
+                  r"matvec ≥ ([\d.]+)× faster than dense; at 100k storage ≤ ([\d.]+)%", text)
+    if m:
+        goals = {"build": float(m[1]), "storage": float(m[2]), "speedup": float(m[3]), "storage100k": float(m[4])}
+    rows: list[Row] = []
+    for heading, table in markdown_tables(text):
+        if heading != "Scaling" or not goals:
+            continue
+        by_n = {rec.get("n", ""): rec for rec in table}
+        rec = by_n.get("20000")
+        if rec:
+            try:
+                build = float(rec["build s"])
+                storage = float(rec["storage / dense"].rstrip("%"))
+                speedup = float(rec["speed-up"])
+            except (KeyError, ValueError):
+                pass
+            else:
+                rows += [
+                    Row("hmatrix: build, n = 20k, exp(−r), eps 1e-6", f"{build:g} s", "", "",
+                        f"≤ {goals['build']:g} s", "yes" if build <= goals["build"] else "no"),
+                    Row("hmatrix: storage, n = 20k", f"{storage:g} % of dense", "dense", "",
+                        f"≤ {goals['storage']:g} %", "yes" if storage <= goals["storage"] else "no"),
+                    Row("hmatrix: matvec vs dense matvec, n = 20k", f"{rec.get('H matvec ms', '?')} ms",
+                        f"{rec.get('dense matvec ms', '?')} ms", f"{speedup:g}× faster",
+                        f"≥ {goals['speedup']:g}×", "yes" if speedup >= goals["speedup"] else "no"),
+                ]
+        big = by_n.get("100000")
+        if big is not None:
+            try:
+                storage = float(big["storage / dense"].rstrip("%"))
+            except (KeyError, ValueError):
+                rows.append(Row("hmatrix: n = 100k", _clean(next(iter(list(big.values())[1:]), "not run")),
+                                "", "", f"storage ≤ {goals['storage100k']:g} %", "no"))
+            else:
+                rows.append(Row("hmatrix: storage, n = 100k", f"{storage:g} % of dense", "dense", "",
+                                f"≤ {goals['storage100k']:g} %",
+                                "yes" if storage <= goals["storage100k"] else "no"))
+    fit = re.search(r"storage ∝ n\^(\d+(?:\.\d+)?), matvec time ∝ n\^(\d+(?:\.\d+)?)", text)
+    if fit:
+        worst = max(float(fit[1]), float(fit[2]))
+        rows.append(Row("hmatrix: fitted exponents in n (storage, matvec)", f"{fit[1]}, {fit[2]}", "dense: 2, 2",
+                        "", "≤ 1.2", "yes" if worst <= 1.2 else "no"))
     return rows
 
 
@@ -284,6 +350,7 @@ PARSERS: dict[str, Callable[[str], list[Row]]] = {
     "woodbury": _woodbury,
     "series": _series,
     "adapters": _adapters,
+    "hmatrix": _hmatrix,
 }
 
 
@@ -310,6 +377,27 @@ def discover(only: list[str] | None) -> list[tuple[str, Path]]:
     return found
 
 
+def summary_path(name: str, quick: bool) -> Path:
+    """Where a run keeps the SUMMARY lines a benchmark printed."""
+    return RESULTS / (f"{name}-quick.summary" if quick else f"{name}.summary")
+
+
+def collect_one(name: str, quick: bool) -> Outcome:
+    """Summary rows of an earlier run, read from ``benchmarks/results`` only."""
+    result_path = RESULTS / (f"{name}-quick.md" if quick else f"{name}.md")
+    out = Outcome(name, 0, 0.0)
+    lines = summary_path(name, quick)
+    # the SUMMARY lines of the last run_all run, unless the script has since written newer results itself
+    if lines.exists() and not (result_path.exists() and result_path.stat().st_mtime > lines.stat().st_mtime):
+        out.rows, out.source = parse_summary_lines(lines.read_text()), str(lines.relative_to(HERE.parent))
+    elif result_path.exists():
+        out.rows = rows_from_markdown(name, result_path.read_text())
+        out.source = str(result_path.relative_to(HERE.parent))
+    else:
+        out.error = f"no {result_path.name} from an earlier run"
+    return out
+
+
 def run_one(name: str, script: Path, quick: bool, timeout: float | None, verbose: bool) -> Outcome:
     result_path = RESULTS / (f"{name}-quick.md" if quick else f"{name}.md")
     cmd = [sys.executable, str(script)] + (["--quick"] if quick else [])
@@ -333,6 +421,9 @@ def run_one(name: str, script: Path, quick: bool, timeout: float | None, verbose
     out.rows = parse_summary_lines(proc.stdout)
     if out.rows:
         out.source = "stdout SUMMARY lines"
+        # kept beside the markdown so that --collect can summarise this run later
+        summary_lines = [line for line in proc.stdout.splitlines() if line.startswith(SUMMARY_PREFIX)]
+        summary_path(name, quick).write_text("\n".join(summary_lines) + "\n")
     elif result_path.exists() and result_path.stat().st_mtime >= start_wall - 1:
         out.rows = rows_from_markdown(name, result_path.read_text())
         out.source = str(result_path.relative_to(HERE.parent))
@@ -345,14 +436,16 @@ def run_one(name: str, script: Path, quick: bool, timeout: float | None, verbose
     return out
 
 
-def summary_markdown(outcomes: list[Outcome], quick: bool) -> str:
+def summary_markdown(outcomes: list[Outcome], quick: bool, collected: bool = False) -> str:
     rows = [r.cells() for o in outcomes for r in o.rows]
     met = sum(1 for o in outcomes for r in o.rows if r.met == "yes")
     judged = sum(1 for o in outcomes for r in o.rows if r.met in ("yes", "no"))
-    runs = [[o.name, "ok" if not o.error else _clean(o.error.splitlines()[0]), f"{o.seconds:.1f}",
+    runs = [[o.name, "ok" if not o.error else _clean(o.error.splitlines()[0]),
+             "collected" if collected else f"{o.seconds:.1f}",
              o.source or "—"] for o in outcomes]
     parts = [
-        f"natgrad against its peers, every benchmark {'(--quick)' if quick else '(full sizes)'}; "
+        f"natgrad against its peers, every benchmark {'(--quick)' if quick else '(full sizes)'}"
+        f"{', collected from the results each script last wrote' if collected else ''}; "
         f"goals met: {met} of {judged}.  Each row compares natgrad with a peer on the same problem "
         "in the same run; the per-benchmark pages give the details.",
         markdown_table(HEADER, rows) if rows else "No summary rows were collected.",
@@ -368,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per benchmark (default: 900 with --quick, none otherwise)")
     parser.add_argument("--verbose", action="store_true", help="echo every benchmark's own output")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: summarise the results the scripts last wrote to benchmarks/results")
     args = parser.parse_args(argv)
     timeout = args.timeout if args.timeout is not None else (900.0 if args.quick else None)
 
@@ -376,9 +471,13 @@ def main(argv: list[str] | None = None) -> int:
         print("no benchmarks/bench_*.py found")
         return 1
     t0 = time.perf_counter()
-    outcomes = [run_one(n, p, args.quick, timeout, args.verbose) for n, p in benches]
-    body = summary_markdown(outcomes, args.quick)
-    body += f"\n\ntotal time {time.perf_counter() - t0:.1f} s"
+    if args.collect:
+        outcomes = [collect_one(n, args.quick) for n, _ in benches]
+    else:
+        outcomes = [run_one(n, p, args.quick, timeout, args.verbose) for n, p in benches]
+    body = summary_markdown(outcomes, args.quick, args.collect)
+    if not args.collect:
+        body += f"\n\ntotal time {time.perf_counter() - t0:.1f} s"
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / ("summary-quick.md" if args.quick else "summary.md")
     text = f"# Benchmark summary\n\n{body}\n\n## Machine\n\n{machine_info()}"
