@@ -311,3 +311,21 @@ def test_bad_pointwise_input_errors():
         ok.jacobian(ok.params, (X,))
     with pytest.raises(ValueError, match=r"batch\[1\]"):
         ok.jacobian(ok.params, (X, torch.ones(0, 2, dtype=DT)))
+
+
+def _losses_one_by_one(model, theta, d, etas, batch):
+    return torch.tensor([float(model.loss_and_grad(theta - e * d, batch)[0]) for e in etas], dtype=DT)
+
+
+@pytest.mark.parametrize("loss", ["squared", "mean"])
+def test_losses_along_batched_fn_and_mean_loss(loss):
+    model, batch, _ = make(loss=loss)
+    theta, d = model.params, rand(model.n_params, 5)
+    etas = [1.0, 0.25, 0.0]
+    along = model.losses_along(theta, d, etas, batch)
+    assert isinstance(along, list) and len(along) == 3
+    close(torch.tensor(along, dtype=DT), _losses_one_by_one(model, theta, d, etas, batch), 1e-13)
+    assert along[2] == pytest.approx(float(model.loss_and_grad(theta, batch)[0]), rel=1e-14)
+    with pytest.raises(ValueError, match="must have shape"):
+        model.losses_along(theta[:3], d, etas, batch)
+

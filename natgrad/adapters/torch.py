@@ -398,6 +398,17 @@ class TorchModel(base.FlatModel):
         Returns
         -------
         list of float
+
+        Notes
+        -----
+        One no-grad loss evaluation per step size.  Batching the grid with
+        ``torch.func.vmap`` over the stacked parameter vectors was measured
+        and is slower on the CPU: for the 5-D Poisson PINN (31 step sizes)
+        0.69 s against 0.59 s at P = 10,065, N = 3500 and 0.086 s against
+        0.047 s at P = 1281, N = 1250, because the per-step-size weights turn
+        each layer's one large matrix product into many small batched ones.
+        (The JAX adapter compiles the whole grid into one call, where XLA
+        fuses it.)
         """
         theta = self._import(flat, "flat")
         d = self._import(direction, "direction")
