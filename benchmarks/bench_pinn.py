@@ -266,20 +266,37 @@ def plot(runs: list[dict[str, Any]], path: Path, title: str) -> bool:
     return True
 
 
+RACE_HEADER = ["method", "hyper-parameters", "steps", "median s/step", "time to L2 ≤ 1e-3 [s]", "final rel. L2"]
+
+
+def _reached(t: float | None) -> str:
+    return f"{t:.1f}" if t is not None else "not reached"
+
+
+def _race_rows(runs: list[dict[str, Any]], step_digits: int) -> list[list[Any]]:
+    return [[r["name"], r["hyper"], r["steps"], f"{r['median_step']:.{step_digits}f}", _reached(r["reached"]),
+             f"{r['final']:.3e}"] for r in runs]
+
+
+def _spring_vs_engdw(runs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], bool, str]:
+    """ENGD-W's and SPRING's runs, whether SPRING reached the target first, and
+    the ratio of their times to it ("SPRING only" when ENGD-W never got there)."""
+    by = {r["name"]: r for r in runs}
+    w, s = by["ENGD-W"], by["SPRING"]
+    met = s["reached"] is not None and (w["reached"] is None or s["reached"] < w["reached"])
+    if s["reached"] is not None and w["reached"] is not None:
+        ratio = f"{s['reached'] / w['reached']:.2f}"
+    else:
+        ratio = "SPRING only" if s["reached"] is not None else "—"
+    return w, s, met, ratio
+
+
 def race_section(runs: list[dict[str, Any]], hidden: tuple[int, ...], points: tuple[int, int],
                  seconds: float, P: int) -> tuple[str, list[str]]:
-    fmt_t = lambda t: f"{t:.1f}" if t is not None else "not reached"  # noqa: E731
-    rows = [[r["name"], r["hyper"], r["steps"], f"{r['median_step']:.4f}", fmt_t(r["reached"]),
-             f"{r['final']:.3e}"] for r in runs]
-    by = {r["name"]: r for r in runs}
-    w, s, a = by["ENGD-W"], by["SPRING"], by["Adam"]
-
-    if s["reached"] is not None and (w["reached"] is None or s["reached"] < w["reached"]):
-        met_race = True
-    else:
-        met_race = False
-    race_ratio = (f"{s['reached'] / w['reached']:.2f}" if s["reached"] is not None and w["reached"] is not None
-                  else "—")
+    fmt_t = _reached
+    rows = _race_rows(runs, 4)
+    w, s, met_race, race_ratio = _spring_vs_engdw(runs)
+    a = next(r for r in runs if r["name"] == "Adam")
     worst = max(w["final"], s["final"])
     adam_ratio = a["final"] / worst if worst > 0 else float("inf")
     met_adam = adam_ratio >= 100.0
@@ -297,8 +314,7 @@ def race_section(runs: list[dict[str, Any]], hidden: tuple[int, ...], points: tu
         "ENGD-W there); Nyström ENGD sketch-and-solve, damping 1e-2, rank N/4 (tried λ ∈ {1e-6, 1e-4, "
         "1e-2}, rank N/10, N/4, N/2 on the quick configuration). "
         "Time to L2 ≤ 1e-3 is optimiser time at the first L2 evaluation at or below 1e-3.\n\n"
-        + markdown_table(["method", "hyper-parameters", "steps", "median s/step", "time to L2 ≤ 1e-3 [s]",
-                          "final rel. L2"], rows)
+        + markdown_table(RACE_HEADER, rows)
         + "\n\n"
         f"- SPRING reaches L2 ≤ 1e-3 sooner than ENGD-W: {'met' if met_race else 'NOT met'} "
         f"(SPRING {fmt_t(s['reached'])} s, ENGD-W {fmt_t(w['reached'])} s)\n"
@@ -318,22 +334,16 @@ def race_section(runs: list[dict[str, Any]], hidden: tuple[int, ...], points: tu
 
 def paper_race_section(runs: list[dict[str, Any]], seconds: float, P: int) -> tuple[str, list[str]]:
     """ENGD-W against SPRING on the paper's configuration, the paper's hyper-parameters."""
-    fmt_t = lambda t: f"{t:.1f} s" if t is not None else "not reached"  # noqa: E731
-    by = {r["name"]: r for r in runs}
-    w, s = by["ENGD-W"], by["SPRING"]
-    met = s["reached"] is not None and (w["reached"] is None or s["reached"] < w["reached"])
-    ratio = (f"{s['reached'] / w['reached']:.2f}" if s["reached"] is not None and w["reached"] is not None
-             else ("SPRING only" if s["reached"] is not None else "—"))
-    rows = [[r["name"], r["hyper"], r["steps"], f"{r['median_step']:.3f}", fmt_t(r["reached"]).rstrip(" s"),
-             f"{r['final']:.3e}"] for r in runs]
+    fmt_t = lambda t: f"{_reached(t)} s" if t is not None else _reached(t)  # noqa: E731
+    w, s, met, ratio = _spring_vs_engdw(runs)
+    rows = _race_rows(runs, 3)
     text = (
         "## Race on the paper's configuration: ENGD-W vs SPRING\n\n"
         f"MLP 5→{'→'.join(map(str, PAPER_HIDDEN))}→1 (P = {P}), N_Ω = {PAPER_POINTS[0]}, "
         f"N_∂Ω = {PAPER_POINTS[1]} resampled every step, {seconds:g} s of optimiser time each, L2 after "
         "every step (not counted). Hyper-parameters are the paper's own best runs on this problem "
         "(rla-pinns `exp1_poisson5d/best_runs`), not tuned here.\n\n"
-        + markdown_table(["method", "hyper-parameters", "steps", "median s/step", "time to L2 ≤ 1e-3 [s]",
-                          "final rel. L2"], rows)
+        + markdown_table(RACE_HEADER, rows)
         + "\n\n"
         f"- SPRING reaches L2 ≤ 1e-3 sooner than ENGD-W (paper's configuration): {'met' if met else 'NOT met'} "
         f"(SPRING {fmt_t(s['reached'])}, ENGD-W {fmt_t(w['reached'])}, within {seconds:g} s each)\n"
