@@ -67,6 +67,7 @@ default_role = "literal"
 #: placeholder page.  Modules are documented by their ``__all__``.
 API_MODULES = [
     ("natgrad.backend", "Array namespaces, devices, dtypes and native linear algebra (layer 0)."),
+    ("natgrad.backend_numba", "Compiled CPU kernels for H-matrix products (layer 0, needs numba)."),
     ("natgrad.linalg", "Operators and solvers on raw arrays (layer 1)."),
     ("natgrad.hmatrix", "Hierarchical matrices with a requested error bound (layer 1)."),
     ("natgrad.adapters", "The model protocol shared by the autodiff adapters (layer 2)."),

@@ -38,6 +38,7 @@ True
 
 from __future__ import annotations
 
+import os
 import sys
 from types import ModuleType
 from typing import Any
@@ -72,6 +73,7 @@ __all__ = [
     "normal",
     "to_namespace",
     "is_scipy_operator",
+    "compiled_block_store",
 ]
 
 
@@ -1418,3 +1420,47 @@ def gram(U: Any, *, block_size: int | None = None) -> Any:
     # syrk filled the upper triangle; the strict lower one is still zero.
     C += numpy.triu(C, 1).T
     return C
+
+
+def compiled_block_store(xp: ModuleType) -> type | None:
+    """The numba-compiled H-matrix block store for NumPy arrays, if usable.
+
+    Parameters
+    ----------
+    xp : module
+        Array namespace of the blocks.
+
+    Returns
+    -------
+    type or None
+        :class:`natgrad.backend_numba.FlatBlocks` when ``xp`` is NumPy, numba
+        can be imported and ``NATGRAD_DISABLE_NUMBA`` is unset (or ``0``);
+        otherwise ``None``, and the caller uses its array-API path.
+
+    Raises
+    ------
+    AttributeError
+        If ``xp`` is not a module (see :func:`is_numpy`).
+
+    Notes
+    -----
+    numba is an optional dependency (the ``numba`` extra) and is imported
+    here, on first use, never by ``import natgrad``.  Setting
+    ``NATGRAD_DISABLE_NUMBA=1`` selects the array-API path on NumPy too
+    (for comparisons, or where numba's first compilation, a few seconds, is
+    unwelcome).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> store = compiled_block_store(namespace(np.ones(2)))
+    >>> store is None or store.__name__ == "FlatBlocks"
+    True
+    """
+    if not is_numpy(xp) or os.environ.get("NATGRAD_DISABLE_NUMBA", "") not in ("", "0"):
+        return None
+    try:
+        from .backend_numba import FlatBlocks
+    except ImportError:
+        return None
+    return FlatBlocks

@@ -20,6 +20,7 @@ docscrape = pytest.importorskip("numpydoc.docscrape", reason="numpydoc is in the
 
 MODULES = [
     "natgrad.backend",
+    "natgrad.backend_numba",
     "natgrad.linalg",
     "natgrad.hmatrix",
     "natgrad.adapters",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Group", "Plan", "bucket", "array_nbytes"]
+__all__ = ["Group", "Plan", "StackedBlocks", "bucket", "array_nbytes"]
 
 
 def bucket(v: int) -> int:
@@ -32,6 +32,8 @@ class Group:
     ``lowrank``: ``A`` is ``(B, mb, rb)`` and ``B_`` is ``(B, nb, rb)`` with the
     block ``A[b] @ B_[b].T``; ``dense``: ``A`` is ``(B, mb, nb)``.
     ``row0``, ``col0``, ``m``, ``n``: per-block start and true size (host ints).
+    ``mirror``: every block also stands for its transpose at ``(col0, row0)``
+    (symmetric H-matrices store one triangle).
     """
 
     kind: str
@@ -41,6 +43,7 @@ class Group:
     col0: list[int]
     m: list[int]
     n: list[int]
+    mirror: bool = False
 
     @property
     def count(self) -> int:
@@ -51,13 +54,17 @@ class Group:
 
 
 class Plan:
-    """Precomputed gather indices applying ``groups`` (or their transposes)."""
+    """Precomputed gather indices applying groups, each as is or transposed.
 
-    def __init__(self, xp: Any, device: Any, groups: list[Group], n_out: int, transpose: bool) -> None:
-        self.xp, self.groups, self.n_out, self.transpose = xp, groups, n_out, transpose
+    ``parts`` lists ``(group, transposed)`` pairs; a group may appear twice
+    (once each way) for mirrored blocks.
+    """
+
+    def __init__(self, xp: Any, device: Any, parts: list[tuple[Group, bool]], n_out: int) -> None:
+        self.xp, self.parts, self.n_out = xp, parts, n_out
         self.in_idx: list[Any] = []
         outs = []
-        for g in groups:
+        for g, transpose in parts:
             A = g.A
             mb = A.shape[1]
             nb = g.B_.shape[1] if g.kind == "lowrank" else A.shape[2]
@@ -86,14 +93,14 @@ class Plan:
         xp = self.xp
         k = x.shape[1]
         parts = []
-        for g, idx in zip(self.groups, self.in_idx):
+        for (g, transpose), idx in zip(self.parts, self.in_idx):
             nb_in = idx.shape[0] // g.count
             xs = xp.reshape(xp.take(x, idx, axis=0), (g.count, nb_in, k))
             if g.kind == "lowrank":
-                left, right = (g.B_, g.A) if self.transpose else (g.A, g.B_)
+                left, right = (g.B_, g.A) if transpose else (g.A, g.B_)
                 z = left @ (xp.matrix_transpose(right) @ xs)
             else:
-                z = (xp.matrix_transpose(g.A) if self.transpose else g.A) @ xs
+                z = (xp.matrix_transpose(g.A) if transpose else g.A) @ xs
             parts.append(xp.reshape(z, (-1, k)))
         parts.append(xp.zeros((1, k), dtype=x.dtype, device=_device_of(x)))
         Z = xp.concat(parts, axis=0)
@@ -102,6 +109,87 @@ class Plan:
 
     def nbytes(self) -> int:
         return sum(array_nbytes(self.xp, a) for a in [*self.in_idx, self.assemble])
+
+
+class StackedBlocks:
+    """The array-API block store: blocks padded into stacks, applied by :class:`Plan`.
+
+    ``blocks`` holds ``(kind, row0, m, col0, n, F, G, mirror)`` per block, as
+    for :class:`natgrad.backend_numba.FlatBlocks` (the compiled store with
+    the same interface): a dense ``(m, n)`` block ``F``, or the low-rank
+    block ``F @ G.T``; with ``mirror`` the block also stands for its
+    transpose at ``(col0, row0)``.  The stacked copies are the only ones kept.
+    """
+
+    def __init__(self, xp: Any, blocks: list[tuple], shape: tuple[int, int]) -> None:
+        self.xp, self.shape = xp, shape
+        buckets: dict[tuple[str, bool, int, int, int], list[int]] = {}
+        for i, (kind, _, m, _, n, F, _, mirror) in enumerate(blocks):
+            rb = bucket(F.shape[1]) if kind == "lowrank" else 0
+            buckets.setdefault((kind, bool(mirror), bucket(m), bucket(n), rb), []).append(i)
+        self.groups: list[Group] = []
+        self._where: list[tuple[int, int]] = [(0, 0)] * len(blocks)
+        for key in sorted(buckets):
+            kind, mirror = key[0], key[1]
+            members = [blocks[i] for i in buckets[key]]
+            # pad to the largest block actually in the bucket, not the bucket size
+            mb, nb = max(b[2] for b in members), max(b[4] for b in members)
+            if kind == "lowrank":
+                rb = max(b[5].shape[1] for b in members)
+                A = xp.stack([_pad(xp, b[5], mb, rb) for b in members])
+                B = xp.stack([_pad(xp, b[6], nb, rb) for b in members])
+            else:
+                A, B = xp.stack([_pad(xp, b[5], mb, nb) for b in members]), None
+            for slot, i in enumerate(buckets[key]):
+                self._where[i] = (len(self.groups), slot)
+            self.groups.append(Group(kind, A, B, [b[1] for b in members], [b[3] for b in members],
+                                     [b[2] for b in members], [b[4] for b in members], mirror))
+        self.device = _device_of(self.groups[0].A) if self.groups else None
+        # the forward plan is built now (its indices are part of the storage);
+        # the transposed one on first use
+        self._plans: dict[bool, Plan] = {}
+        if self.groups:
+            self._plans[False] = self._plan(False)
+
+    def _plan(self, transpose: bool) -> Plan:
+        parts = [(g, transpose) for g in self.groups]
+        parts += [(g, not transpose) for g in self.groups if g.mirror]
+        return Plan(self.xp, self.device, parts, self.shape[1] if transpose else self.shape[0])
+
+    def apply(self, x: Any, transpose: bool) -> Any:
+        """``A @ x`` (or ``Aᵀ @ x``) for ``x`` of shape ``(n_in, k)``."""
+        if not self.groups:
+            n_out = self.shape[1] if transpose else self.shape[0]
+            return self.xp.zeros((n_out, x.shape[1]), dtype=x.dtype, device=_device_of(x))
+        if transpose not in self._plans:
+            self._plans[transpose] = self._plan(transpose)
+        return self._plans[transpose].apply(x)
+
+    def block(self, index: int) -> Any:
+        """Block ``index`` (in the order given) as a dense ``(m, n)`` array."""
+        gi, slot = self._where[index]
+        g = self.groups[gi]
+        m, n = g.m[slot], g.n[slot]
+        if g.kind == "dense":
+            return g.A[slot, :m, :n]
+        return g.A[slot, :m, :] @ self.xp.matrix_transpose(g.B_[slot, :n, :])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stacks (with padding) and of the forward plan's indices."""
+        total = sum(g.nbytes(self.xp) for g in self.groups)
+        if self.groups:
+            total += self._plans[False].nbytes()
+        return total
+
+
+def _pad(xp: Any, M: Any, rows: int, cols: int) -> Any:
+    m, n = M.shape
+    if n < cols:
+        M = xp.concat([M, xp.zeros((m, cols - n), dtype=M.dtype, device=_device_of(M))], axis=1)
+    if m < rows:
+        M = xp.concat([M, xp.zeros((rows - m, cols), dtype=M.dtype, device=_device_of(M))], axis=0)
+    return M
 
 
 def array_nbytes(xp: Any, a: Any) -> int:

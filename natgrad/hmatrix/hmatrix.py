@@ -44,7 +44,7 @@ from .. import backend
 from ..linalg import _checks
 from ..linalg.operators import LinearOperator
 from . import lowrank
-from ._matvec import Group, Plan, array_nbytes, bucket
+from ._matvec import StackedBlocks, array_nbytes
 from .blocks import Block, BlockTree, split_pairs
 from .cluster import Cluster, ClusterTree, _check_points, _host_floats, spectral_coordinates
 
@@ -78,8 +78,10 @@ class _Record:
     V: Any = None
     error: float = 0.0
     rank: int = 0
-    group: int = -1
     slot: int = -1
+    #: 2 when the block is stored once for itself and its transpose
+    #: (symmetric storage), else 1; it weighs the block's norm and error
+    weight: int = 1
 
 
 @dataclass
@@ -92,14 +94,15 @@ class _PoolEntry:
     vals: list[float]  # the same singular values on the host
     Vh: Any  # (k, n)
     e0: float  # squared error already spent (local truncation / range finder)
+    weight: int  # as _Record.weight
 
 
 class _Builder:
     """Collects block records, the budget pool and the block layout."""
 
-    def __init__(self, xp: Any, dtype: Any, eps: float, splitting: bool) -> None:
+    def __init__(self, xp: Any, dtype: Any, eps: float, splitting: bool, symmetric: bool = False) -> None:
         self.xp, self.dtype, self.eps = xp, dtype, eps * _ROUNDING
-        self.splitting = splitting
+        self.splitting, self.symmetric = splitting, symmetric
         self.records: list[_Record] = []
         self.pool: list[_PoolEntry] = []
         self.norm2_exact = 0.0  # Σ ‖A_b‖² over dense and SVD blocks
@@ -109,21 +112,27 @@ class _Builder:
         self.counts = {"dense": 0, "svd": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0, "split": 0}
 
     # -- leaves ---------------------------------------------------------------
+    def weight(self, t: Cluster, s: Cluster) -> int:
+        """How many blocks of the matrix the stored block ``t × s`` stands for."""
+        return 2 if self.symmetric and t is not s else 1
+
     def _add(self, rec: _Record) -> tuple[str, int]:
         self.records.append(rec)
         return ("leaf", len(self.records) - 1)
 
     def dense(self, t: Cluster, s: Cluster, D: Any, norm2: float | None = None) -> tuple[str, int]:
+        w = self.weight(t, s)
         if norm2 is None:
             norm2 = _finite_norm2(self.xp, D)
-            self.norm2_exact += norm2
+            self.norm2_exact += w * norm2
         self.counts["dense"] += 1
-        return self._add(_Record("dense", t.start, t.size, s.start, s.size, "dense", U=D))
+        return self._add(_Record("dense", t.start, t.size, s.start, s.size, "dense", U=D, weight=w))
 
     def formed(self, t: Cluster, s: Cluster, Ab: Any, split: Callable[[], Any] | None) -> Any:
         """Compress a formed admissible block (SVD or randomized range finder)."""
         xp = self.xp
         m, n = t.size, s.size
+        w = self.weight(t, s)
         norm2 = _finite_norm2(xp, Ab)
         budget = self.eps * math.sqrt(norm2)
         pays = (m * n) // (m + n)
@@ -139,13 +148,13 @@ class _Builder:
             if split is not None and self.splitting:
                 self.counts["split"] += 1
                 return split()
-            self.norm2_exact += norm2
+            self.norm2_exact += w * norm2
             return self.dense(t, s, Ab, norm2=norm2)
-        self.norm2_exact += norm2
+        self.norm2_exact += w * norm2
         self.counts[method] += 1
         e0 = resid**2 + sum(v * v for v in vals[k:])
-        rec = self._add(_Record("lowrank", t.start, m, s.start, n, method))
-        self.pool.append(_PoolEntry(rec[1], U[:, :k], sv[:k], vals[:k], Vh[:k, :], e0))
+        rec = self._add(_Record("lowrank", t.start, m, s.start, n, method, weight=w))
+        self.pool.append(_PoolEntry(rec[1], U[:, :k], sv[:k], vals[:k], Vh[:k, :], e0, w))
         return rec
 
     def aca(self, t: Cluster, s: Cluster, source: "_KernelSource", verify: bool) -> Any:
@@ -167,22 +176,22 @@ class _Builder:
             if err > self.eps * math.sqrt(norm2):
                 self.counts["aca_fallback"] += 1
                 return self.formed(t, s, Ab, None)
-            self.donated += self.eps**2 * norm2 - err**2
+            self.donated += self.weight(t, s) * (self.eps**2 * norm2 - err**2)
         else:
             norm2, err = res.norm**2, res.error + lr.error
-        self.norm2_aca += norm2
+        self.norm2_aca += self.weight(t, s) * norm2
         self.counts["aca"] += 1
         rank = lr.U.shape[1]
         kind = "lowrank" if rank > 0 else "zero"
         return self._add(_Record(kind, t.start, m, s.start, n, "aca", U=lr.U, V=lr.V,
-                                 error=err, rank=rank))
+                                 error=err, rank=rank, weight=self.weight(t, s)))
 
     # -- global budget --------------------------------------------------------
     def distribute(self) -> None:
         """Give the pool's blocks their final ranks within the global budget."""
         xp = self.xp
         budget2 = self.eps**2 * self.norm2_exact + self.donated
-        budget2 -= sum(p.e0 for p in self.pool)
+        budget2 -= sum(p.weight * p.e0 for p in self.pool)
         ranks = [len(p.vals) for p in self.pool]
         cands = [p for p in self.pool if p.vals]
         if cands and budget2 > 0.0:
@@ -201,7 +210,8 @@ class _Builder:
     def _greedy(self, cands: list[_PoolEntry], budget2: float) -> list[int]:
         xp = self.xp
         dev = backend.device(cands[0].s)
-        s2 = xp.concat([p.s * p.s for p in cands])
+        # the error a dropped singular value adds counts once per block it stands for
+        s2 = xp.concat([float(p.weight) * (p.s * p.s) for p in cands])
         cost = xp.concat([
             xp.full((len(p.vals),), float(self.records[p.rec].m + self.records[p.rec].n),
                     dtype=s2.dtype, device=dev)
@@ -223,7 +233,7 @@ class _Builder:
                 ends.append(pos - 1)
             at_end = [int(v) for v in _host_floats(xp.astype(xp.take(keep, xp.asarray(ends, device=dev)), xp.float64))]
             kept = [at_end[0]] + [b - a for a, b in zip(at_end, at_end[1:])]
-            spent = sum(sum(v * v for v in p.vals[r:]) for p, r in zip(cands, kept))
+            spent = sum(p.weight * sum(v * v for v in p.vals[r:]) for p, r in zip(cands, kept))
             if spent <= budget2:
                 it = iter(kept)
                 return [next(it) if p.vals else 0 for p in self.pool]
@@ -265,6 +275,16 @@ class _KernelSource:
 
     def col(self, t: Cluster, s: Cluster, j: int) -> Any:
         return self._call(self.X[t.start:t.stop, :], self.Y[s.start + j:s.start + j + 1, :])[:, 0]
+
+
+def _check_symmetric(xp: Any, D: Any) -> None:
+    gap = backend.to_float(xp.linalg.vector_norm(D - xp.matrix_transpose(D)))
+    size = backend.to_float(xp.linalg.vector_norm(D))
+    if gap > 100.0 * backend.eps(D.dtype, xp) * max(size, 1e-300):
+        raise ValueError(
+            "symmetric=True but the kernel is not symmetric: kernel(X, X) differs from its "
+            f"transpose by {gap:.2e} (relative {gap / max(size, 1e-300):.2e}) on a diagonal block"
+        )
 
 
 def _finite_norm2(xp: Any, A: Any) -> float:
@@ -335,6 +355,9 @@ class HMatrix(LinearOperator):
     verify : bool or None
         Whether ACA blocks were verified (``None`` for dense input); stored
         in ``info``.
+    stored : dict, optional
+        Symmetric storage: the layout nodes of the stored blocks by
+        ``(row0, m, col0, n)``, which the layout's mirrored nodes refer to.
 
     Attributes
     ----------
@@ -354,7 +377,8 @@ class HMatrix(LinearOperator):
         ``densified``: True when the blocks would have taken more memory than
         the dense matrix, which is then kept exactly as one dense block (zero
         error), so ``compression_ratio`` never exceeds 1 by more than a few
-        index arrays of length ``m + n``.
+        index arrays of length ``m + n``; ``symmetric``: whether one block
+        triangle is stored for both (see :meth:`from_kernel`).
 
     Raises
     ------
@@ -372,10 +396,16 @@ class HMatrix(LinearOperator):
     -----
     Storage and matvec cost ``O(k n log n)`` for kernels that are
     asymptotically smooth, with ``k`` the typical block rank (Hackbusch 2015,
-    Lemma 6.13).  The matvec permutes ``x`` once, applies groups of
-    equal-shape blocks as stacked matmuls, gathers every output row's
-    contributions with one precomputed index and undoes the permutation with
-    one ``take``.  See the module docstring for the error budget.
+    Lemma 6.13).  The matvec permutes ``x`` once, applies the blocks and
+    undoes the permutation with one ``take``.  The blocks are applied by one
+    of two stores: on NumPy arrays with numba installed (the ``numba``
+    extra), one compiled loop over all blocks kept unpadded in a flat buffer,
+    split over numba's threads (:mod:`natgrad.backend_numba`); otherwise
+    groups of equal-shape blocks are zero-padded into stacks and applied as
+    stacked matmuls, and every output row's contributions are gathered with
+    one precomputed index (the path for CuPy, PyTorch, JAX, and NumPy without
+    numba, or with ``NATGRAD_DISABLE_NUMBA=1``).  See the module docstring
+    for the error budget.
 
     Examples
     --------
@@ -404,28 +434,23 @@ class HMatrix(LinearOperator):
         layout: Any,
         eps: float,
         verify: bool | None,
+        stored: dict[tuple[int, int, int, int], Any] | None = None,
     ) -> None:
         super().__init__((rows.n, cols.n), dtype)
         self.xp, self.rows, self.cols, self.eps = xp, rows, cols, eps
         self._device = None
         self._layout = layout
+        self._stored = stored or {}
         self._records = builder.records
         total2 = builder.norm2_exact + builder.norm2_aca
-        err2 = sum(r.error**2 for r in self._records)
+        err2 = sum(r.weight * r.error**2 for r in self._records)
         self.norm_estimate = math.sqrt(total2)
         self.error_estimate = math.sqrt(err2 / total2) if total2 > 0 else 0.0
-        self.info = dict(builder.counts, verify=verify, densified=False)
-        self._groups = self._pack()
-        self._plan: Plan | None = None
-        self._tplan: Plan | None = None
-        self._make_plan()
+        self.info = dict(builder.counts, verify=verify, densified=False, symmetric=builder.symmetric)
+        self._store = self._pack()
+        self._device = self._store.device
         if self.compression_ratio >= 1.0:
             self._densify(builder.exact)
-
-    def _make_plan(self) -> None:
-        if self._groups:
-            self._device = backend.device(self._groups[0].A)
-            self._plan = Plan(self.xp, self._device, self._groups, self.shape[0], transpose=False)
 
     def _densify(self, exact: Callable[[], Any] | None) -> None:
         # Where nothing compresses (random matrices, small 3-D problems) the
@@ -436,10 +461,8 @@ class HMatrix(LinearOperator):
         if exact is not None:
             self.error_estimate = 0.0
         self._records = [_Record("dense", 0, self.shape[0], 0, self.shape[1], "dense", U=Dp)]
-        self._layout = ("leaf", 0)
-        self._groups = self._pack()
-        self._tplan = None
-        self._make_plan()
+        self._layout, self._stored = ("leaf", 0), {}
+        self._store = self._pack()
         self.info["densified"] = True
 
     # -- construction -------------------------------------------------------
@@ -457,6 +480,7 @@ class HMatrix(LinearOperator):
         admissibility: str = "standard",
         aca_min_size: int = 128,
         verify: bool | None = None,
+        symmetric: bool = False,
     ) -> "HMatrix":
         """H-matrix of the kernel matrix ``A_ij = kernel(x_i, y_j)``.
 
@@ -485,6 +509,13 @@ class HMatrix(LinearOperator):
         verify : bool, optional
             Check every ACA block against the formed block (default: when the
             matrix has at most 4·10⁶ entries).
+        symmetric : bool, default False
+            Declare ``kernel(x, y) = kernel(y, x)`` (true of every radial
+            kernel) to store only the blocks on and above the block diagonal:
+            each off-diagonal block ``t × s`` also serves as ``(s × t)ᵀ``,
+            which halves storage, build and matvec time.  Needs
+            ``col_points=None``.  The diagonal blocks of the near field are
+            checked to be symmetric.
 
         Returns
         -------
@@ -495,7 +526,9 @@ class HMatrix(LinearOperator):
         ValueError
             For points that are not a non-empty 2-D finite array, eps outside
             (0, 1), eta ≤ 0, leaf_size < 1, a kernel returning the wrong shape
-            or NaN/Inf (checked on the first block).
+            or NaN/Inf (checked on the first block), ``symmetric=True`` with
+            ``col_points`` or with a kernel whose diagonal blocks are not
+            symmetric.
         TypeError
             For non-array points, a non-callable kernel, or mixed namespaces.
 
@@ -503,7 +536,10 @@ class HMatrix(LinearOperator):
         -----
         Bound: ``‖H − A‖_F ≤ eps ‖A‖_F`` (see the module docstring for the
         budget; guaranteed with ``verify``, else resting on ACA's estimate
-        with a safety factor 10).  ACA: Bebendorf (2000); admissibility and
+        with a safety factor 10).  With ``symmetric=True`` a stored
+        off-diagonal block counts twice in both ``‖A‖_F²`` and the error, so
+        the same bound holds for the whole matrix (Hackbusch 2015, §6.7 on
+        symmetric H-matrices).  ACA: Bebendorf (2000); admissibility and
         complexity: Hackbusch (2015); per-block error budgets: Mango &
         Katende, arXiv 2409.07028.
 
@@ -535,6 +571,10 @@ class HMatrix(LinearOperator):
         eta = _checks.positive(eta, "eta")
         leaf_size = _checks.positive_int(leaf_size, "leaf_size")
         aca_min_size = _checks.positive_int(aca_min_size, "aca_min_size")
+        if not isinstance(symmetric, bool):
+            raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
+        if symmetric and col_points is not None:
+            raise ValueError("symmetric=True needs col_points=None (rows and columns on the same points)")
         rows = ClusterTree.from_points(points, leaf_size=leaf_size, split=split)
         cols = rows if col_points is None else ClusterTree.from_points(
             col_points, leaf_size=leaf_size, split=split)
@@ -544,7 +584,7 @@ class HMatrix(LinearOperator):
         X = xp.astype(rows.points, dtype) if rows.points.dtype != dtype else rows.points
         Y = xp.astype(cols.points, dtype) if cols.points.dtype != dtype else cols.points
         source = _KernelSource(kernel, X, Y, xp, dtype)
-        build = _Builder(xp, dtype, eps, splitting=True)
+        build = _Builder(xp, dtype, eps, splitting=True, symmetric=symmetric)
         build.exact = lambda: source.block(rows.root, cols.root)
 
         def admissible_block(t: Cluster, s: Cluster) -> Any:
@@ -554,15 +594,30 @@ class HMatrix(LinearOperator):
                 lambda: _split_layout(t, s, admissible_block))
             return build.formed(t, s, source.block(t, s), splitter)
 
-        def leaf(block: Block) -> Any:
+        def compress(block: Block) -> Any:
             if block.admissible:
                 return admissible_block(block.rows, block.cols)
-            return build.dense(block.rows, block.cols, source.block(block.rows, block.cols))
+            D = source.block(block.rows, block.cols)
+            if symmetric and block.rows is block.cols:
+                _check_symmetric(xp, D)
+            return build.dense(block.rows, block.cols, D)
+
+        stored: dict[tuple[int, int, int, int], Any] = {}
+
+        def leaf(block: Block) -> Any:
+            t, s = block.rows, block.cols
+            if not symmetric:
+                return compress(block)
+            if t is not s and (t.start, t.size) > (s.start, s.size):
+                # the block tree is symmetric, so s × t is a leaf stored too
+                return ("mirror", (s.start, s.size, t.start, t.size))
+            node = stored[(t.start, t.size, s.start, s.size)] = compress(block)
+            return node
 
         layout = _walk(btree.root, leaf)
         build.distribute()
         return cls(xp=xp, dtype=dtype, rows=rows, cols=cols, builder=build, layout=layout,
-                   eps=eps, verify=bool(verify))
+                   eps=eps, verify=bool(verify), stored=stored)
 
     @classmethod
     def from_dense(
@@ -679,44 +734,29 @@ class HMatrix(LinearOperator):
                    eps=eps, verify=None)
 
     # -- storage ----------------------------------------------------------------
-    def _pack(self) -> list[Group]:
-        """Stack blocks of one kind and bucket shape (zero padding)."""
-        xp = self.xp
-        buckets: dict[tuple[str, int, int, int], list[int]] = {}
-        for i, r in enumerate(self._records):
+    def _pack(self) -> Any:
+        """Hand the blocks to a block store: numba's flat buffer for NumPy
+        arrays when numba is installed, else stacks of equal-shape blocks."""
+        blocks = []
+        for r in self._records:
             if r.kind == "zero":
                 continue
-            rb = bucket(r.U.shape[1]) if r.kind == "lowrank" else 0
-            buckets.setdefault((r.kind, bucket(r.m), bucket(r.n), rb), []).append(i)
-        groups = []
-        for key in sorted(buckets):
-            kind = key[0]
-            recs = [self._records[i] for i in buckets[key]]
-            # pad to the largest block actually in the bucket, not the bucket size
-            mb, nb = max(r.m for r in recs), max(r.n for r in recs)
-            rb = max(r.U.shape[1] for r in recs)
-            if kind == "lowrank":
-                A = xp.stack([_pad(xp, r.U, mb, rb) for r in recs])
-                B = xp.stack([_pad(xp, r.V, nb, rb) for r in recs])
-            else:
-                A = xp.stack([_pad(xp, r.U, mb, nb) for r in recs])
-                B = None
-            for slot, r in enumerate(recs):
-                r.group, r.slot = len(groups), slot
-                r.rank = r.U.shape[1] if kind == "lowrank" else r.rank
-                r.U = r.V = None  # the stacked copy is the only one kept
-            groups.append(Group(kind, A, B, [r.row0 for r in recs], [r.col0 for r in recs],
-                                [r.m for r in recs], [r.n for r in recs]))
-        return groups
+            r.slot = len(blocks)
+            if r.kind == "lowrank":
+                r.rank = r.U.shape[1]
+            blocks.append((r.kind, r.row0, r.m, r.col0, r.n, r.U, r.V, r.weight == 2))
+            r.U = r.V = None  # the store's copy is the only one kept
+        compiled = backend.compiled_block_store(self.xp)
+        if compiled is not None:
+            return compiled(blocks, self.shape, self.dtype)
+        return StackedBlocks(self.xp, blocks, self.shape)
 
     @property
     def nbytes(self) -> int:
         """Bytes held: block data as stored (with padding), the matvec's
         index arrays and the permutations."""
         xp = self.xp
-        total = sum(g.nbytes(xp) for g in self._groups)
-        if self._plan is not None:
-            total += self._plan.nbytes()
+        total = self._store.nbytes
         for tree in {id(self.rows): self.rows, id(self.cols): self.cols}.values():
             if tree.perm is not None:
                 total += 2 * array_nbytes(xp, tree.perm)
@@ -734,11 +774,13 @@ class HMatrix(LinearOperator):
         return [r.rank for r in self._records if r.kind != "dense"]
 
     def blocks(self) -> list[dict[str, Any]]:
-        """The leaf blocks in permuted coordinates: ``row0, m, col0, n``,
-        ``kind`` ("lowrank", "dense", "zero"), ``rank``, ``method``, ``error``."""
+        """The stored leaf blocks in permuted coordinates: ``row0, m, col0,
+        n``, ``kind`` ("lowrank", "dense", "zero"), ``rank``, ``method``,
+        ``error`` and ``mirrored`` (True when the block also stands for its
+        transpose at ``(col0, row0)``, in symmetric storage)."""
         return [dict(row0=r.row0, m=r.m, col0=r.col0, n=r.n, kind=r.kind,
                      rank=r.rank if r.kind != "dense" else None, method=r.method,
-                     error=r.error) for r in self._records]
+                     error=r.error, mirrored=r.weight == 2) for r in self._records]
 
     # -- application --------------------------------------------------------------
     def _prepare(self, x: Any) -> tuple[Any, bool]:
@@ -755,26 +797,21 @@ class HMatrix(LinearOperator):
             x = xp.astype(x, dtype)
         return (x[:, None], True) if x.ndim == 1 else (x, False)
 
-    def _apply(self, x: Any, plan: Plan | None, perm_in: Any, iperm_out: Any, n_out: int) -> Any:
+    def _apply(self, x: Any, transpose: bool, perm_in: Any, iperm_out: Any) -> Any:
         xp = self.xp
         x2, vector = self._prepare(x)
-        if plan is None:
-            y = xp.zeros((n_out, x2.shape[1]), dtype=x2.dtype, device=backend.device(x2))
-        else:
-            if perm_in is not None:
-                x2 = xp.take(x2, perm_in, axis=0)
-            y = plan.apply(x2)
-            if iperm_out is not None:
-                y = xp.take(y, iperm_out, axis=0)
+        if perm_in is not None:
+            x2 = xp.take(x2, perm_in, axis=0)
+        y = self._store.apply(x2, transpose)
+        if iperm_out is not None:
+            y = xp.take(y, iperm_out, axis=0)
         return y[:, 0] if vector else y
 
     def _matvec(self, x: Any) -> Any:
-        return self._apply(x, self._plan, self.cols.perm, self.rows.iperm, self.shape[0])
+        return self._apply(x, False, self.cols.perm, self.rows.iperm)
 
     def _rmatvec(self, x: Any) -> Any:
-        if self._tplan is None and self._groups:
-            self._tplan = Plan(self.xp, self._device, self._groups, self.shape[1], transpose=True)
-        return self._apply(x, self._tplan, self.rows.perm, self.cols.iperm, self.shape[1])
+        return self._apply(x, True, self.rows.perm, self.cols.iperm)
 
     def to_dense(self, xp: Any = None) -> Any:
         """The H-matrix as a dense ``(m, n)`` array in the original order."""
@@ -794,10 +831,9 @@ class HMatrix(LinearOperator):
                 dev = self._device
                 return xp.zeros((r.m, r.n), dtype=self.dtype, device=dev) if dev is not None \
                     else xp.zeros((r.m, r.n), dtype=self.dtype)
-            g = self._groups[r.group]
-            if r.kind == "dense":
-                return g.A[r.slot, :r.m, :r.n]
-            return g.A[r.slot, :r.m, :] @ xp.matrix_transpose(g.B_[r.slot, :r.n, :])
+            return self._store.block(r.slot)
+        if node[0] == "mirror":
+            return xp.matrix_transpose(self._assemble(self._stored[node[1]]))
         _, nr, nc, children = node
         parts = [self._assemble(c) for c in children]
         rows = [xp.concat(parts[i * nc:(i + 1) * nc], axis=1) for i in range(nr)]
@@ -806,15 +842,6 @@ class HMatrix(LinearOperator):
     def __repr__(self) -> str:
         return (f"<{self.shape[0]}x{self.shape[1]} HMatrix eps={self.eps:g} "
                 f"blocks={len(self._records)} storage={self.compression_ratio:.1%} of dense>")
-
-
-def _pad(xp: Any, M: Any, rows: int, cols: int) -> Any:
-    m, n = M.shape
-    if n < cols:
-        M = xp.concat([M, xp.zeros((m, cols - n), dtype=M.dtype, device=backend.device(M))], axis=1)
-    if m < rows:
-        M = xp.concat([M, xp.zeros((rows - m, cols), dtype=M.dtype, device=backend.device(M))], axis=0)
-    return M
 
 
 def xp_itemsize(xp: Any, dtype: Any) -> int:

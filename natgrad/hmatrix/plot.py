@@ -58,15 +58,17 @@ def plot(H: Any, ax: Any = None, *, cmap: str = "viridis") -> Any:
     blocks = H.blocks()
     top = max([b["rank"] for b in blocks if b["rank"] is not None] + [1])
     colours = plt.get_cmap(cmap)
-    for b in blocks:
+    # symmetric storage: a mirrored block is drawn at both of its places
+    places = [(b, b["row0"], b["col0"], b["m"], b["n"]) for b in blocks]
+    places += [(b, b["col0"], b["row0"], b["n"], b["m"]) for b in blocks if b["mirrored"]]
+    for b, row0, col0, m, n in places:
         if b["kind"] == "dense":
             face = (0.85, 0.2, 0.2)
         else:
             face = colours(b["rank"] / top)
-        ax.add_patch(Rectangle((b["col0"], b["row0"]), b["n"], b["m"], facecolor=face,
-                               edgecolor="white", linewidth=0.3))
-        if b["kind"] != "dense" and min(b["m"], b["n"]) >= H.shape[0] / 16:
-            ax.text(b["col0"] + b["n"] / 2, b["row0"] + b["m"] / 2, str(b["rank"]),
+        ax.add_patch(Rectangle((col0, row0), n, m, facecolor=face, edgecolor="white", linewidth=0.3))
+        if b["kind"] != "dense" and min(m, n) >= H.shape[0] / 16:
+            ax.text(col0 + n / 2, row0 + m / 2, str(b["rank"]),
                     ha="center", va="center", fontsize=7, color="white")
     ax.set_xlim(0, H.shape[1])
     ax.set_ylim(H.shape[0], 0)

@@ -1,0 +1,201 @@
+"""H-matrix block storage: symmetric (one-triangle) storage on every backend,
+and the compiled (numba) block store against the array-API one and a dense
+reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import from_numpy, to_numpy
+from test_hmatrix import dense_reference, kernel_fn, points, rel_error, size_for
+
+from natgrad import backend
+from natgrad.hmatrix import HMatrix, plot
+
+
+def _numpy_ns():
+    import array_api_compat.numpy as xp_np
+
+    return xp_np
+
+
+# -- symmetric storage --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, geometry, eps", [
+    ("exponential", "3", 1e-6),
+    ("inverse", "sphere", 1e-8),
+    ("gaussian", "2", 1e-3),
+])
+def test_symmetric_storage_bound_and_products(xp, name, geometry, eps):
+    n = size_for(xp, 600)
+    P = points(geometry, n, seed=11)
+    A = dense_reference(name, P)
+    eta = 4.0 if geometry in ("3", "sphere") else 1.0
+    kw = dict(eps=eps, leaf_size=32, eta=eta, aca_min_size=32)
+    H = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), symmetric=True, **kw)
+    full = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), **kw)
+    assert H.info["symmetric"] is True and full.info["symmetric"] is False
+    err = rel_error(H, A)
+    assert err <= eps
+    assert err <= H.error_estimate * 1.01 + 1e-15  # verified blocks: the estimate is exact
+    D = to_numpy(H.to_dense())
+    np.testing.assert_allclose(D, D.T, rtol=0, atol=1e-14 * np.abs(D).max())
+    # one triangle plus the diagonal: clearly less than the full storage
+    mirrored = [b for b in H.blocks() if b["mirrored"]]
+    assert mirrored and all(b["row0"] < b["col0"] or b["m"] != b["n"] for b in mirrored)
+    assert H.nbytes < 0.7 * full.nbytes
+    rng = np.random.default_rng(1)
+    x, X = rng.standard_normal(n), rng.standard_normal((n, 3))
+    for v in (x, X):
+        vv = from_numpy(xp, v)
+        np.testing.assert_allclose(to_numpy(H @ vv), D @ v, rtol=1e-10, atol=1e-10 * np.abs(D @ v).max())
+        np.testing.assert_allclose(to_numpy(H.T @ vv), D @ v, rtol=1e-10, atol=1e-10 * np.abs(D @ v).max())
+        assert np.linalg.norm(to_numpy(H @ vv) - A @ v) <= eps * np.linalg.norm(A) * np.linalg.norm(v)
+
+
+def test_symmetric_storage_covers_the_whole_matrix():
+    # every entry of A is covered exactly once by a stored block or a mirror
+    xp = _numpy_ns()
+    P = points("2", 500, seed=12)
+    H = HMatrix.from_kernel(kernel_fn("cauchy"), xp.asarray(P), eps=1e-6, leaf_size=16, symmetric=True)
+    cover = np.zeros(H.shape, dtype=int)
+    for b in H.blocks():
+        cover[b["row0"]:b["row0"] + b["m"], b["col0"]:b["col0"] + b["n"]] += 1
+        if b["mirrored"]:
+            cover[b["col0"]:b["col0"] + b["n"], b["row0"]:b["row0"] + b["m"]] += 1
+    assert (cover == 1).all()
+
+
+def test_symmetric_bad_input(xp):
+    P = from_numpy(xp, points("2", 200, seed=13))
+    with pytest.raises(ValueError, match="col_points"):
+        HMatrix.from_kernel(kernel_fn("cauchy"), P, col_points=P, symmetric=True)
+    with pytest.raises(TypeError, match="symmetric"):
+        HMatrix.from_kernel(kernel_fn("cauchy"), P, symmetric="yes")
+
+    def skewed(X, Y):  # kernel(x, y) != kernel(y, x)
+        return kernel_fn("cauchy")(X, Y) * (1.0 + 0.1 * X[:, :1])
+
+    with pytest.raises(ValueError, match="not symmetric"):
+        HMatrix.from_kernel(skewed, P, symmetric=True, leaf_size=16)
+
+
+def test_plot_draws_mirrored_blocks():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    xp = _numpy_ns()
+    H = HMatrix.from_kernel(kernel_fn("cauchy"), xp.asarray(points("2", 300, seed=14)), eps=1e-6,
+                            leaf_size=16, symmetric=True)
+    ax = plot(H)
+    blocks = H.blocks()
+    assert len(ax.patches) == len(blocks) + sum(b["mirrored"] for b in blocks)
+    matplotlib.pyplot.close("all")
+
+
+# -- the compiled block store ----------------------------------------------------
+
+
+def test_compiled_store_only_for_numpy(xp, monkeypatch):
+    store = backend.compiled_block_store(xp)
+    if not backend.is_numpy(xp):
+        assert store is None
+    monkeypatch.setenv("NATGRAD_DISABLE_NUMBA", "1")
+    assert backend.compiled_block_store(xp) is None
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_compiled_and_array_api_stores_agree(monkeypatch, symmetric, dtype):
+    pytest.importorskip("numba")
+    xp = _numpy_ns()
+    P = points("2", 700, seed=15).astype(dtype)
+    eps = 1e-6 if dtype == "float64" else 1e-3
+    kw = dict(eps=eps, leaf_size=32, eta=4.0, aca_min_size=32, symmetric=symmetric)
+    H = HMatrix.from_kernel(kernel_fn("exponential"), xp.asarray(P), **kw)
+    monkeypatch.setenv("NATGRAD_DISABLE_NUMBA", "1")
+    G = HMatrix.from_kernel(kernel_fn("exponential"), xp.asarray(P), **kw)
+    assert type(H._store).__name__ == "FlatBlocks" and type(G._store).__name__ == "StackedBlocks"
+    assert not G.info["densified"] and not H.info["densified"]
+    assert H.ranks() == G.ranks()  # same compression, different storage
+    # unpadded storage is never larger
+    assert H.nbytes <= G.nbytes
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    D = G.to_dense()
+    np.testing.assert_allclose(H.to_dense(), D, rtol=0, atol=tol * np.abs(D).max())
+    rng = np.random.default_rng(2)
+    for v in (rng.standard_normal(700), rng.standard_normal((700, 4))):
+        v = v.astype(dtype)
+        for a, b in ((H @ v, G @ v), (H.T @ v, G.T @ v)):
+            assert a.dtype == b.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(a, b, rtol=0, atol=tol * np.abs(b).max())
+    # float64 vectors against float32 blocks promote, as on the array-API path
+    if dtype == "float32":
+        x = rng.standard_normal(700)
+        assert (H @ x).dtype == (G @ x).dtype == np.float64
+
+
+def _random_blocks(rng, shape, mirror_all):
+    """A random exact partition of ``shape`` into dense and low-rank blocks."""
+    m, n = shape
+    rows = np.unique(np.r_[0, np.sort(rng.choice(np.arange(1, m), 4, replace=False)), m])
+    cols = rows if mirror_all else np.unique(np.r_[0, np.sort(rng.choice(np.arange(1, n), 3, replace=False)), n])
+    A = np.zeros(shape)
+    blocks = []
+    for i in range(len(rows) - 1):
+        for j in range(len(cols) - 1):
+            r0, r1, c0, c1 = rows[i], rows[i + 1], cols[j], cols[j + 1]
+            if mirror_all and j < i:
+                continue
+            mirror = mirror_all and j > i
+            if (i + j) % 2 == 0:
+                D = rng.standard_normal((r1 - r0, c1 - c0))
+                if mirror_all and i == j:
+                    D = D + D.T
+                blocks.append(("dense", r0, r1 - r0, c0, c1 - c0, D, None, mirror))
+                B = D
+            else:
+                k = int(rng.integers(1, 5))
+                U, V = rng.standard_normal((r1 - r0, k)), rng.standard_normal((c1 - c0, k))
+                blocks.append(("lowrank", r0, r1 - r0, c0, c1 - c0, U, V, mirror))
+                B = U @ V.T
+            A[r0:r1, c0:c1] = B
+            if mirror:
+                A[c0:c1, r0:r1] = B.T
+    return blocks, A
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("mirror_all", [False, True])
+def test_flat_blocks_against_dense(seed, mirror_all):
+    pytest.importorskip("numba")
+    from natgrad.backend_numba import FlatBlocks
+
+    rng = np.random.default_rng(seed)
+    shape = (60, 60) if mirror_all else (57, 43)
+    blocks, A = _random_blocks(rng, shape, mirror_all)
+    store = FlatBlocks(blocks, shape, np.float64)
+    for r in (1, 5):
+        x, y = rng.standard_normal((shape[1], r)), rng.standard_normal((shape[0], r))
+        np.testing.assert_allclose(store.apply(x, transpose=False), A @ x, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(store.apply(y, transpose=True), A.T @ y, rtol=1e-12, atol=1e-12)
+    for i, b in enumerate(blocks):
+        r0, m, c0, n = b[1:5]
+        np.testing.assert_allclose(store.block(i), A[r0:r0 + m, c0:c0 + n], rtol=1e-12, atol=1e-12)
+    assert store.nbytes >= 8 * sum(b[2] * b[4] if b[0] == "dense" else b[5].shape[1] * (b[2] + b[4])
+                                   for b in blocks)
+
+
+def test_flat_blocks_bad_blocks():
+    pytest.importorskip("numba")
+    from natgrad.backend_numba import FlatBlocks
+
+    D = np.ones((3, 3))
+    with pytest.raises(ValueError, match="outside"):
+        FlatBlocks([("dense", 2, 3, 0, 3, D, None, False)], (4, 4), np.float64)
+    with pytest.raises(ValueError, match="shape"):
+        FlatBlocks([("dense", 0, 2, 0, 3, D, None, False)], (4, 4), np.float64)
+    with pytest.raises(ValueError, match="factors"):
+        FlatBlocks([("lowrank", 0, 3, 0, 3, np.ones((3, 2)), np.ones((3, 1)), False)], (4, 4), np.float64)
+    with pytest.raises(ValueError, match="mirrored"):
+        FlatBlocks([("dense", 0, 3, 3, 3, D, None, True)], (3, 6), np.float64)
