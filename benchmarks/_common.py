@@ -41,10 +41,15 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tup
 
 
 def interleaved(fns: list[Callable[[], Any]], repeats: int = 5, warmup: int = 1,
-                with_values: bool = False) -> Any:
+                with_values: bool = False, pause: float = 0.0) -> Any:
     """Median wall time of each function, the runs interleaved (A B A B …) so
     that drift in the machine's speed (other tenants, memory bandwidth, clock)
-    hits every contender alike; with ``with_values`` also each one's last value."""
+    hits every contender alike; with ``with_values`` also each one's last value.
+
+    ``pause`` seconds of idle time before each timed call (not timed) let the
+    previous call's thread pool go to sleep: OpenBLAS workers keep spinning
+    for a while after a call and would otherwise slow a contender that runs
+    its own threads (numba) right after a BLAS call."""
     values: list[Any] = [None] * len(fns)
     for i, fn in enumerate(fns):
         for _ in range(warmup):
@@ -52,6 +57,8 @@ def interleaved(fns: list[Callable[[], Any]], repeats: int = 5, warmup: int = 1,
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
+            if pause:
+                time.sleep(pause)
             t0 = time.perf_counter()
             values[i] = fn()
             times[i].append(time.perf_counter() - t0)

@@ -1,12 +1,14 @@
 """Error-bounded H-matrices (natgrad.hmatrix) against dense matrices, same run (issue #5).
 
-1. Scaling: n random points in the unit cube, kernel exp(−‖x − y‖), ε = 1e-6.
-   Build time (never forming the dense matrix), storage relative to dense,
-   matvec time against the dense NumPy matvec (measured where the dense matrix
-   fits: n ≤ 20k, about 3.2 GB), the relative error of 40 sampled rows of
-   ``H @ x`` against exact kernel rows, and the exponents of storage and
-   matvec time in n fitted by least squares on log-log data.  Peak memory is
-   the process's resident-set high-water mark after the largest build.
+1. Scaling: n random points in the unit cube, kernel exp(−‖x − y‖), ε = 1e-6,
+   symmetric storage.  Build time (never forming the dense matrix), storage
+   relative to dense, matvec time against the dense NumPy matvec (measured
+   where the dense matrix fits: n ≤ 20k, about 3.2 GB), the relative error of
+   40 sampled rows of ``H @ x`` against exact kernel rows, and the exponents
+   of storage and matvec time in n fitted by least squares on log-log data.
+   Each size runs in a fresh process, so its peak memory (resident-set
+   high-water mark) is the build's own.  At n = 20k, the same problem with
+   full storage and with the array-API block store instead of numba's.
 2. Weight compression (Mango & Katende's experiment): the hidden weight
    matrices of an MLP trained on scikit-learn's digits and of a PINN trained
    on −u'' = π² sin(πx) on [0, 1]; the H-matrix (``from_dense``, geometry-free
@@ -15,9 +17,12 @@
    accuracy / L2 error after replacing the weights.
 3. GPU (CuPy) when one is present: build and matvec, and the dense CuPy matvec.
 
-Peer libraries: h2tools (the only Python H-matrix package on PyPI) dates from
-2016 and does not build on this Python; HLIBpro/H2Lib are C libraries.  The
-peer is therefore the dense matrix (NumPy/BLAS), as in the issue's goals.
+Peers: the dense matrix (NumPy/BLAS), as in the issue's goals, and h2tools
+(the only Python H-matrix package on PyPI, an H²-matrix by Mikhalev and
+Oseledets' MCBH) when ``H2TOOLS_PATH`` points to its sources: its setup.py
+needs ``numpy.distutils`` and does not install on Python 3.11 with current
+NumPy, but the package itself is pure Python and runs with maxvolpy's
+pure-Python fallback on the same path.  HLIBpro/H2Lib are C libraries.
 
 Run: ``python benchmarks/bench_hmatrix.py`` (``--quick`` for a small version;
 the full run takes about 4 minutes on two cores).
@@ -25,8 +30,11 @@ the full run takes about 4 minutes on two cores).
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, median_time, parse_args, write_result  # noqa: E402
+from _common import interleaved, markdown_table, median_time, parse_args, write_result  # noqa: E402
 
 import array_api_compat.numpy as xnp  # noqa: E402
 
@@ -77,8 +85,61 @@ def mem_available_gb() -> float:
     return math.inf
 
 
+def measure(n: int, symmetric: bool, repeats: int, dense_max: int) -> dict:
+    """One size, in this (fresh) process: the peak memory is the build's own."""
+    P = np.random.default_rng(0).random((n, 3))
+    t0 = time.perf_counter()
+    H = HMatrix.from_kernel(kernel, xnp.asarray(P), eps=EPS, eta=ETA, leaf_size=LEAF, split=SPLIT,
+                            verify=False, symmetric=symmetric)
+    out = {"n": n, "build": time.perf_counter() - t0, "ratio": H.compression_ratio, "nbytes": H.nbytes,
+           "estimate": H.error_estimate, "rank": float(np.mean(H.ranks())),
+           "store": type(H._store).__name__}
+    x = np.random.default_rng(1).standard_normal(n)
+    y = H @ x  # compiles the kernel (or builds the plan) outside the timing
+    out["peak_gb"] = peak_rss_gb()  # before any dense matrix exists
+    idx = np.random.default_rng(2).choice(n, 40, replace=False)
+    y_ref = kernel(P[idx], P) @ x
+    out["error"] = float(np.linalg.norm(y[idx] - y_ref) / np.linalg.norm(y_ref))
+    if n <= dense_max:
+        A = dense_kernel(P)
+        # interleaved H and dense products: drift in the machine's speed hits
+        # both; the pause lets OpenBLAS's spinning workers settle between them
+        (t_h, t_d) = interleaved([lambda: H @ x, lambda: A @ x], repeats, pause=0.3)
+        out["dense"] = t_d
+        del A
+    else:
+        t_h, _ = median_time(lambda: H @ x, repeats)
+    out["matvec"] = t_h
+    return out
+
+
+def run_measure(n: int, symmetric: bool, engine: str, repeats: int, dense_max: int) -> dict:
+    """``measure`` in a child process (``engine``: "numba" or "array-api")."""
+    env = dict(os.environ)
+    if engine == "array-api":
+        env["NATGRAD_DISABLE_NUMBA"] = "1"
+    cmd = [sys.executable, __file__, "--measure", json.dumps([n, symmetric, repeats, dense_max])]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"measurement at n = {n} failed:\n{proc.stderr[-2000:]}")
+
+
+def _row(r: dict) -> list:
+    dense = r.get("dense")
+    return [r["n"], f"{r['build']:.1f}", f"{r['ratio']:.2%}", f"{r['nbytes'] / 2**20:.0f}",
+            f"{r['matvec'] * 1e3:.1f}", "-" if dense is None else f"{dense * 1e3:.1f}",
+            "-" if dense is None else f"{dense / r['matvec']:.1f}", f"{r['error']:.1e}",
+            f"{r['estimate']:.1e}", f"{r['rank']:.1f}", f"{r['peak_gb']:.2f}"]
+
+
+HEADER = ["n", "build s", "storage / dense", "H MiB", "H matvec ms", "dense matvec ms",
+          "speed-up", "sampled-row error", "error estimate", "mean rank", "peak RSS GB"]
+
+
 def scaling(sizes, dense_max, repeats, budget_s):
-    rows, logs = [], []
+    rows, logs, done = [], [], {}
     start = time.perf_counter()
     for n in sizes:
         if logs:
@@ -88,43 +149,91 @@ def scaling(sizes, dense_max, repeats, budget_s):
             grow = n * math.log(n) / (n0 * math.log(n0))
             left = budget_s - (time.perf_counter() - start)
             if 1.3 * build0 * grow > left or 2.5 * bytes0 * grow / 2**30 > mem_available_gb():
-                rows.append([n] + ["skipped: projected past the time/memory budget"] + [""] * 10)
+                rows.append([n] + ["skipped: projected past the time/memory budget"] + [""] * 9)
                 continue
-        P = np.random.default_rng(0).random((n, 3))
-        t0 = time.perf_counter()
-        H = HMatrix.from_kernel(kernel, xnp.asarray(P), eps=EPS, eta=ETA, leaf_size=LEAF, split=SPLIT,
-                                verify=False)
-        t_build = time.perf_counter() - t0
-        x = np.random.default_rng(1).standard_normal(n)
-        t_mv, y = median_time(lambda: H @ x, repeats)
-        idx = np.random.default_rng(2).choice(n, 40, replace=False)
-        y_ref = kernel(P[idx], P) @ x
-        err = np.linalg.norm(y[idx] - y_ref) / np.linalg.norm(y_ref)
-        if n <= dense_max:
-            A = dense_kernel(P)
-            t_dense, _ = median_time(lambda: A @ x, repeats)
-            del A
-            dense = f"{t_dense * 1e3:.1f}"
-            speedup = f"{t_dense / t_mv:.1f}"
-        else:
-            dense = speedup = "-"
-        logs.append((n, H.nbytes, t_mv, t_build))
-        rows.append([n, f"{t_build:.1f}", f"{H.compression_ratio:.2%}", f"{H.nbytes / 2**20:.0f}",
-                     f"{t_mv * 1e3:.1f}", dense, speedup, f"{err:.1e}", f"{H.error_estimate:.1e}",
-                     f"{np.mean(H.ranks()):.1f}", f"{peak_rss_gb():.2f}"])
+        r = run_measure(n, True, "numba", repeats, dense_max)
+        done[n] = r
+        logs.append((n, r["nbytes"], r["matvec"], r["build"]))
+        rows.append(_row(r))
         print(rows[-1], flush=True)
-        del H
-    header = ["n", "build s", "storage / dense", "H MiB", "H matvec ms", "dense matvec ms",
-              "speed-up", "sampled-row error", "error estimate", "mean rank", "peak RSS GB"]
     fits = ""
-    rows = [r[:len(header)] for r in rows]
     if len(logs) >= 2:
         ln = np.log([r[0] for r in logs])
         e_store = np.polyfit(ln, np.log([r[1] for r in logs]), 1)[0]
         e_mv = np.polyfit(ln, np.log([r[2] for r in logs]), 1)[0]
         fits = (f"\n\nFitted exponents (log-log least squares over n = {logs[0][0]}..{logs[-1][0]}): "
                 f"storage ∝ n^{e_store:.2f}, matvec time ∝ n^{e_mv:.2f}.")
-    return markdown_table(header, rows) + fits
+    return markdown_table(HEADER, rows) + fits, done
+
+
+def variants(n, dense_max, repeats, done):
+    """Symmetric vs full storage, compiled vs array-API store, at one size."""
+    rows = []
+    for symmetric in (True, False):
+        for engine in ("numba", "array-api"):
+            r = done.get(n) if (symmetric and engine == "numba") else None
+            r = r or run_measure(n, symmetric, engine, repeats, dense_max)
+            rows.append([f"{symmetric}", f"{engine} ({r['store']})"] + _row(r)[1:])
+            print(rows[-1], flush=True)
+    return markdown_table(["symmetric", "block store"] + HEADER[1:], rows)
+
+
+# -- peer: h2tools ---------------------------------------------------------------
+
+
+def measure_h2tools(n: int, tau: float, repeats: int) -> dict:
+    """h2tools' MCBH H²-approximation of the same matrix, in this (fresh) process."""
+    from h2tools import ClusterTree, Problem
+    from h2tools.collections.particles import Particles
+    from h2tools.mcbh import mcbh
+
+    P = np.random.default_rng(0).random((n, 3))
+
+    def block(row_data, rows, col_data, cols):
+        return kernel(row_data.vertex[:, rows].T, col_data.vertex[:, cols].T)
+
+    t0 = time.perf_counter()
+    data = Particles(3, n, np.ascontiguousarray(P.T))
+    tree = ClusterTree(data, LEAF)
+    problem = Problem(block, tree, tree, symmetric=1, verbose=0)
+    M = mcbh(problem, tau=tau, iters=1, onfly=0, verbose=0)
+    out = {"n": n, "build": time.perf_counter() - t0, "nbytes": int(M.nbytes()),
+           "ratio": M.nbytes() / (8.0 * n * n), "peak_gb": peak_rss_gb()}
+    x = np.random.default_rng(1).standard_normal(n)
+    out["matvec"], y = median_time(lambda: M.dot(x), repeats)
+    idx = np.random.default_rng(2).choice(n, 40, replace=False)
+    y_ref = kernel(P[idx], P) @ x
+    out["error"] = float(np.linalg.norm(y[idx] - y_ref) / np.linalg.norm(y_ref))
+    return out
+
+
+def peer_section(sizes, done, repeats):
+    """h2tools side by side with natgrad, when ``H2TOOLS_PATH`` says where it is."""
+    path = os.environ.get("H2TOOLS_PATH")
+    if not path:
+        return ("Not run: set H2TOOLS_PATH to a PYTHONPATH holding h2tools (PyPI sdist 1.1.1, pure "
+                "Python; its setup.py needs numpy.distutils, so it does not pip-install on Python "
+                "3.11 with current NumPy) and maxvolpy (its pure-Python fallback).")
+    rows = []
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([path, os.environ.get("PYTHONPATH", "")]))
+    for n in sizes:
+        cmd = [sys.executable, __file__, "--measure-peer", json.dumps([n, EPS, repeats])]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        res = [json.loads(l[7:]) for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if not res:
+            rows.append([n, "h2tools", "failed: " + proc.stderr.strip().splitlines()[-1][:120]] + [""] * 5)
+            continue
+        r, ours = res[0], done.get(n)
+        rows.append([n, "h2tools (MCBH, H²)", f"{r['build']:.1f}", f"{r['ratio']:.2%}", f"{r['matvec'] * 1e3:.1f}",
+                     f"{r['error']:.1e}", f"{r['peak_gb']:.2f}", ""])
+        if ours:
+            rows.append([n, "natgrad (H, symmetric, numba)", f"{ours['build']:.1f}", f"{ours['ratio']:.2%}",
+                         f"{ours['matvec'] * 1e3:.1f}", f"{ours['error']:.1e}", f"{ours['peak_gb']:.2f}",
+                         f"build {r['build'] / ours['build']:.1f}×, storage {r['ratio'] / ours['ratio']:.2f}×, "
+                         f"matvec {r['matvec'] / ours['matvec']:.1f}×"])
+        print(rows[-1], flush=True)
+    return markdown_table(["n", "library", "build s", "storage / dense", "matvec ms", "sampled-row error",
+                           "peak RSS GB", "h2tools / natgrad"], rows)
 
 
 # -- weight compression ---------------------------------------------------------
@@ -269,7 +378,8 @@ def gpu_section(quick):
         P = xcp.asarray(np.random.default_rng(0).random((n, 3)))
         cp.cuda.Device().synchronize()
         t0 = time.perf_counter()
-        H = HMatrix.from_kernel(kernel, P, eps=EPS, eta=ETA, leaf_size=LEAF, split=SPLIT, verify=False)
+        H = HMatrix.from_kernel(kernel, P, eps=EPS, eta=ETA, leaf_size=LEAF, split=SPLIT, verify=False,
+                                symmetric=True)
         cp.cuda.Device().synchronize()
         t_build = time.perf_counter() - t0
         x = xcp.asarray(np.random.default_rng(1).standard_normal(n))
@@ -291,16 +401,44 @@ def gpu_section(quick):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--measure":  # a child of run_measure
+        n, symmetric, repeats, dense_max = json.loads(sys.argv[2])
+        print("RESULT " + json.dumps(measure(n, symmetric, repeats, dense_max)), flush=True)
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "--measure-peer":  # a child of peer_section
+        print("RESULT " + json.dumps(measure_h2tools(*json.loads(sys.argv[2]))), flush=True)
+        return
     args = parse_args(__doc__.splitlines()[0])
     quick = args.quick
-    repeats = args.repeats or (3 if quick else 5)
+    repeats = args.repeats or (5 if quick else 9)
     sizes = [2000, 4000] if quick else [5000, 10_000, 20_000, 50_000, 100_000]
     dense_max = 4000 if quick else 20_000
     body = (f"Kernel exp(−‖x − y‖), points uniform in the unit cube, eps = {EPS:g}, leaf size {LEAF}, "
-            f"η = {ETA}, split '{SPLIT}', ACA blocks not verified (verify=False). Matvec: one vector, "
-            f"median of {repeats}. Goals at n = 20k: build ≤ 30 s, storage ≤ 10% of dense, matvec ≥ 8× "
-            "faster than dense; at 100k storage ≤ 3% and peak memory ≤ 2 GB; fitted exponents ≤ 1.2.\n\n")
-    body += "## Scaling\n\n" + scaling(sizes, dense_max, repeats, budget_s=60 if quick else 170)
+            f"η = {ETA}, split '{SPLIT}', ACA blocks not verified (verify=False), symmetric=True (one "
+            "block triangle stored; the kernel is symmetric), NumPy arrays with the numba block store. "
+            f"Matvec: one vector, median of {repeats}, H and dense products interleaved with 0.3 s of idle "
+            "time before each (OpenBLAS's workers spin for a while after a call and slow numba's "
+            "threads if the H product follows at once). Each size runs "
+            "in a fresh process, so 'peak RSS' is the build's own high-water mark (Python, NumPy and "
+            "numba included), taken before the dense matrix is formed. Goals at n = 20k: build ≤ 30 s, "
+            "storage ≤ 10% of dense, matvec ≥ 8× faster than dense; at 100k storage ≤ 3% and peak "
+            "memory ≤ 2 GB; fitted exponents ≤ 1.2.\n\n")
+    table, done = scaling(sizes, dense_max, repeats, budget_s=120 if quick else 900)
+    body += "## Scaling\n\n" + table
+    n_var = sizes[-1] if quick else 20_000
+    body += (f"\n\n## Storage and block store at n = {n_var}\n\n"
+             "Full storage (symmetric=False) against one triangle, and numba's flat block store "
+             "against the array-API store (stacks of equal-shape blocks zero-padded to a bucket "
+             "shape, the path for CuPy, PyTorch and JAX; forced on NumPy with "
+             "NATGRAD_DISABLE_NUMBA=1). Same points, kernel and tolerance.\n\n")
+    body += variants(n_var, dense_max, repeats, done)
+    peer_sizes = sizes if quick else [5000, 10_000, 20_000]
+    body += (f"\n\n## Peer: h2tools\n\nh2tools (Mikhalev & Oseledets' MCBH, an H²-matrix from matrix "
+             f"entries) on the same points and kernel with its tolerance tau = {EPS:g} (a per-block "
+             "relative tolerance, not a bound on the whole matrix: compare the sampled-row errors), "
+             "leaf size the same, its own admissibility (box centres farther apart than the larger "
+             "box diagonal). Each run in a fresh process; the natgrad rows repeat the scaling table.\n\n")
+    body += peer_section(peer_sizes, done, repeats)
     body += "\n\n## Weight compression at equal storage\n\n" + weights(quick, repeats)
     body += "\n\n## GPU\n\n" + gpu_section(quick)
     write_result("hmatrix", "H-matrices: scaling and weight compression", body, quick)

@@ -298,9 +298,11 @@ def _hmatrix(text: str) -> list[Row]:
     speed-up; at 100k storage; the fitted exponents."""
     goals = {}
     m = re.search(r"Goals at n = 20k: build ≤ ([\d.]+) s, storage ≤ ([\d.]+)% of dense, "
-                  r"matvec ≥ ([\d.]+)× faster than dense; at 100k storage ≤ ([\d.]+)%", text)
+                  r"matvec ≥ ([\d.]+)× faster than dense; at 100k storage ≤ ([\d.]+)%"
+                  r"(?: and peak memory ≤ ([\d.]+) GB)?", text)
     if m:
-        goals = {"build": float(m[1]), "storage": float(m[2]), "speedup": float(m[3]), "storage100k": float(m[4])}
+        goals = {"build": float(m[1]), "storage": float(m[2]), "speedup": float(m[3]), "storage100k": float(m[4]),
+                 "peak100k": float(m[5]) if m[5] else None}
     rows: list[Row] = []
     for heading, table in markdown_tables(text):
         if heading != "Scaling" or not goals:
@@ -335,6 +337,11 @@ def _hmatrix(text: str) -> list[Row]:
                 rows.append(Row("hmatrix: storage, n = 100k", f"{storage:g} % of dense", "dense", "",
                                 f"≤ {goals['storage100k']:g} %",
                                 "yes" if storage <= goals["storage100k"] else "no"))
+                peak = big.get("peak RSS GB", "")
+                if goals["peak100k"] is not None and re.fullmatch(r"[\d.]+", peak):
+                    rows.append(Row("hmatrix: peak memory of the build, n = 100k", f"{peak} GB", "", "",
+                                    f"≤ {goals['peak100k']:g} GB",
+                                    "yes" if float(peak) <= goals["peak100k"] else "no"))
     fit = re.search(r"storage ∝ n\^(\d+(?:\.\d+)?), matvec time ∝ n\^(\d+(?:\.\d+)?)", text)
     if fit:
         worst = max(float(fit[1]), float(fit[2]))

@@ -23,8 +23,8 @@ Examples
 >>> from natgrad.backend_numba import FlatBlocks
 >>> rng = np.random.default_rng(0)
 >>> U, V, D = rng.standard_normal((3, 2)), rng.standard_normal((4, 2)), rng.standard_normal((3, 3))
->>> store = FlatBlocks([("lowrank", 0, 3, 3, 4, U, V, False),
-...                     ("dense", 0, 3, 0, 3, D, None, False)], (3, 7), np.float64)
+>>> store = FlatBlocks.from_blocks([("lowrank", 0, 3, 3, 4, U, V, False),
+...                                 ("dense", 0, 3, 0, 3, D, None, False)], (3, 7), np.float64)
 >>> A = np.concatenate([D, U @ V.T], axis=1)
 >>> x = rng.standard_normal((7, 1))
 >>> bool(np.allclose(store.apply(x, transpose=False), A @ x))
@@ -268,15 +268,20 @@ def _apply(data, table, bounds, kmax, x, transpose, out):  # pragma: no cover - 
 class FlatBlocks:
     """Blocks of an H-matrix in one flat buffer, applied by compiled loops.
 
+    The store is laid out first and filled block by block with :meth:`put`
+    (the buffer is allocated once and its pages are touched only as blocks
+    arrive, so a caller that drops each block after handing it over never
+    holds two copies of the matrix); :meth:`from_blocks` does both at once.
+
     Parameters
     ----------
-    blocks : sequence of tuples
-        ``(kind, row0, m, col0, n, F, G, mirror)`` per block:
-        ``kind="dense"`` with ``F`` the ``(m, n)`` block (``G`` ignored), or
-        ``kind="lowrank"`` with the block ``F @ G.T`` for ``F`` of shape
-        ``(m, k)`` and ``G`` of shape ``(n, k)``.  ``row0``/``col0`` place the
-        block in the matrix; with ``mirror`` true the block also stands for
-        its transpose at ``(col0, row0)`` (symmetric storage).
+    layout : sequence of tuples
+        ``(kind, row0, m, col0, n, k, mirror)`` per block: ``kind`` is
+        ``"dense"`` (an ``(m, n)`` block; ``k`` ignored) or ``"lowrank"``
+        (``F @ G.T`` with ``F`` of shape ``(m, k)`` and ``G`` of shape
+        ``(n, k)``).  ``row0``/``col0`` place the block in the matrix; with
+        ``mirror`` true it also stands for its transpose at ``(col0, row0)``
+        (symmetric storage).
     shape : (int, int)
         Shape of the whole matrix.
     dtype : numpy dtype
@@ -285,59 +290,90 @@ class FlatBlocks:
     Raises
     ------
     ValueError
-        If a block's arrays do not have the shape its entry states or a block
-        lies outside ``shape``.
+        If a block lies outside ``shape`` (or its mirror does), or, in
+        :meth:`put`, its arrays do not have the shape its entry states.
+    RuntimeError
+        From :meth:`apply` while blocks are still missing.
 
     Notes
     -----
     ``apply`` costs one pass over the stored numbers: ``mn`` multiply-adds
     per dense block and ``k(m + n)`` per low-rank block, ``U (Vᵀ x)`` with the
     small intermediate ``Vᵀ x`` kept in a per-thread buffer; the factors are
-    stored transposed so that every inner loop runs along a contiguous row.  Blocks are
-    split into ``numba.get_num_threads()`` chunks of equal stored size.
+    stored transposed so that every inner loop runs along a contiguous row.
+    Blocks are split into ``numba.get_num_threads()`` chunks of equal work.
 
     Examples
     --------
     >>> import numpy as np
     >>> D = np.arange(6.0).reshape(2, 3)
-    >>> store = FlatBlocks([("dense", 0, 2, 0, 3, D, None, False)], (2, 3), np.float64)
+    >>> store = FlatBlocks([("dense", 0, 2, 0, 3, 0, False)], (2, 3), np.float64)
+    >>> store.put(0, D)
     >>> store.apply(np.ones((3, 1)), transpose=True).ravel().tolist()
     [3.0, 5.0, 7.0]
     """
 
     device = "cpu"
 
-    def __init__(self, blocks: Sequence[tuple], shape: tuple[int, int], dtype: Any) -> None:
+    def __init__(self, layout: Sequence[tuple], shape: tuple[int, int], dtype: Any) -> None:
         self.shape = (int(shape[0]), int(shape[1]))
         self.dtype = np.dtype(dtype)
-        table = np.zeros((len(blocks), 8), dtype=np.int64)
-        pieces, off = [], 0
-        for b, (kind, r0, m, c0, n, F, G, mirror) in enumerate(blocks):
+        table = np.zeros((len(layout), 8), dtype=np.int64)
+        off = 0
+        for b, (kind, r0, m, c0, n, k, mirror) in enumerate(layout):
             if r0 < 0 or c0 < 0 or r0 + m > self.shape[0] or c0 + n > self.shape[1]:
                 raise ValueError(f"block {b} at ({r0}, {c0}) of shape ({m}, {n}) lies outside {self.shape}")
             if mirror and (c0 + n > self.shape[0] or r0 + m > self.shape[1]):
                 raise ValueError(f"mirrored block {b} at ({r0}, {c0}) has no room at ({c0}, {r0})")
-            if kind == "dense":
-                parts, k = [F], 0
-                if tuple(F.shape) != (m, n):
-                    raise ValueError(f"dense block {b} must have shape ({m}, {n}), got {F.shape}")
-            else:
-                k = int(F.shape[1])
-                if tuple(F.shape) != (m, k) or tuple(G.shape) != (n, k):
-                    raise ValueError(f"low-rank block {b} factors {F.shape}, {G.shape} do not fit ({m}, {n})")
-                parts = [F.T, G.T]  # stored as Uᵀ, Vᵀ: contiguous rows of length m, n
-            table[b] = (_DENSE if kind == "dense" else _LOWRANK, r0, m, c0, n, k, off, bool(mirror))
-            for P in parts:
-                pieces.append(np.ascontiguousarray(P, dtype=self.dtype).ravel())
-                off += pieces[-1].size
-        self.data = np.concatenate(pieces) if pieces else np.zeros(0, dtype=self.dtype)
+            dense = kind == "dense"
+            k = 0 if dense else int(k)
+            table[b] = (_DENSE if dense else _LOWRANK, r0, m, c0, n, k, off, bool(mirror))
+            off += m * n if dense else k * (m + n)
+        self.data = np.empty(off, dtype=self.dtype)
         # blocks in row order keep each chunk's writes in a narrow band of y
-        order = np.lexsort((table[:, _COL0], table[:, _ROW0])) if len(blocks) else np.zeros(0, np.int64)
-        self._where = np.empty(len(blocks), dtype=np.int64)
-        self._where[order] = np.arange(len(blocks))
+        order = np.lexsort((table[:, _COL0], table[:, _ROW0])) if len(layout) else np.zeros(0, np.int64)
+        self._where = np.empty(len(layout), dtype=np.int64)
+        self._where[order] = np.arange(len(layout))
         self.table = np.ascontiguousarray(table[order])
-        self._kmax = int(self.table[:, _K].max()) if len(blocks) else 0
+        self._kmax = int(self.table[:, _K].max()) if len(layout) else 0
         self._bounds: dict[int, np.ndarray] = {}
+        self._missing = np.ones(len(layout), dtype=bool)
+
+    @classmethod
+    def from_blocks(cls, blocks: Sequence[tuple], shape: tuple[int, int], dtype: Any) -> "FlatBlocks":
+        """A filled store from ``(kind, row0, m, col0, n, F, G, mirror)`` per block.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> U, V = np.ones((2, 1)), np.arange(3.0)[:, None]
+        >>> store = FlatBlocks.from_blocks([("lowrank", 0, 2, 0, 3, U, V, False)], (2, 3), np.float64)
+        >>> store.block(0).tolist()
+        [[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]]
+        """
+        layout = [(kind, r0, m, c0, n, 0 if kind == "dense" else F.shape[1], mirror)
+                  for kind, r0, m, c0, n, F, G, mirror in blocks]
+        store = cls(layout, shape, dtype)
+        for b, blk in enumerate(blocks):
+            store.put(b, blk[5], blk[6])
+        return store
+
+    def put(self, index: int, F: np.ndarray, G: np.ndarray | None = None) -> None:
+        """Copy block ``index`` in: the dense ``F``, or the factors of ``F @ G.T``."""
+        kind, _, m, _, n, k, off, _ = (int(v) for v in self.table[self._where[index]])
+        if kind == _DENSE:
+            if tuple(F.shape) != (m, n):
+                raise ValueError(f"dense block {index} must have shape ({m}, {n}), got {tuple(F.shape)}")
+            self.data[off:off + m * n].reshape(m, n)[...] = F
+        else:
+            if G is None or tuple(F.shape) != (m, k) or tuple(G.shape) != (n, k):
+                got = (tuple(F.shape), None if G is None else tuple(G.shape))
+                raise ValueError(f"low-rank block {index} needs factors of shapes ({m}, {k}) and ({n}, {k}), "
+                                 f"got {got}")
+            # stored as Uᵀ, Vᵀ: contiguous rows of length m and n
+            self.data[off:off + m * k].reshape(k, m)[...] = F.T
+            self.data[off + m * k:off + (m + n) * k].reshape(k, n)[...] = G.T
+        self._missing[index] = False
 
     def _chunks(self) -> np.ndarray:
         threads = max(1, int(numba.get_num_threads()))
@@ -353,6 +389,8 @@ class FlatBlocks:
 
     def apply(self, x: np.ndarray, transpose: bool) -> np.ndarray:
         """``A @ x`` (or ``Aᵀ @ x``) for ``x`` of shape ``(n_in, r)``."""
+        if self._missing.any():
+            raise RuntimeError(f"{int(self._missing.sum())} blocks have not been put into the store")
         bounds = self._chunks()
         n_out = self.shape[1] if transpose else self.shape[0]
         dtype = np.result_type(self.dtype, x.dtype)
@@ -378,4 +416,4 @@ class FlatBlocks:
     @property
     def nbytes(self) -> int:
         """Bytes of the stored numbers and the block table."""
-        return int(self.data.nbytes + self.table.nbytes + self._where.nbytes)
+        return int(self.data.nbytes + self.table.nbytes + self._where.nbytes + self._missing.nbytes)

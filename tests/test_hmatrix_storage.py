@@ -174,7 +174,7 @@ def test_flat_blocks_against_dense(seed, mirror_all):
     rng = np.random.default_rng(seed)
     shape = (60, 60) if mirror_all else (57, 43)
     blocks, A = _random_blocks(rng, shape, mirror_all)
-    store = FlatBlocks(blocks, shape, np.float64)
+    store = FlatBlocks.from_blocks(blocks, shape, np.float64)
     for r in (1, 5):
         x, y = rng.standard_normal((shape[1], r)), rng.standard_normal((shape[0], r))
         np.testing.assert_allclose(store.apply(x, transpose=False), A @ x, rtol=1e-12, atol=1e-12)
@@ -192,10 +192,18 @@ def test_flat_blocks_bad_blocks():
 
     D = np.ones((3, 3))
     with pytest.raises(ValueError, match="outside"):
-        FlatBlocks([("dense", 2, 3, 0, 3, D, None, False)], (4, 4), np.float64)
+        FlatBlocks.from_blocks([("dense", 2, 3, 0, 3, D, None, False)], (4, 4), np.float64)
     with pytest.raises(ValueError, match="shape"):
-        FlatBlocks([("dense", 0, 2, 0, 3, D, None, False)], (4, 4), np.float64)
+        FlatBlocks.from_blocks([("dense", 0, 2, 0, 3, D, None, False)], (4, 4), np.float64)
     with pytest.raises(ValueError, match="factors"):
-        FlatBlocks([("lowrank", 0, 3, 0, 3, np.ones((3, 2)), np.ones((3, 1)), False)], (4, 4), np.float64)
+        FlatBlocks.from_blocks([("lowrank", 0, 3, 0, 3, np.ones((3, 2)), np.ones((3, 1)), False)], (4, 4),
+                               np.float64)
     with pytest.raises(ValueError, match="mirrored"):
-        FlatBlocks([("dense", 0, 3, 3, 3, D, None, True)], (3, 6), np.float64)
+        FlatBlocks.from_blocks([("dense", 0, 3, 3, 3, D, None, True)], (3, 6), np.float64)
+    # a store laid out but not filled refuses to multiply
+    store = FlatBlocks([("dense", 0, 3, 0, 3, 0, False), ("dense", 0, 3, 3, 3, 0, False)], (3, 6), np.float64)
+    store.put(0, D)
+    with pytest.raises(RuntimeError, match="1 blocks"):
+        store.apply(np.ones((6, 1)), transpose=False)
+    store.put(1, 2.0 * D)
+    np.testing.assert_allclose(store.apply(np.ones((6, 1)), transpose=False).ravel(), [9.0, 9.0, 9.0])

@@ -107,3 +107,18 @@ def test_hmatrix_rows_judge_each_goal():
     assert rows["hmatrix: matvec vs dense matvec, n = 20k"].met == "yes"
     assert rows["hmatrix: n = 100k"].met == "no"  # skipped is not met
     assert rows["hmatrix: fitted exponents in n (storage, matvec)"].met == "no"  # 1.33 > 1.2
+
+
+def test_hmatrix_rows_judge_storage_and_peak_memory_at_100k():
+    text = HMATRIX_MD.replace(
+        "| 100000 | skipped: projected past the time/memory budget |  |  |  |  |  |",
+        "| 100000 | 190.0 | 2.9% | 2300 | 60.0 | - | - |",
+    )
+    text = text.replace("| n | build s | storage / dense | H MiB | H matvec ms | dense matvec ms | speed-up |",
+                        "| n | build s | storage / dense | H MiB | H matvec ms | dense matvec ms | peak RSS GB |")
+    text = text.replace("| 20000 | 14.7 | 9.5% | 589 | 9.1 | 76.2 | 8.4 |", "| 20000 | 14.7 | 9.5% | 589 | 9.1 | 76.2 | 1.1 |")
+    rows = {r.benchmark: r for r in run_all._hmatrix(text.replace("| - | - |", "| - | 2.6 |"))}
+    assert rows["hmatrix: storage, n = 100k"].met == "yes"  # 2.9 % ≤ 3 %
+    assert rows["hmatrix: peak memory of the build, n = 100k"].met == "no"  # 2.6 GB > 2 GB
+    rows = {r.benchmark: r for r in run_all._hmatrix(text.replace("| - | - |", "| - | 1.8 |"))}
+    assert rows["hmatrix: peak memory of the build, n = 100k"].met == "yes"

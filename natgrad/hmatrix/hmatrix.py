@@ -154,7 +154,9 @@ class _Builder:
         self.counts[method] += 1
         e0 = resid**2 + sum(v * v for v in vals[k:])
         rec = self._add(_Record("lowrank", t.start, m, s.start, n, method, weight=w))
-        self.pool.append(_PoolEntry(rec[1], U[:, :k], sv[:k], vals[:k], Vh[:k, :], e0, w))
+        # copies: slices would keep the full SVD factors alive until the end
+        self.pool.append(_PoolEntry(rec[1], xp.asarray(U[:, :k], copy=True), sv[:k], vals[:k],
+                                    xp.asarray(Vh[:k, :], copy=True), e0, w))
         return rec
 
     def aca(self, t: Cluster, s: Cluster, source: "_KernelSource", verify: bool) -> Any:
@@ -205,6 +207,7 @@ class _Builder:
             else:
                 rec.U = p.U[:, :r] * p.s[:r]
                 rec.V = xp.matrix_transpose(p.Vh[:r, :])
+            p.U = None  # the untruncated factor is not needed any more
         self.pool = []
 
     def _greedy(self, cands: list[_PoolEntry], budget2: float) -> list[int]:
@@ -737,18 +740,22 @@ class HMatrix(LinearOperator):
     def _pack(self) -> Any:
         """Hand the blocks to a block store: numba's flat buffer for NumPy
         arrays when numba is installed, else stacks of equal-shape blocks."""
-        blocks = []
-        for r in self._records:
-            if r.kind == "zero":
-                continue
-            r.slot = len(blocks)
+        kept = [r for r in self._records if r.kind != "zero"]
+        for slot, r in enumerate(kept):
+            r.slot = slot
             if r.kind == "lowrank":
                 r.rank = r.U.shape[1]
-            blocks.append((r.kind, r.row0, r.m, r.col0, r.n, r.U, r.V, r.weight == 2))
-            r.U = r.V = None  # the store's copy is the only one kept
         compiled = backend.compiled_block_store(self.xp)
         if compiled is not None:
-            return compiled(blocks, self.shape, self.dtype)
+            store = compiled([(r.kind, r.row0, r.m, r.col0, r.n, r.rank, r.weight == 2) for r in kept],
+                             self.shape, self.dtype)
+            for r in kept:
+                store.put(r.slot, r.U, r.V)
+                r.U = r.V = None  # released as it is copied: never two copies of H at once
+            return store
+        blocks = [(r.kind, r.row0, r.m, r.col0, r.n, r.U, r.V, r.weight == 2) for r in kept]
+        for r in kept:
+            r.U = r.V = None  # the store's copy is the only one kept
         return StackedBlocks(self.xp, blocks, self.shape)
 
     @property
