@@ -131,8 +131,10 @@ def test_compiled_and_array_api_stores_agree(monkeypatch, symmetric, dtype):
             np.testing.assert_allclose(a, b, rtol=0, atol=tol * np.abs(b).max())
     # float64 vectors against float32 blocks promote, as on the array-API path
     if dtype == "float32":
-        x = rng.standard_normal(700)
-        assert (H @ x).dtype == (G @ x).dtype == np.float64
+        for x in (rng.standard_normal(700), rng.standard_normal((700, 3))):
+            for a, b in ((H @ x, G @ x), (H.T @ x, G.T @ x)):
+                assert a.dtype == b.dtype == np.float64
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max())
 
 
 def _random_blocks(rng, shape, mirror_all):
