@@ -1434,7 +1434,8 @@ def compiled_block_store(xp: ModuleType) -> type | None:
     -------
     type or None
         :class:`natgrad.backend_numba.FlatBlocks` when ``xp`` is NumPy, numba
-        can be imported and ``NATGRAD_DISABLE_NUMBA`` is unset (or ``0``);
+        and threadpoolctl can be imported and ``NATGRAD_DISABLE_NUMBA`` is
+        unset (or ``0``);
         otherwise ``None``, and the caller uses its array-API path.
 
     Raises
@@ -1444,8 +1445,8 @@ def compiled_block_store(xp: ModuleType) -> type | None:
 
     Notes
     -----
-    numba is an optional dependency (the ``numba`` extra) and is imported
-    here, on first use, never by ``import natgrad``.  Setting
+    numba and threadpoolctl are optional dependencies (the ``numba`` extra)
+    and are imported here, on first use, never by ``import natgrad``.  Setting
     ``NATGRAD_DISABLE_NUMBA=1`` selects the array-API path on NumPy too
     (for comparisons, or where numba's first compilation, a few seconds, is
     unwelcome).
