@@ -1,11 +1,13 @@
 r"""Layer 0, compiled CPU kernels: H-matrix blocks applied by numba.
 
-Part of the backend layer (like :mod:`natgrad.backend`, it may name NumPy and
-numba).  It is imported only through :func:`natgrad.backend.compiled_block_store`,
-which returns ``None`` when numba (or threadpoolctl, which the ``numba``
-extra installs with it) is not installed, the arrays are not NumPy arrays, or the environment variable ``NATGRAD_DISABLE_NUMBA`` is set to a
-non-empty value other than ``0``; :mod:`natgrad.hmatrix` then uses its pure
-array-API path (stacked, padded matmuls).
+Part of the backend layer (like :mod:`natgrad.backend`, it may name NumPy,
+numba and threadpoolctl).  It is imported only through
+:func:`natgrad.backend.compiled_block_store`, which returns ``None`` when
+numba or threadpoolctl (the ``numba`` extra installs both) is missing, the
+arrays are not NumPy arrays, or the environment variable
+``NATGRAD_DISABLE_NUMBA`` is set to a non-empty value other than ``0``;
+:mod:`natgrad.hmatrix` then uses its pure array-API path (stacked, padded
+matmuls).
 
 Why a compiled path: an H-matrix matvec reads every stored number once and
 does two flops with it, so it is bound by memory bandwidth.  The array-API
