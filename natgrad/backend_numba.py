@@ -97,53 +97,21 @@ def _rows_dot_axpy_vec(R, p, q, xs, out, coef, ys):  # pragma: no cover - compil
 
 
 # Several right-hand sides: the same products as matrix products, ``np.dot``
-# on the block (BLAS, through numba) when the block and x share a dtype.
-# A hand-written loop nest was 10x slower than BLAS at 64 right-hand sides.
+# on the block (BLAS, through numba).  A hand-written loop nest was 10x
+# slower than BLAS at 64 right-hand sides.  ``apply`` hands x over in the
+# result dtype; a block stored in a narrower dtype is widened for the product.
 def _rows_dot_gemm(R, p, q, xs, out):  # pragma: no cover - compiled
-    out += np.dot(R.reshape((p, q)), xs)
+    out += np.dot(_like(R.reshape((p, q)), out), xs)
 
 
 def _rows_axpy_gemm(R, p, q, coef, ys):  # pragma: no cover - compiled
-    ys += np.dot(R.reshape((p, q)).T, coef)
+    ys += np.dot(_like(R.reshape((p, q)), ys).T, coef)
 
 
 def _rows_dot_axpy_gemm(R, p, q, xs, out, coef, ys):  # pragma: no cover - compiled
-    M = R.reshape((p, q))
+    M = _like(R.reshape((p, q)), ys)
     out += np.dot(M, xs)
     ys += np.dot(M.T, coef)
-
-
-# Mixed dtypes (float32 blocks, float64 x): loops that promote as they go,
-# the right-hand sides innermost; out, coef, xs, ys are (·, r).
-def _rows_dot_mat(R, p, q, xs, out):  # pragma: no cover - compiled
-    r = xs.shape[1]
-    for l in range(p):
-        row, o = R[l * q:(l + 1) * q], out[l]
-        for j in range(q):
-            d, xj = row[j], xs[j]
-            for s in range(r):
-                o[s] += d * xj[s]
-
-
-def _rows_axpy_mat(R, p, q, coef, ys):  # pragma: no cover - compiled
-    r = ys.shape[1]
-    for l in range(p):
-        row, c = R[l * q:(l + 1) * q], coef[l]
-        for j in range(q):
-            d, yj = row[j], ys[j]
-            for s in range(r):
-                yj[s] += d * c[s]
-
-
-def _rows_dot_axpy_mat(R, p, q, xs, out, coef, ys):  # pragma: no cover - compiled
-    r = xs.shape[1]
-    for l in range(p):
-        row, o, c = R[l * q:(l + 1) * q], out[l], coef[l]
-        for j in range(q):
-            d, xj, yj = row[j], xs[j], ys[j]
-            for s in range(r):
-                o[s] += d * xj[s]
-                yj[s] += d * c[s]
 
 
 # The driver is written once; these stubs pick the one-vector or the
@@ -165,26 +133,30 @@ def _buffer_shape(kmax, x):  # pragma: no cover - typing stub
     raise NotImplementedError
 
 
-def _pick(vec, gemm, mat, R, x, out):
-    """One vector, BLAS (all one dtype) or promoting loops."""
-    if x.ndim == 1:
-        return vec
-    return gemm if R.dtype == x.dtype == out.dtype else mat
+def _like(M, ref):  # pragma: no cover - typing stub
+    raise NotImplementedError
+
+
+@overload(_like)
+def _like_for(M, ref):  # pragma: no cover - compile time
+    if M.dtype == ref.dtype:
+        return lambda M, ref: M
+    return lambda M, ref: M.astype(ref.dtype)
 
 
 @overload(_rows_dot)
 def _rows_dot_for(R, p, q, xs, out):  # pragma: no cover - compile time
-    return _pick(_rows_dot_vec, _rows_dot_gemm, _rows_dot_mat, R, xs, out)
+    return _rows_dot_vec if xs.ndim == 1 else _rows_dot_gemm
 
 
 @overload(_rows_axpy)
 def _rows_axpy_for(R, p, q, coef, ys):  # pragma: no cover - compile time
-    return _pick(_rows_axpy_vec, _rows_axpy_gemm, _rows_axpy_mat, R, coef, ys)
+    return _rows_axpy_vec if ys.ndim == 1 else _rows_axpy_gemm
 
 
 @overload(_rows_dot_axpy)
 def _rows_dot_axpy_for(R, p, q, xs, out, coef, ys):  # pragma: no cover - compile time
-    return _pick(_rows_dot_axpy_vec, _rows_dot_axpy_gemm, _rows_dot_axpy_mat, R, xs, ys)
+    return _rows_dot_axpy_vec if xs.ndim == 1 else _rows_dot_axpy_gemm
 
 
 @overload(_buffer_shape)
@@ -376,7 +348,8 @@ class FlatBlocks:
         if not _blas_pools:
             _blas_pools.append(ThreadpoolController())
         with _blas_pools[0].limit(limits=1, user_api="blas"):
-            _apply(self.data, self.table, bounds, self._kmax, np.ascontiguousarray(x), bool(transpose), out)
+            _apply(self.data, self.table, bounds, self._kmax, np.ascontiguousarray(x, dtype=dtype),
+                   bool(transpose), out)
         return np.sum(out, axis=0)
 
     def block(self, index: int) -> np.ndarray:
