@@ -1,14 +1,15 @@
 """Error-bounded H-matrices (natgrad.hmatrix) against dense matrices, same run (issue #5).
 
 1. Scaling: n random points in the unit cube, kernel exp(−‖x − y‖), ε = 1e-6,
-   symmetric storage.  Build time (never forming the dense matrix), storage
+   symmetric, mixed-precision storage.  Build time (never forming the dense matrix), storage
    relative to dense, matvec time against the dense NumPy matvec (measured
    where the dense matrix fits: n ≤ 20k, about 3.2 GB), the relative error of
    40 sampled rows of ``H @ x`` against exact kernel rows, and the exponents
    of storage and matvec time in n fitted by least squares on log-log data.
    Each size runs in a fresh process, so its peak memory (resident-set
-   high-water mark) is the build's own.  At n = 20k, the same problem with
-   full storage and with the array-API block store instead of numba's.
+   high-water mark) is the build's own.  At n = 20k, the same problem in
+   float64 only, with full storage, and with the array-API block store
+   instead of numba's.
 2. Weight compression (Mango & Katende's experiment): the hidden weight
    matrices of an MLP trained on scikit-learn's digits and of a PINN trained
    on −u'' = π² sin(πx) on [0, 1]; the H-matrix (``from_dense``, geometry-free
@@ -85,15 +86,16 @@ def mem_available_gb() -> float:
     return math.inf
 
 
-def measure(n: int, symmetric: bool, repeats: int, dense_max: int) -> dict:
+def measure(n: int, symmetric: bool, mixed: bool, repeats: int, dense_max: int) -> dict:
     """One size, in this (fresh) process: the peak memory is the build's own."""
     P = np.random.default_rng(0).random((n, 3))
     t0 = time.perf_counter()
     H = HMatrix.from_kernel(kernel, xnp.asarray(P), eps=EPS, eta=ETA, leaf_size=LEAF, split=SPLIT,
-                            verify=False, symmetric=symmetric)
+                            verify=False, symmetric=symmetric, mixed_precision=mixed)
     out = {"n": n, "build": time.perf_counter() - t0, "ratio": H.compression_ratio, "nbytes": H.nbytes,
            "estimate": H.error_estimate, "rank": float(np.mean(H.ranks())),
-           "store": type(H._store).__name__}
+           "store": type(H._store).__name__,
+           "float32": H.info["float32_blocks"] / max(1, sum(b["kind"] != "zero" for b in H.blocks()))}
     x = np.random.default_rng(1).standard_normal(n)
     y = H @ x  # compiles the kernel (or builds the plan) outside the timing
     out["peak_gb"] = peak_rss_gb()  # before any dense matrix exists
@@ -113,12 +115,12 @@ def measure(n: int, symmetric: bool, repeats: int, dense_max: int) -> dict:
     return out
 
 
-def run_measure(n: int, symmetric: bool, engine: str, repeats: int, dense_max: int) -> dict:
+def run_measure(n: int, symmetric: bool, mixed: bool, engine: str, repeats: int, dense_max: int) -> dict:
     """``measure`` in a child process (``engine``: "numba" or "array-api")."""
     env = dict(os.environ)
     if engine == "array-api":
         env["NATGRAD_DISABLE_NUMBA"] = "1"
-    cmd = [sys.executable, __file__, "--measure", json.dumps([n, symmetric, repeats, dense_max])]
+    cmd = [sys.executable, __file__, "--measure", json.dumps([n, symmetric, mixed, repeats, dense_max])]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -151,7 +153,7 @@ def scaling(sizes, dense_max, repeats, budget_s):
             if 1.3 * build0 * grow > left or 2.5 * bytes0 * grow / 2**30 > mem_available_gb():
                 rows.append([n] + ["skipped: projected past the time/memory budget"] + [""] * 9)
                 continue
-        r = run_measure(n, True, "numba", repeats, dense_max)
+        r = run_measure(n, True, True, "numba", repeats, dense_max)
         done[n] = r
         logs.append((n, r["nbytes"], r["matvec"], r["build"]))
         rows.append(_row(r))
@@ -166,16 +168,22 @@ def scaling(sizes, dense_max, repeats, budget_s):
     return markdown_table(HEADER, rows) + fits, done
 
 
+VARIANTS = [  # (symmetric, mixed precision, block store)
+    (True, True, "numba"), (True, False, "numba"), (True, True, "array-api"), (True, False, "array-api"),
+    (False, False, "numba"), (False, False, "array-api"),
+]
+
+
 def variants(n, dense_max, repeats, done):
-    """Symmetric vs full storage, compiled vs array-API store, at one size."""
+    """Symmetric vs full storage, mixed vs float64, compiled vs array-API store, at one size."""
     rows = []
-    for symmetric in (True, False):
-        for engine in ("numba", "array-api"):
-            r = done.get(n) if (symmetric and engine == "numba") else None
-            r = r or run_measure(n, symmetric, engine, repeats, dense_max)
-            rows.append([f"{symmetric}", f"{engine} ({r['store']})"] + _row(r)[1:])
-            print(rows[-1], flush=True)
-    return markdown_table(["symmetric", "block store"] + HEADER[1:], rows)
+    for symmetric, mixed, engine in VARIANTS:
+        r = done.get(n) if (symmetric and mixed and engine == "numba") else None
+        r = r or run_measure(n, symmetric, mixed, engine, repeats, dense_max)
+        rows.append([f"{symmetric}", f"{mixed} ({r['float32']:.0%} of blocks float32)",
+                     f"{engine} ({r['store']})"] + _row(r)[1:])
+        print(rows[-1], flush=True)
+    return markdown_table(["symmetric", "mixed precision", "block store"] + HEADER[1:], rows)
 
 
 # -- peer: h2tools ---------------------------------------------------------------
@@ -227,7 +235,7 @@ def peer_section(sizes, done, repeats):
         rows.append([n, "h2tools (MCBH, H²)", f"{r['build']:.1f}", f"{r['ratio']:.2%}", f"{r['matvec'] * 1e3:.1f}",
                      f"{r['error']:.1e}", f"{r['peak_gb']:.2f}", ""])
         if ours:
-            rows.append([n, "natgrad (H, symmetric, numba)", f"{ours['build']:.1f}", f"{ours['ratio']:.2%}",
+            rows.append([n, "natgrad (H, symmetric, mixed, numba)", f"{ours['build']:.1f}", f"{ours['ratio']:.2%}",
                          f"{ours['matvec'] * 1e3:.1f}", f"{ours['error']:.1e}", f"{ours['peak_gb']:.2f}",
                          f"build {r['build'] / ours['build']:.1f}×, storage {r['ratio'] / ours['ratio']:.2f}×, "
                          f"matvec {r['matvec'] / ours['matvec']:.1f}×"])
@@ -379,7 +387,7 @@ def gpu_section(quick):
         cp.cuda.Device().synchronize()
         t0 = time.perf_counter()
         H = HMatrix.from_kernel(kernel, P, eps=EPS, eta=ETA, leaf_size=LEAF, split=SPLIT, verify=False,
-                                symmetric=True)
+                                symmetric=True, mixed_precision=True)
         cp.cuda.Device().synchronize()
         t_build = time.perf_counter() - t0
         x = xcp.asarray(np.random.default_rng(1).standard_normal(n))
@@ -402,8 +410,8 @@ def gpu_section(quick):
 
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--measure":  # a child of run_measure
-        n, symmetric, repeats, dense_max = json.loads(sys.argv[2])
-        print("RESULT " + json.dumps(measure(n, symmetric, repeats, dense_max)), flush=True)
+        n, symmetric, mixed, repeats, dense_max = json.loads(sys.argv[2])
+        print("RESULT " + json.dumps(measure(n, symmetric, mixed, repeats, dense_max)), flush=True)
         return
     if len(sys.argv) == 3 and sys.argv[1] == "--measure-peer":  # a child of peer_section
         print("RESULT " + json.dumps(measure_h2tools(*json.loads(sys.argv[2]))), flush=True)
@@ -415,7 +423,9 @@ def main():
     dense_max = 4000 if quick else 20_000
     body = (f"Kernel exp(−‖x − y‖), points uniform in the unit cube, eps = {EPS:g}, leaf size {LEAF}, "
             f"η = {ETA}, split '{SPLIT}', ACA blocks not verified (verify=False), symmetric=True (one "
-            "block triangle stored; the kernel is symmetric), NumPy arrays with the numba block store. "
+            "block triangle stored; the kernel is symmetric), mixed_precision=True (blocks whose float32 "
+            "rounding fits their share of the error budget are stored in float32; products in float64), "
+            "NumPy arrays with the numba block store. "
             f"Matvec: one vector, median of {repeats}, H and dense products interleaved with 0.3 s of idle "
             "time before each (OpenBLAS's workers spin for a while after a call and slow numba's "
             "threads if the H product follows at once). Each size runs "
@@ -427,7 +437,8 @@ def main():
     body += "## Scaling\n\n" + table
     n_var = sizes[-1] if quick else 20_000
     body += (f"\n\n## Storage and block store at n = {n_var}\n\n"
-             "Full storage (symmetric=False) against one triangle, and numba's flat block store "
+             "Mixed precision against float64 storage, full storage (symmetric=False) against one "
+             "triangle, and numba's block store "
              "against the array-API store (stacks of equal-shape blocks zero-padded to a bucket "
              "shape, the path for CuPy, PyTorch and JAX; forced on NumPy with "
              "NATGRAD_DISABLE_NUMBA=1). Same points, kernel and tolerance.\n\n")

@@ -13,10 +13,11 @@ Why a compiled path: an H-matrix matvec reads every stored number once and
 does two flops with it, so it is bound by memory bandwidth.  The array-API
 path pads blocks of nearly equal shape into stacks (extra bytes) and pays a
 few Python-level operations per stack (more than a thousand stacks at
-n = 10⁴ in 3-D).  Here every block is stored unpadded in one flat buffer and
-one compiled loop applies them all, split into as many chunks of equal work
-as numba has threads; each chunk accumulates into its own output, and the
-outputs are summed at the end, so no two threads write to the same place and
+n = 10⁴ in 3-D).  Here every block is kept unpadded, in the arrays the
+build made (no second copy of the matrix), and one compiled loop applies
+them all, split into as many chunks of equal work as numba has threads;
+each chunk accumulates into its own output, and the outputs are summed at
+the end, so no two threads write to the same place and
 the result does not depend on scheduling.
 
 Examples
@@ -53,7 +54,7 @@ _blas_pools: list[ThreadpoolController] = []
 _FASTMATH = {"reassoc", "contract", "nsz"}
 
 #: columns of the per-block table
-_KIND, _ROW0, _M, _COL0, _N, _K, _OFF, _MIRROR = range(8)
+_KIND, _ROW0, _M, _COL0, _N, _K, _SLOT, _MIRROR, _LOW = range(9)
 _DENSE, _LOWRANK = 0, 1
 
 # Inner loops run over slices (views) rather than offset arithmetic on the
@@ -166,52 +167,65 @@ def _buffer_shape_for(kmax, x):  # pragma: no cover - compile time
     return lambda kmax, x: (2, kmax, x.shape[-1])
 
 
+@numba.njit(inline="always")
+def _block(kind, m, n, k, mirror, A, B, xr, yr, xc, yc, t, transpose):  # pragma: no cover - compiled
+    # one block: A is the dense block (row-major) or Uᵀ, B is Vᵀ (low-rank)
+    if kind == _DENSE:
+        if mirror != 0:  # symmetric storage: both ways, whatever was asked
+            _rows_dot_axpy(A, m, n, xc, yr, xr, yc)
+        elif transpose:
+            _rows_axpy(A, m, n, xr, yc)
+        else:
+            _rows_dot(A, m, n, xc, yr)
+        return
+    t0, t1 = t[0, :k], t[1, :k]
+    t0[...] = 0.0
+    if mirror != 0:
+        # U Vᵀ xc into yr and V Uᵀ xr into yc in three sweeps: t0 = Vᵀ xc,
+        # one sweep over Uᵀ for yr += U t0 and t1 = Uᵀ xr, then yc += V t1
+        t1[...] = 0.0
+        _rows_dot(B, k, n, xc, t0)
+        _rows_dot_axpy(A, k, m, xr, t1, t0, yr)
+        _rows_axpy(B, k, n, t1, yc)
+    elif transpose:
+        _rows_dot(A, k, m, xr, t0)
+        _rows_axpy(B, k, n, t0, yc)
+    else:
+        _rows_dot(B, k, n, xc, t0)
+        _rows_axpy(A, k, m, t0, yr)
+
+
 @numba.njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _apply(data, table, bounds, kmax, x, transpose, out):  # pragma: no cover - compiled
+def _apply(full, low, table, bounds, kmax, x, transpose, out):  # pragma: no cover - compiled
     # x: (n_in,) or (n_in, r); out: (chunks, n_out[, r]); chunk c applies
-    # blocks bounds[c]:bounds[c + 1] into out[c]
+    # blocks bounds[c]:bounds[c + 1] into out[c].  A block's arrays are
+    # full[slot] (and full[slot + 1] for Vᵀ), or the same in low when the
+    # block is stored in the narrower dtype.
     shape = _buffer_shape(kmax, x)
     for c in numba.prange(bounds.shape[0] - 1):
         y = out[c]
         t = np.empty(shape, dtype=out.dtype)
         for b in range(bounds[c], bounds[c + 1]):
             kind, r0, m, c0, n = table[b, 0], table[b, 1], table[b, 2], table[b, 3], table[b, 4]
-            k, off, mirror = table[b, 5], table[b, 6], table[b, 7]
+            k, slot, mirror = table[b, 5], table[b, 6], table[b, 7]
             xr, yr, xc, yc = x[r0:r0 + m], y[r0:r0 + m], x[c0:c0 + n], y[c0:c0 + n]
-            if kind == _DENSE:
-                D = data[off:off + m * n]
-                if mirror != 0:  # symmetric storage: both ways, whatever was asked
-                    _rows_dot_axpy(D, m, n, xc, yr, xr, yc)
-                elif transpose:
-                    _rows_axpy(D, m, n, xr, yc)
-                else:
-                    _rows_dot(D, m, n, xc, yr)
-                continue
-            Ut, Vt = data[off:off + m * k], data[off + m * k:off + (m + n) * k]
-            t0, t1 = t[0, :k], t[1, :k]
-            t0[...] = 0.0
-            if mirror != 0:
-                # U Vᵀ xc into yr and V Uᵀ xr into yc in three sweeps: t0 = Vᵀ xc,
-                # one sweep over Uᵀ for yr += U t0 and t1 = Uᵀ xr, then yc += V t1
-                t1[...] = 0.0
-                _rows_dot(Vt, k, n, xc, t0)
-                _rows_dot_axpy(Ut, k, m, xr, t1, t0, yr)
-                _rows_axpy(Vt, k, n, t1, yc)
-            elif transpose:
-                _rows_dot(Ut, k, m, xr, t0)
-                _rows_axpy(Vt, k, n, t0, yc)
+            second = slot if kind == _DENSE else slot + 1
+            if table[b, 8] != 0:
+                _block(kind, m, n, k, mirror, low[slot], low[second], xr, yr, xc, yc, t, transpose)
             else:
-                _rows_dot(Vt, k, n, xc, t0)
-                _rows_axpy(Ut, k, m, t0, yr)
+                _block(kind, m, n, k, mirror, full[slot], full[second], xr, yr, xc, yc, t, transpose)
 
 
 class FlatBlocks:
-    """Blocks of an H-matrix in one flat buffer, applied by compiled loops.
+    """Blocks of an H-matrix kept unpadded, applied by compiled loops.
 
-    The store is laid out first and filled block by block with :meth:`put`
-    (the buffer is allocated once and its pages are touched only as blocks
-    arrive, so a caller that drops each block after handing it over never
-    holds two copies of the matrix); :meth:`from_blocks` does both at once.
+    The store is laid out first and filled block by block with :meth:`put`,
+    which keeps the block's arrays as they are (a copy only when they are not
+    laid out as the loops read them: row-major, low-rank factors
+    transposed).  A caller that drops its own reference after handing a
+    block over never holds two copies of the matrix, and no big buffer is
+    allocated while the blocks still occupy memory; :meth:`from_blocks` does
+    both steps at once.
 
     Parameters
     ----------
@@ -225,7 +239,9 @@ class FlatBlocks:
     shape : (int, int)
         Shape of the whole matrix.
     dtype : numpy dtype
-        Floating dtype of the stored numbers.
+        Floating dtype of the matrix (float32 or float64).  With float64,
+        a block handed over in float32 is kept in float32 (mixed-precision
+        storage); products are accumulated in ``dtype``.
 
     Raises
     ------
@@ -242,6 +258,8 @@ class FlatBlocks:
     small intermediate ``Vᵀ x`` kept in a per-thread buffer; the factors are
     stored transposed so that every inner loop runs along a contiguous row.
     Blocks are split into ``numba.get_num_threads()`` chunks of equal work.
+    A float32 block is read as float32 and multiplied in ``dtype``, so the
+    product adds no rounding beyond the block's own.
 
     Examples
     --------
@@ -258,18 +276,17 @@ class FlatBlocks:
     def __init__(self, layout: Sequence[tuple], shape: tuple[int, int], dtype: Any) -> None:
         self.shape = (int(shape[0]), int(shape[1]))
         self.dtype = np.dtype(dtype)
-        table = np.zeros((len(layout), 8), dtype=np.int64)
-        off = 0
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        table = np.zeros((len(layout), 9), dtype=np.int64)
         for b, (kind, r0, m, c0, n, k, mirror) in enumerate(layout):
             if r0 < 0 or c0 < 0 or r0 + m > self.shape[0] or c0 + n > self.shape[1]:
                 raise ValueError(f"block {b} at ({r0}, {c0}) of shape ({m}, {n}) lies outside {self.shape}")
             if mirror and (c0 + n > self.shape[0] or r0 + m > self.shape[1]):
                 raise ValueError(f"mirrored block {b} at ({r0}, {c0}) has no room at ({c0}, {r0})")
             dense = kind == "dense"
-            k = 0 if dense else int(k)
-            table[b] = (_DENSE if dense else _LOWRANK, r0, m, c0, n, k, off, bool(mirror))
-            off += m * n if dense else k * (m + n)
-        self.data = np.empty(off, dtype=self.dtype)
+            table[b] = (_DENSE if dense else _LOWRANK, r0, m, c0, n, 0 if dense else int(k), -1,
+                        bool(mirror), 0)
         # blocks in row order keep each chunk's writes in a narrow band of y
         order = np.lexsort((table[:, _COL0], table[:, _ROW0])) if len(layout) else np.zeros(0, np.int64)
         self._where = np.empty(len(layout), dtype=np.int64)
@@ -278,6 +295,11 @@ class FlatBlocks:
         self._kmax = int(self.table[:, _K].max()) if len(layout) else 0
         self._bounds: dict[int, np.ndarray] = {}
         self._missing = np.ones(len(layout), dtype=bool)
+        # the blocks' 1-D arrays, in the matrix dtype and in float32, as
+        # Python lists while filling and numba typed lists once complete
+        self._arrays: dict[bool, list[np.ndarray]] = {False: [], True: []}
+        self._typed: tuple[Any, Any] | None = None
+        self._data_bytes = 0
 
     @classmethod
     def from_blocks(cls, blocks: Sequence[tuple], shape: tuple[int, int], dtype: Any) -> "FlatBlocks":
@@ -298,21 +320,50 @@ class FlatBlocks:
             store.put(b, blk[5], blk[6])
         return store
 
+    def _keep(self, M: np.ndarray) -> tuple[bool, np.ndarray]:
+        """``M`` as a row-major 1-D array in a stored dtype (float32 kept as
+        float32 in a float64 store), and whether that is the narrow dtype."""
+        low = M.dtype == np.float32 and self.dtype == np.float64
+        flat = np.ascontiguousarray(M, dtype=np.float32 if low else self.dtype).reshape(-1)
+        owner = flat
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        if owner.nbytes > flat.nbytes:  # a view into something larger: keep only the block
+            flat = flat.copy()
+        return low, flat
+
     def put(self, index: int, F: np.ndarray, G: np.ndarray | None = None) -> None:
-        """Copy block ``index`` in: the dense ``F``, or the factors of ``F @ G.T``."""
-        kind, _, m, _, n, k, off, _ = (int(v) for v in self.table[self._where[index]])
+        """Hand block ``index`` over: the dense ``F``, or the factors of ``F @ G.T``.
+
+        A float32 block in a float64 store stays float32 (both factors of a
+        low-rank block must then be float32); any other dtype is converted
+        to the store's.  The arrays are kept without a copy when they are
+        row-major (the transposed factors ``F.T`` and ``G.T`` for a low-rank
+        block), so they must not be written to afterwards.
+        """
+        row = self._where[index]
+        kind, _, m, _, n, k = (int(v) for v in self.table[row, :_SLOT])
+        if self.table[row, _SLOT] >= 0:
+            raise ValueError(f"block {index} has already been put into the store")
         if kind == _DENSE:
             if tuple(F.shape) != (m, n):
                 raise ValueError(f"dense block {index} must have shape ({m}, {n}), got {tuple(F.shape)}")
-            self.data[off:off + m * n].reshape(m, n)[...] = F
+            low, flat = self._keep(F)
+            parts = [flat]
         else:
             if G is None or tuple(F.shape) != (m, k) or tuple(G.shape) != (n, k):
                 got = (tuple(F.shape), None if G is None else tuple(G.shape))
                 raise ValueError(f"low-rank block {index} needs factors of shapes ({m}, {k}) and ({n}, {k}), "
                                  f"got {got}")
-            # stored as Uᵀ, Vᵀ: contiguous rows of length m and n
-            self.data[off:off + m * k].reshape(k, m)[...] = F.T
-            self.data[off + m * k:off + (m + n) * k].reshape(k, n)[...] = G.T
+            if (F.dtype == np.float32) != (G.dtype == np.float32):
+                F, G = F.astype(self.dtype), G.astype(self.dtype)  # one dtype per block
+            # kept as Uᵀ, Vᵀ: contiguous rows of length m and n
+            (low, Ut), (_, Vt) = self._keep(F.T), self._keep(G.T)
+            parts = [Ut, Vt]
+        arrays = self._arrays[low]
+        self.table[row, _SLOT], self.table[row, _LOW] = len(arrays), low
+        arrays.extend(parts)
+        self._data_bytes += sum(p.nbytes for p in parts)
         self._missing[index] = False
 
     def _chunks(self) -> np.ndarray:
@@ -327,17 +378,28 @@ class FlatBlocks:
             self._bounds[threads] = np.concatenate([[0], cuts, [len(cum)]]).astype(np.int64)
         return self._bounds[threads]
 
-    def apply(self, x: np.ndarray, transpose: bool) -> np.ndarray:
-        """``A @ x`` (or ``Aᵀ @ x``) for ``x`` of shape ``(n_in, r)``."""
+    def _lists(self) -> tuple[Any, Any]:
         if self._missing.any():
             raise RuntimeError(f"{int(self._missing.sum())} blocks have not been put into the store")
+        if self._typed is None:
+            typed = []
+            for low, dtype in ((False, self.dtype), (True, np.dtype(np.float32))):
+                arrays = self._arrays[low]
+                typed.append(numba.typed.List(arrays) if arrays else
+                             numba.typed.List.empty_list(numba.from_dtype(dtype)[::1]))
+            self._typed = (typed[0], typed[1])
+        return self._typed
+
+    def apply(self, x: np.ndarray, transpose: bool) -> np.ndarray:
+        """``A @ x`` (or ``Aᵀ @ x``) for ``x`` of shape ``(n_in, r)``."""
+        full, low = self._lists()
         bounds = self._chunks()
         n_out = self.shape[1] if transpose else self.shape[0]
         dtype = np.result_type(self.dtype, x.dtype)
         chunks = bounds.shape[0] - 1
         if x.shape[1] == 1:
             out = np.zeros((chunks, n_out), dtype=dtype)
-            _apply(self.data, self.table, bounds, self._kmax, np.ascontiguousarray(x[:, 0]),
+            _apply(full, low, self.table, bounds, self._kmax, np.ascontiguousarray(x[:, 0]),
                    bool(transpose), out)
             return np.sum(out, axis=0)[:, None]
         out = np.zeros((chunks, n_out, x.shape[1]), dtype=dtype)
@@ -348,20 +410,27 @@ class FlatBlocks:
         if not _blas_pools:
             _blas_pools.append(ThreadpoolController())
         with _blas_pools[0].limit(limits=1, user_api="blas"):
-            _apply(self.data, self.table, bounds, self._kmax, np.ascontiguousarray(x, dtype=dtype),
+            _apply(full, low, self.table, bounds, self._kmax, np.ascontiguousarray(x, dtype=dtype),
                    bool(transpose), out)
         return np.sum(out, axis=0)
 
     def block(self, index: int) -> np.ndarray:
-        """Block ``index`` (in the order given) as a dense ``(m, n)`` array."""
-        kind, _, m, _, n, k, off, _ = (int(v) for v in self.table[self._where[index]])
+        """Block ``index`` (in the order given) as a dense ``(m, n)`` array of the store's dtype."""
+        kind, _, m, _, n, k, slot, _, low = (int(v) for v in self.table[self._where[index]])
+        if slot < 0:
+            raise RuntimeError(f"block {index} has not been put into the store")
+        arrays = self._arrays[bool(low)]
         if kind == _DENSE:
-            return self.data[off:off + m * n].reshape(m, n)
-        Ut = self.data[off:off + m * k].reshape(k, m)
-        Vt = self.data[off + m * k:off + (m + n) * k].reshape(k, n)
+            return arrays[slot].reshape(m, n).astype(self.dtype)
+        Ut = arrays[slot].reshape(k, m).astype(self.dtype)
+        Vt = arrays[slot + 1].reshape(k, n).astype(self.dtype)
         return Ut.T @ Vt
+
+    def stored_dtype(self, index: int) -> np.dtype:
+        """The dtype block ``index`` is kept in (float32 or the store's dtype)."""
+        return np.dtype(np.float32) if self.table[self._where[index], _LOW] else self.dtype
 
     @property
     def nbytes(self) -> int:
         """Bytes of the stored numbers and the block table."""
-        return int(self.data.nbytes + self.table.nbytes + self._where.nbytes + self._missing.nbytes)
+        return int(self._data_bytes + self.table.nbytes + self._where.nbytes + self._missing.nbytes)

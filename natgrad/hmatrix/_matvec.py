@@ -96,11 +96,15 @@ class Plan:
         for (g, transpose), idx in zip(self.parts, self.in_idx):
             nb_in = idx.shape[0] // g.count
             xs = xp.reshape(xp.take(x, idx, axis=0), (g.count, nb_in, k))
+            # a group stored in a narrower dtype is widened for its product
+            # (not every library multiplies mixed dtypes)
+            A, B = (g.A, g.B_) if g.A.dtype == x.dtype else (
+                xp.astype(g.A, x.dtype), None if g.B_ is None else xp.astype(g.B_, x.dtype))
             if g.kind == "lowrank":
-                left, right = (g.B_, g.A) if transpose else (g.A, g.B_)
+                left, right = (B, A) if transpose else (A, B)
                 z = left @ (xp.matrix_transpose(right) @ xs)
             else:
-                z = (xp.matrix_transpose(g.A) if transpose else g.A) @ xs
+                z = (xp.matrix_transpose(A) if transpose else A) @ xs
             parts.append(xp.reshape(z, (-1, k)))
         parts.append(xp.zeros((1, k), dtype=x.dtype, device=_device_of(x)))
         Z = xp.concat(parts, axis=0)
@@ -119,14 +123,18 @@ class StackedBlocks:
     the same interface): a dense ``(m, n)`` block ``F``, or the low-rank
     block ``F @ G.T``; with ``mirror`` the block also stands for its
     transpose at ``(col0, row0)``.  The stacked copies are the only ones kept.
+    ``dtype`` is the matrix's: blocks may be stored narrower (mixed
+    precision) and are widened to it for products.
     """
 
-    def __init__(self, xp: Any, blocks: list[tuple], shape: tuple[int, int]) -> None:
-        self.xp, self.shape = xp, shape
-        buckets: dict[tuple[str, bool, int, int, int], list[int]] = {}
+    def __init__(self, xp: Any, blocks: list[tuple], shape: tuple[int, int], dtype: Any) -> None:
+        self.xp, self.shape, self.dtype = xp, shape, dtype
+        buckets: dict[tuple[str, bool, int, int, int, str], list[int]] = {}
         for i, (kind, _, m, _, n, F, _, mirror) in enumerate(blocks):
             rb = bucket(F.shape[1]) if kind == "lowrank" else 0
-            buckets.setdefault((kind, bool(mirror), bucket(m), bucket(n), rb), []).append(i)
+            # blocks of different storage dtypes (mixed precision) stack apart
+            key = (kind, bool(mirror), bucket(m), bucket(n), rb, str(F.dtype))
+            buckets.setdefault(key, []).append(i)
         self.groups: list[Group] = []
         self._where: list[tuple[int, int]] = [(0, 0)] * len(blocks)
         for key in sorted(buckets):
@@ -166,13 +174,15 @@ class StackedBlocks:
         return self._plans[transpose].apply(x)
 
     def block(self, index: int) -> Any:
-        """Block ``index`` (in the order given) as a dense ``(m, n)`` array."""
+        """Block ``index`` (in the order given) as a dense ``(m, n)`` array of the matrix dtype."""
+        xp = self.xp
         gi, slot = self._where[index]
         g = self.groups[gi]
         m, n = g.m[slot], g.n[slot]
         if g.kind == "dense":
-            return g.A[slot, :m, :n]
-        return g.A[slot, :m, :] @ self.xp.matrix_transpose(g.B_[slot, :n, :])
+            return xp.astype(g.A[slot, :m, :n], self.dtype, copy=False)
+        F = xp.astype(g.A[slot, :m, :], self.dtype, copy=False)
+        return F @ xp.matrix_transpose(xp.astype(g.B_[slot, :n, :], self.dtype, copy=False))
 
     @property
     def nbytes(self) -> int:

@@ -62,6 +62,14 @@ _ROUNDING = 0.98
 _VERIFY_LIMIT = 4_000_000
 #: dense-input blocks with min(m, n) above this use the randomized range finder
 _RSVD_MIN = 256
+#: mixed precision: a block is stored in float32 when its rounding error is
+#: at most this many float32 unit roundoffs times its norm (rounding to
+#: nearest costs about 0.8 of one, measured on kernel blocks)
+_LOW_ROUNDOFFS = 3.0
+#: ... and the same share of ε is held back from truncation for it, unless
+#: the share would exceed this (then float32 cannot pay: everything stays
+#: in the working precision)
+_LOW_MAX_SHARE = 0.5
 
 
 @dataclass
@@ -82,6 +90,8 @@ class _Record:
     #: 2 when the block is stored once for itself and its transpose
     #: (symmetric storage), else 1; it weighs the block's norm and error
     weight: int = 1
+    #: dtype the block is stored in (float32 under mixed precision)
+    stored_dtype: Any = None
 
 
 @dataclass
@@ -89,20 +99,34 @@ class _PoolEntry:
     """A low-rank block whose final rank the global budget decides."""
 
     rec: int
-    U: Any  # (m, k), orthonormal columns
+    F: Any  # (m, k), U Σ with orthonormal U, as stored (maybe float32)
     s: Any  # (k,) array
     vals: list[float]  # the same singular values on the host
-    Vh: Any  # (k, n)
+    Gt: Any  # (k, n), orthonormal rows, as stored
     e0: float  # squared error already spent (local truncation / range finder)
     weight: int  # as _Record.weight
+    rounding: list[float]  # storage rounding error at rank 0..k
 
 
 class _Builder:
     """Collects block records, the budget pool and the block layout."""
 
-    def __init__(self, xp: Any, dtype: Any, eps: float, splitting: bool, symmetric: bool = False) -> None:
-        self.xp, self.dtype, self.eps = xp, dtype, eps * _ROUNDING
+    def __init__(self, xp: Any, dtype: Any, eps: float, splitting: bool, symmetric: bool = False,
+                 mixed_precision: bool = False) -> None:
+        self.xp, self.dtype = xp, dtype
         self.splitting, self.symmetric = splitting, symmetric
+        # Mixed precision: the share θ of ε goes to storage rounding, a block
+        # rounded to float32 may spend θ ε ‖A_b‖_F of it, truncation gets the
+        # rest; by Minkowski the two errors add to at most ε ‖A‖_F overall.
+        self.low, share = None, 0.0
+        if mixed_precision and dtype == xp.float64:
+            share = _LOW_ROUNDOFFS * backend.eps(xp.float32, xp) / 2.0 / eps
+            if share <= _LOW_MAX_SHARE:
+                self.low = xp.float32
+            else:
+                share = 0.0
+        self.eps = eps * _ROUNDING * (1.0 - share)
+        self.low_allowance = eps * _ROUNDING * share
         self.records: list[_Record] = []
         self.pool: list[_PoolEntry] = []
         self.norm2_exact = 0.0  # Σ ‖A_b‖² over dense and SVD blocks
@@ -126,7 +150,48 @@ class _Builder:
             norm2 = _finite_norm2(self.xp, D)
             self.norm2_exact += w * norm2
         self.counts["dense"] += 1
-        return self._add(_Record("dense", t.start, t.size, s.start, s.size, "dense", U=D, weight=w))
+        D, rounding = self._lower_dense(D, norm2)
+        return self._add(_Record("dense", t.start, t.size, s.start, s.size, "dense", U=D, weight=w,
+                                 error=rounding))
+
+    # -- storage precision -----------------------------------------------------
+    def _lower_dense(self, D: Any, norm2: float) -> tuple[Any, float]:
+        """``D`` in float32 if its rounding error fits, with that error."""
+        xp = self.xp
+        if self.low is None:
+            return D, 0.0
+        D32 = xp.astype(D, self.low)
+        err = backend.to_float(xp.linalg.vector_norm(D - xp.astype(D32, D.dtype)))
+        if err <= self.low_allowance * math.sqrt(norm2):
+            return D32, err
+        return D, 0.0
+
+    def _lower_factors(self, F: Any, Gt: Any, vals: list[float], norm: float) -> tuple[Any, Any, list[float]]:
+        """``F``, ``Gt`` in float32 if rounding fits, with the rounding
+        error of the block truncated to each rank ``0..k``.
+
+        ``F = U Σ`` (orthonormal ``U``), ``Gt`` has orthonormal rows; with
+        ``ΔF``, ``ΔG`` the rounding of ``F`` and ``Gᵀ = Gt``, the block's change is
+        ``ΔF Gt + F ΔG + ΔF ΔG`` (up to sign), whose Frobenius norm is at most
+        ``‖ΔF‖_F + ‖Σ ΔG‖_F + ‖ΔF‖_F ‖ΔG‖_F`` -- with column and row sums, so
+        the bound for rank ``r`` takes the first ``r`` of each.
+        """
+        xp = self.xp
+        k = len(vals)
+        if self.low is None or k == 0:
+            return F, Gt, [0.0] * (k + 1)
+        F32, G32 = xp.astype(F, self.low), xp.astype(Gt, self.low)
+        dF = F - xp.astype(F32, F.dtype)
+        dG = Gt - xp.astype(G32, Gt.dtype)
+        f2 = _host_floats(xp.sum(dF * dF, axis=0))
+        g2 = _host_floats(xp.sum(dG * dG, axis=1))
+        bounds, a, b, g = [0.0], 0.0, 0.0, 0.0
+        for i in range(k):
+            a, b, g = a + f2[i], b + vals[i] ** 2 * g2[i], g + g2[i]
+            bounds.append(math.sqrt(a) + math.sqrt(b) + math.sqrt(a * g))
+        if bounds[-1] <= self.low_allowance * norm:
+            return F32, G32, bounds
+        return F, Gt, [0.0] * (k + 1)
 
     def formed(self, t: Cluster, s: Cluster, Ab: Any, split: Callable[[], Any] | None) -> Any:
         """Compress a formed admissible block (SVD or randomized range finder)."""
@@ -154,9 +219,11 @@ class _Builder:
         self.counts[method] += 1
         e0 = resid**2 + sum(v * v for v in vals[k:])
         rec = self._add(_Record("lowrank", t.start, m, s.start, n, method, weight=w))
-        # copies: slices would keep the full SVD factors alive until the end
-        self.pool.append(_PoolEntry(rec[1], xp.asarray(U[:, :k], copy=True), sv[:k], vals[:k],
-                                    xp.asarray(Vh[:k, :], copy=True), e0, w))
+        # new arrays (a product and a copy): slices would keep the full SVD
+        # factors alive until the end
+        F, Gt, rounding = self._lower_factors(U[:, :k] * sv[:k], xp.asarray(Vh[:k, :], copy=True),
+                                              vals[:k], math.sqrt(norm2))
+        self.pool.append(_PoolEntry(rec[1], F, sv[:k], vals[:k], Gt, e0, w, rounding))
         return rec
 
     def aca(self, t: Cluster, s: Cluster, source: "_KernelSource", verify: bool) -> Any:
@@ -185,8 +252,12 @@ class _Builder:
         self.counts["aca"] += 1
         rank = lr.U.shape[1]
         kind = "lowrank" if rank > 0 else "zero"
-        return self._add(_Record(kind, t.start, m, s.start, n, "aca", U=lr.U, V=lr.V,
-                                 error=err, rank=rank, weight=self.weight(t, s)))
+        # recompress returns U' = Q W Σ and V' with orthonormal columns
+        U, Vt, rounding = self._lower_factors(lr.U, xp.matrix_transpose(lr.V),
+                                              _host_floats(xp.linalg.vector_norm(lr.U, axis=0)) if rank else [],
+                                              math.sqrt(norm2))
+        return self._add(_Record(kind, t.start, m, s.start, n, "aca", U=U, V=xp.matrix_transpose(Vt),
+                                 error=err + rounding[-1], rank=rank, weight=self.weight(t, s)))
 
     # -- global budget --------------------------------------------------------
     def distribute(self) -> None:
@@ -200,14 +271,16 @@ class _Builder:
             ranks = self._greedy(cands, budget2)
         for p, r in zip(self.pool, ranks):
             rec = self.records[p.rec]
-            rec.error = math.sqrt(p.e0 + sum(v * v for v in p.vals[r:]))
+            rec.error = math.sqrt(p.e0 + sum(v * v for v in p.vals[r:])) + p.rounding[r]
             rec.rank = r
             if r == 0:
                 rec.kind = "zero"
-            else:
-                rec.U = p.U[:, :r] * p.s[:r]
-                rec.V = xp.matrix_transpose(p.Vh[:r, :])
-            p.U = None  # the untruncated factor is not needed any more
+            elif r == len(p.vals):
+                rec.U, rec.V = p.F, xp.matrix_transpose(p.Gt)
+            else:  # copies, so that the dropped columns are freed now
+                rec.U = xp.asarray(p.F[:, :r], copy=True)
+                rec.V = xp.matrix_transpose(xp.asarray(p.Gt[:r, :], copy=True))
+            p.F = p.Gt = None  # the untruncated factors are not needed any more
         self.pool = []
 
     def _greedy(self, cands: list[_PoolEntry], budget2: float) -> list[int]:
@@ -381,7 +454,8 @@ class HMatrix(LinearOperator):
         the dense matrix, which is then kept exactly as one dense block (zero
         error), so ``compression_ratio`` never exceeds 1 by more than a few
         index arrays of length ``m + n``; ``symmetric``: whether one block
-        triangle is stored for both (see :meth:`from_kernel`).
+        triangle is stored for both (see :meth:`from_kernel`);
+        ``float32_blocks``: how many blocks mixed precision stored in float32.
 
     Raises
     ------
@@ -450,6 +524,8 @@ class HMatrix(LinearOperator):
         self.norm_estimate = math.sqrt(total2)
         self.error_estimate = math.sqrt(err2 / total2) if total2 > 0 else 0.0
         self.info = dict(builder.counts, verify=verify, densified=False, symmetric=builder.symmetric)
+        self.info["float32_blocks"] = sum(1 for r in self._records
+                                          if r.kind != "zero" and r.U.dtype != dtype)
         self._store = self._pack()
         self._device = self._store.device
         if self.compression_ratio >= 1.0:
@@ -467,6 +543,7 @@ class HMatrix(LinearOperator):
         self._layout, self._stored = ("leaf", 0), {}
         self._store = self._pack()
         self.info["densified"] = True
+        self.info["float32_blocks"] = 0
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -484,6 +561,7 @@ class HMatrix(LinearOperator):
         aca_min_size: int = 128,
         verify: bool | None = None,
         symmetric: bool = False,
+        mixed_precision: bool = False,
     ) -> "HMatrix":
         """H-matrix of the kernel matrix ``A_ij = kernel(x_i, y_j)``.
 
@@ -519,6 +597,12 @@ class HMatrix(LinearOperator):
             which halves storage, build and matvec time.  Needs
             ``col_points=None``.  The diagonal blocks of the near field are
             checked to be symmetric.
+        mixed_precision : bool, default False
+            Store in float32 every block of a float64 matrix whose rounding
+            fits its share of the error budget (see Notes): about half the
+            memory and a faster matvec at the same bound.  Products are
+            still computed in float64.  No effect on float32 matrices, or
+            when eps is below ``6 u₃₂ ≈ 3.6e-7`` (float32 could not pay).
 
         Returns
         -------
@@ -545,6 +629,17 @@ class HMatrix(LinearOperator):
         symmetric H-matrices).  ACA: Bebendorf (2000); admissibility and
         complexity: Hackbusch (2015); per-block error budgets: Mango &
         Katende, arXiv 2409.07028.
+
+        Mixed precision holds back the share ``θ = 3u/ε`` of the budget
+        (``u = 2⁻²⁴``, float32's unit roundoff; θ = 0.18 at ε = 10⁻⁶):
+        truncation and ACA work to ``(1 − θ)ε``, and a block is rounded to
+        float32 only if a bound on the change, computed from the rounding of
+        its factors (or its entries), is at most ``θ ε ‖A_b‖_F``.  By
+        Minkowski's inequality the total stays within ``ε‖A‖_F``, and the
+        rounding is included in :attr:`error_estimate` and in each block's
+        ``error``.  Storing low-rank blocks at reduced precision is the idea
+        of Kriemann's adaptive-precision H-matrices (R. Kriemann,
+        *Hierarchical Lowrank Arithmetic with Binary Compression*, 2023).
 
         Examples
         --------
@@ -587,7 +682,10 @@ class HMatrix(LinearOperator):
         X = xp.astype(rows.points, dtype) if rows.points.dtype != dtype else rows.points
         Y = xp.astype(cols.points, dtype) if cols.points.dtype != dtype else cols.points
         source = _KernelSource(kernel, X, Y, xp, dtype)
-        build = _Builder(xp, dtype, eps, splitting=True, symmetric=symmetric)
+        if not isinstance(mixed_precision, bool):
+            raise TypeError(f"mixed_precision must be True or False, got {mixed_precision!r}")
+        build = _Builder(xp, dtype, eps, splitting=True, symmetric=symmetric,
+                         mixed_precision=mixed_precision)
         build.exact = lambda: source.block(rows.root, cols.root)
 
         def admissible_block(t: Cluster, s: Cluster) -> Any:
@@ -634,6 +732,7 @@ class HMatrix(LinearOperator):
         admissibility: str = "weak",
         adaptive: bool = True,
         seed: int = 0,
+        mixed_precision: bool = False,
     ) -> "HMatrix":
         """H-matrix of a dense ``(m, n)`` matrix, square or not, with or
         without geometry (kernel matrices, neural-network weight matrices).
@@ -660,6 +759,9 @@ class HMatrix(LinearOperator):
             children instead of storing it dense.
         seed : int
             Seed of the randomized embedding and range finder.
+        mixed_precision : bool, default False
+            Store blocks in float32 where their rounding fits the budget, as
+            in :meth:`from_kernel`.
 
         Returns
         -------
@@ -715,7 +817,9 @@ class HMatrix(LinearOperator):
         else:
             raise ValueError(f"tree must be 'embedding' or 'index', got {tree!r}")
         btree = BlockTree(rows, cols, eta=eta, admissibility=admissibility)
-        build = _Builder(xp, dtype, eps, splitting=bool(adaptive))
+        if not isinstance(mixed_precision, bool):
+            raise TypeError(f"mixed_precision must be True or False, got {mixed_precision!r}")
+        build = _Builder(xp, dtype, eps, splitting=bool(adaptive), mixed_precision=mixed_precision)
         build.exact = lambda: Ap
 
         def sub(t: Cluster, s: Cluster) -> Any:
@@ -743,6 +847,7 @@ class HMatrix(LinearOperator):
         kept = [r for r in self._records if r.kind != "zero"]
         for slot, r in enumerate(kept):
             r.slot = slot
+            r.stored_dtype = r.U.dtype
             if r.kind == "lowrank":
                 r.rank = r.U.shape[1]
         compiled = backend.compiled_block_store(self.xp)
@@ -751,12 +856,12 @@ class HMatrix(LinearOperator):
                              self.shape, self.dtype)
             for r in kept:
                 store.put(r.slot, r.U, r.V)
-                r.U = r.V = None  # released as it is copied: never two copies of H at once
+                r.U = r.V = None  # the store's arrays are the only ones kept
             return store
         blocks = [(r.kind, r.row0, r.m, r.col0, r.n, r.U, r.V, r.weight == 2) for r in kept]
         for r in kept:
             r.U = r.V = None  # the store's copy is the only one kept
-        return StackedBlocks(self.xp, blocks, self.shape)
+        return StackedBlocks(self.xp, blocks, self.shape, self.dtype)
 
     @property
     def nbytes(self) -> int:
@@ -783,11 +888,15 @@ class HMatrix(LinearOperator):
     def blocks(self) -> list[dict[str, Any]]:
         """The stored leaf blocks in permuted coordinates: ``row0, m, col0,
         n``, ``kind`` ("lowrank", "dense", "zero"), ``rank``, ``method``,
-        ``error`` and ``mirrored`` (True when the block also stands for its
-        transpose at ``(col0, row0)``, in symmetric storage)."""
+        ``error`` (truncation and storage rounding), ``mirrored`` (True when
+        the block also stands for its transpose at ``(col0, row0)``, in
+        symmetric storage) and ``stored_dtype`` (float32 for blocks that
+        mixed precision rounded; ``None`` for zero blocks)."""
         return [dict(row0=r.row0, m=r.m, col0=r.col0, n=r.n, kind=r.kind,
                      rank=r.rank if r.kind != "dense" else None, method=r.method,
-                     error=r.error, mirrored=r.weight == 2) for r in self._records]
+                     error=r.error, mirrored=r.weight == 2,
+                     stored_dtype=r.stored_dtype if r.kind != "zero" else None)
+                for r in self._records]
 
     # -- application --------------------------------------------------------------
     def _prepare(self, x: Any) -> tuple[Any, bool]:

@@ -1,0 +1,206 @@
+"""Mixed-precision H-matrix storage: blocks of a float64 matrix kept in
+float32 where their rounding fits the error budget.  The bound, the storage,
+the products on every backend, the rounding bound itself, and the compiled
+store with blocks of two dtypes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import from_numpy, to_numpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_hmatrix import DENSE, dense_reference, kernel_fn, points, rel_error, size_for
+
+from natgrad.hmatrix import HMatrix
+from natgrad.hmatrix.hmatrix import _Builder
+
+
+def _numpy_ns():
+    import array_api_compat.numpy as xp_np
+
+    return xp_np
+
+
+@pytest.mark.parametrize("name, geometry, eps, symmetric", [
+    ("exponential", "3", 1e-6, True),
+    ("matern32", "2", 1e-4, False),
+    ("inverse", "sphere", 1e-3, True),
+])
+def test_kernel_bound_storage_and_products(xp, name, geometry, eps, symmetric):
+    n = size_for(xp, 700)
+    P = points(geometry, n, seed=21)
+    A = dense_reference(name, P)
+    kw = dict(eps=eps, leaf_size=32, eta=4.0 if geometry != "2" else 1.0, aca_min_size=32, symmetric=symmetric)
+    H = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), mixed_precision=True, **kw)
+    full = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), **kw)
+    err = rel_error(H, A)
+    assert err <= eps
+    # verified blocks: exact truncation errors plus an upper bound on rounding
+    assert err <= H.error_estimate * (1 + 1e-9) + 1e-15
+    assert H.info["float32_blocks"] > 0 and full.info["float32_blocks"] == 0
+    stored = {str(b["stored_dtype"]) for b in H.blocks() if b["kind"] != "zero"}
+    assert any("float32" in s for s in stored)
+    assert H.dtype == full.dtype  # the operator stays float64
+    assert H.nbytes < 0.65 * full.nbytes
+    D = to_numpy(H.to_dense())
+    assert D.dtype == np.float64
+    rng = np.random.default_rng(2)
+    for v in (rng.standard_normal(n), rng.standard_normal((n, 3))):
+        vv = from_numpy(xp, v)
+        # products are computed in float64 on the stored numbers: they agree
+        # with the assembled matrix far below the float32 rounding
+        np.testing.assert_allclose(to_numpy(H @ vv), D @ v, rtol=1e-11, atol=1e-11 * np.abs(D @ v).max())
+        np.testing.assert_allclose(to_numpy(H.T @ vv), D.T @ v, rtol=1e-11, atol=1e-11 * np.abs(D @ v).max())
+        assert np.linalg.norm(to_numpy(H @ vv) - A @ v) <= eps * np.linalg.norm(A) * np.linalg.norm(v)
+
+
+@pytest.mark.parametrize("kind", ["smooth", "nn-wide", "lowrank+diag"])
+def test_dense_input_bound(xp, kind):
+    A = DENSE[kind]()
+    H = HMatrix.from_dense(from_numpy(xp, A), eps=1e-4, leaf_size=16, mixed_precision=True)
+    full = HMatrix.from_dense(from_numpy(xp, A), eps=1e-4, leaf_size=16)
+    assert rel_error(H, A) <= 1e-4
+    assert H.info["float32_blocks"] > 0
+    assert H.nbytes < full.nbytes
+
+
+def test_no_effect_where_float32_cannot_pay(xp):
+    # below eps ≈ 3.6e-7 the rounding share would exceed half the budget
+    n = size_for(xp, 400)
+    P = points("2", n, seed=22)
+    kw = dict(eps=1e-8, leaf_size=32)
+    H = HMatrix.from_kernel(kernel_fn("cauchy"), from_numpy(xp, P), mixed_precision=True, **kw)
+    full = HMatrix.from_kernel(kernel_fn("cauchy"), from_numpy(xp, P), **kw)
+    assert H.info["float32_blocks"] == 0
+    assert H.ranks() == full.ranks() and H.nbytes == full.nbytes
+    # a float32 matrix has no narrower storage to go to
+    A32 = DENSE["smooth"]().astype(np.float32)
+    H32 = HMatrix.from_dense(from_numpy(xp, A32, dtype="float32"), eps=1e-3, leaf_size=32, mixed_precision=True)
+    assert H32.info["float32_blocks"] == 0
+    assert rel_error(H32, A32.astype(np.float64)) <= 1e-3
+
+
+def test_bad_flag(xp):
+    P = from_numpy(xp, points("2", 50))
+    with pytest.raises(TypeError, match="mixed_precision"):
+        HMatrix.from_kernel(kernel_fn("cauchy"), P, mixed_precision="yes")
+    with pytest.raises(TypeError, match="mixed_precision"):
+        HMatrix.from_dense(from_numpy(xp, DENSE["smooth"]()), mixed_precision=1)
+
+
+def test_unverified_aca_and_budget_split():
+    # large blocks by ACA without verification; truncation works to (1 - θ)ε
+    xp = _numpy_ns()
+    P = points("3", 3000, seed=23)
+    A = dense_reference("exponential", P)
+    H = HMatrix.from_kernel(kernel_fn("exponential"), xp.asarray(P), eps=1e-6, leaf_size=64, eta=4.0,
+                            split="bisect", verify=False, symmetric=True, mixed_precision=True)
+    assert H.info["aca"] > 0 and H.info["float32_blocks"] > 0
+    assert rel_error(H, A) <= 1e-6
+    build = _Builder(xp, xp.float64, 1e-6, splitting=True, mixed_precision=True)
+    theta = 3.0 * 2.0**-24 / 1e-6
+    assert build.eps == pytest.approx(0.98 * 1e-6 * (1 - theta))
+    assert build.low_allowance == pytest.approx(0.98 * 1e-6 * theta)
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 60), n=st.integers(1, 60), k=st.integers(1, 12),
+       decay=st.floats(0.05, 1.0), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16))
+def test_rounding_bound_holds_at_every_rank(m, n, k, decay, scale, seed):
+    # the bound the builder charges for float32 storage of U Σ Vᵀ, truncated
+    # to rank r, is at least the true change of the block, for every r
+    xp = _numpy_ns()
+    k = min(k, m, n)
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    s = scale * decay ** np.arange(k)
+    F, Gt = U * s, V.T.copy()
+    build = _Builder(xp, xp.float64, 1e-3, splitting=False, mixed_precision=True)
+    F32, G32, bounds = build._lower_factors(F, Gt, list(s), float(np.linalg.norm(s)))
+    assert F32.dtype == np.float32 and G32.dtype == np.float32  # 1e-3 leaves plenty of room
+    assert len(bounds) == k + 1 and bounds[0] == 0.0
+    for r in range(1, k + 1):
+        exact = F[:, :r] @ Gt[:r]
+        stored = F32[:, :r].astype(np.float64) @ G32[:r].astype(np.float64)
+        assert np.linalg.norm(exact - stored) <= bounds[r] * (1 + 1e-6) + 1e-300
+        assert bounds[r] >= bounds[r - 1]
+    # and it is not vacuous: within a small multiple of float32's roundoff
+    assert bounds[-1] <= 3 * 2.0**-24 * np.linalg.norm(s) * 2
+
+
+def test_tight_allowance_keeps_float64():
+    # a block whose rounding would exceed its allowance stays in float64
+    xp = _numpy_ns()
+    rng = np.random.default_rng(5)
+    U, _ = np.linalg.qr(rng.standard_normal((40, 5)))
+    V, _ = np.linalg.qr(rng.standard_normal((30, 5)))
+    s = np.array([1.0, 0.5, 0.2, 0.1, 0.05])
+    build = _Builder(xp, xp.float64, 1e-6, splitting=False, mixed_precision=True)
+    F, Gt, bounds = build._lower_factors(U * s, V.T.copy(), list(s), 1e-3)  # a claimed tiny norm
+    assert F.dtype == np.float64 and Gt.dtype == np.float64 and bounds == [0.0] * 6
+    D = rng.standard_normal((8, 8))
+    kept, err = build._lower_dense(D, 1e-20)
+    assert kept.dtype == np.float64 and err == 0.0
+    lowered, err = build._lower_dense(D, float(np.sum(D * D)))
+    assert lowered.dtype == np.float32
+    assert err == pytest.approx(np.linalg.norm(D - lowered.astype(np.float64)), rel=1e-12)
+
+
+# -- the compiled store with two dtypes ---------------------------------------
+
+
+def test_flat_blocks_mixed_dtypes_against_dense():
+    pytest.importorskip("numba")
+    from natgrad.backend_numba import FlatBlocks
+
+    rng = np.random.default_rng(7)
+    shape = (50, 70)
+    A = np.zeros(shape)
+    blocks, n32, n64 = [], 0, 0
+    for i, (r0, r1, c0, c1) in enumerate([(0, 20, 0, 30), (0, 20, 30, 70), (20, 50, 0, 30), (20, 50, 30, 70)]):
+        dtype = np.float32 if i % 2 else np.float64
+        if i < 2:
+            D = rng.standard_normal((r1 - r0, c1 - c0)).astype(dtype)
+            blocks.append(("dense", r0, r1 - r0, c0, c1 - c0, D, None, False))
+            A[r0:r1, c0:c1] = D
+            count = D.size
+        else:
+            U = rng.standard_normal((r1 - r0, 3)).astype(dtype)
+            V = rng.standard_normal((c1 - c0, 3)).astype(dtype)
+            blocks.append(("lowrank", r0, r1 - r0, c0, c1 - c0, U, V, False))
+            A[r0:r1, c0:c1] = U.astype(np.float64) @ V.astype(np.float64).T
+            count = U.size + V.size
+        n32, n64 = (n32 + count, n64) if dtype == np.float32 else (n32, n64 + count)
+    store = FlatBlocks.from_blocks(blocks, shape, np.float64)
+    assert [store.stored_dtype(i) for i in range(4)] == [np.float64, np.float32, np.float64, np.float32]
+    for r in (1, 4):
+        x, y = rng.standard_normal((shape[1], r)), rng.standard_normal((shape[0], r))
+        np.testing.assert_allclose(store.apply(x, transpose=False), A @ x, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(store.apply(y, transpose=True), A.T @ y, rtol=1e-12, atol=1e-12)
+    for i, b in enumerate(blocks):
+        r0, m, c0, n = b[1:5]
+        got = store.block(i)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, A[r0:r0 + m, c0:c0 + n], rtol=1e-12, atol=1e-12)
+    # float32 blocks take 4 bytes a number, float64 ones 8, plus the block table
+    index = store.table.nbytes + 4 * 8 + 4  # table, int64 positions, bool flags
+    assert store.nbytes == 4 * n32 + 8 * n64 + index
+
+
+def test_flat_blocks_keep_no_hidden_memory():
+    pytest.importorskip("numba")
+    from natgrad.backend_numba import FlatBlocks
+
+    big = np.random.default_rng(8).standard_normal((100, 40))
+    store = FlatBlocks([("dense", 0, 10, 0, 40, 0, False), ("dense", 10, 10, 0, 40, 0, False)], (20, 40),
+                       np.float64)
+    own = big[:10].copy()
+    store.put(0, own)  # row-major and owning its memory: kept as it is
+    store.put(1, big[10:20])  # a view into a larger array: only the block is kept
+    assert np.shares_memory(store._arrays[False][0], own)
+    assert not np.shares_memory(store._arrays[False][1], big)
+    assert store.nbytes < big.nbytes
+    with pytest.raises(ValueError, match="already"):
+        store.put(0, own)
