@@ -41,7 +41,8 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tup
 
 
 def interleaved(fns: list[Callable[[], Any]], repeats: int = 5, warmup: int = 1,
-                with_values: bool = False, pause: float = 0.0) -> Any:
+                with_values: bool = False, pause: float = 0.0,
+                settle: Callable[[], Any] | None = None) -> Any:
     """Median wall time of each function, the runs interleaved (A B A B …) so
     that drift in the machine's speed (other tenants, memory bandwidth, clock)
     hits every contender alike; with ``with_values`` also each one's last value.
@@ -49,7 +50,10 @@ def interleaved(fns: list[Callable[[], Any]], repeats: int = 5, warmup: int = 1,
     ``pause`` seconds of idle time before each timed call (not timed) let the
     previous call's thread pool go to sleep: OpenBLAS workers keep spinning
     for a while after a call and would otherwise slow a contender that runs
-    its own threads (numba) right after a BLAS call."""
+    its own threads (numba) right after a BLAS call.  ``settle``, if given,
+    runs (untimed) before each timed call instead: busy work such as
+    :func:`sweep_memory`, which does the same without leaving the machine
+    idle (an idle virtual machine wakes up slowly: several ms measured)."""
     values: list[Any] = [None] * len(fns)
     for i, fn in enumerate(fns):
         for _ in range(warmup):
@@ -57,13 +61,34 @@ def interleaved(fns: list[Callable[[], Any]], repeats: int = 5, warmup: int = 1,
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
-            if pause:
+            if settle is not None:
+                settle()
+            elif pause:
                 time.sleep(pause)
             t0 = time.perf_counter()
             values[i] = fn()
             times[i].append(time.perf_counter() - t0)
     medians = [statistics.median(t) for t in times]
     return (medians, values) if with_values else medians
+
+
+def sweep_memory(seconds: float = 0.3, mib: int = 512) -> None:
+    """Read a ``mib``-MiB buffer on one thread for at least ``seconds``:
+    evicts earlier data from every cache level and lets other thread pools
+    time out, while the machine stays busy."""
+    global _SWEEP
+    if _SWEEP is None or _SWEEP.nbytes != mib << 20:
+        import numpy
+
+        _SWEEP = numpy.ones(mib << 17)
+    end = time.perf_counter() + seconds
+    while True:
+        float(_SWEEP.sum())
+        if time.perf_counter() >= end:
+            return
+
+
+_SWEEP: Any = None
 
 
 def cpu_model() -> str:

@@ -43,7 +43,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved, markdown_table, median_time, parse_args, write_result  # noqa: E402
+from _common import (  # noqa: E402
+    interleaved, markdown_table, median_time, parse_args, sweep_memory, write_result,
+)
 
 import array_api_compat.numpy as xnp  # noqa: E402
 
@@ -105,12 +107,13 @@ def measure(n: int, symmetric: bool, mixed: bool, repeats: int, dense_max: int) 
     if n <= dense_max:
         A = dense_kernel(P)
         # interleaved H and dense products: drift in the machine's speed hits
-        # both; the pause lets OpenBLAS's spinning workers settle between them
-        (t_h, t_d) = interleaved([lambda: H @ x, lambda: A @ x], repeats, pause=0.3)
+        # both; a 0.3 s sweep over 512 MiB before each evicts the caches and
+        # lets OpenBLAS's spinning workers time out, with the machine busy
+        (t_h, t_d) = interleaved([lambda: H @ x, lambda: A @ x], repeats, settle=sweep_memory)
         out["dense"] = t_d
         del A
     else:
-        t_h, _ = median_time(lambda: H @ x, repeats)
+        (t_h,) = interleaved([lambda: H @ x], repeats, settle=sweep_memory)
     out["matvec"] = t_h
     return out
 
@@ -426,9 +429,11 @@ def main():
             "block triangle stored; the kernel is symmetric), mixed_precision=True (blocks whose float32 "
             "rounding fits their share of the error budget are stored in float32; products in float64), "
             "NumPy arrays with the numba block store. "
-            f"Matvec: one vector, median of {repeats}, H and dense products interleaved with 0.3 s of idle "
-            "time before each (OpenBLAS's workers spin for a while after a call and slow numba's "
-            "threads if the H product follows at once). Each size runs "
+            f"Matvec: one vector, median of {repeats}, H and dense products interleaved, each after 0.3 s "
+            "of reading a 512 MiB buffer on one thread (untimed): both start from cold caches, OpenBLAS's "
+            "workers, which spin for a while after a call, have timed out, and the machine has not "
+            "gone idle (after 0.1-0.3 s of sleep this virtual machine took several ms longer for the "
+            "next call, measured). Each size runs "
             "in a fresh process, so 'peak RSS' is the build's own high-water mark (Python, NumPy and "
             "numba included), taken before the dense matrix is formed. Goals at n = 20k: build ≤ 30 s, "
             "storage ≤ 10% of dense, matvec ≥ 8× faster than dense; at 100k storage ≤ 3% and peak "

@@ -209,3 +209,38 @@ def test_flat_blocks_bad_blocks():
         store.apply(np.ones((6, 1)), transpose=False)
     store.put(1, 2.0 * D)
     np.testing.assert_allclose(store.apply(np.ones((6, 1)), transpose=False).ravel(), [9.0, 9.0, 9.0])
+
+
+def test_flat_blocks_keep_their_arrays_alive():
+    # the compiled loop reads blocks from addresses: the store must own
+    # what it reads, whatever the caller drops, copies or overwrites
+    pytest.importorskip("numba")
+    import gc
+
+    from natgrad.backend_numba import FlatBlocks
+
+    rng = np.random.default_rng(13)
+    shape = (40, 40)
+
+    def build():
+        A = np.zeros(shape)
+        blocks = []
+        for r0, c0 in [(0, 0), (0, 20), (20, 0), (20, 20)]:
+            U, V = rng.standard_normal((20, 3)), rng.standard_normal((20, 3))
+            if c0 == 0:  # float32 factors, a transposed (Fortran-order) dense block
+                U, V = U.astype(np.float32), V.astype(np.float32)
+                blocks.append(("lowrank", r0, 20, c0, 20, U, V, False))
+                A[r0:r0 + 20, c0:c0 + 20] = U.astype(np.float64) @ V.astype(np.float64).T
+            else:
+                D = np.asfortranarray(U @ V.T)
+                blocks.append(("dense", r0, 20, c0, 20, D, None, False))
+                A[r0:r0 + 20, c0:c0 + 20] = D
+        return FlatBlocks.from_blocks(blocks, shape, np.float64), A
+
+    store, A = build()
+    gc.collect()
+    junk = [np.full((20, 20), np.nan) for _ in range(200)]  # reuse freed memory
+    x = rng.standard_normal((40, 2))
+    np.testing.assert_allclose(store.apply(x, transpose=False), A @ x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(store.apply(x[:, :1], transpose=True), A.T @ x[:, :1], rtol=1e-12, atol=1e-12)
+    assert all(np.isnan(j).all() for j in junk)

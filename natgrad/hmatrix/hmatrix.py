@@ -115,6 +115,8 @@ class _Builder:
                  mixed_precision: bool = False) -> None:
         self.xp, self.dtype = xp, dtype
         self.splitting, self.symmetric = splitting, symmetric
+        if not isinstance(mixed_precision, bool):
+            raise TypeError(f"mixed_precision must be True or False, got {mixed_precision!r}")
         # Mixed precision: the share θ of ε goes to storage rounding, a block
         # rounded to float32 may spend θ ε ‖A_b‖_F of it, truncation gets the
         # rest; by Minkowski the two errors add to at most ε ‖A‖_F overall.
@@ -637,9 +639,12 @@ class HMatrix(LinearOperator):
         its factors (or its entries), is at most ``θ ε ‖A_b‖_F``.  By
         Minkowski's inequality the total stays within ``ε‖A‖_F``, and the
         rounding is included in :attr:`error_estimate` and in each block's
-        ``error``.  Storing low-rank blocks at reduced precision is the idea
-        of Kriemann's adaptive-precision H-matrices (R. Kriemann,
-        *Hierarchical Lowrank Arithmetic with Binary Compression*, 2023).
+        ``error``.  Low-rank blocks in a precision chosen per block:
+        E. Carson, X. Chen, X. Liu, *Mixed precision HODLR matrices*,
+        arXiv 2407.21637 (2024); R. Khan, E. Carson, arXiv 2604.09147
+        (2026).  On the array-API store (CuPy, PyTorch, JAX, NumPy without
+        numba) float32 blocks are widened for each product: the memory
+        halves, the product gets slower.
 
         Examples
         --------
@@ -682,8 +687,6 @@ class HMatrix(LinearOperator):
         X = xp.astype(rows.points, dtype) if rows.points.dtype != dtype else rows.points
         Y = xp.astype(cols.points, dtype) if cols.points.dtype != dtype else cols.points
         source = _KernelSource(kernel, X, Y, xp, dtype)
-        if not isinstance(mixed_precision, bool):
-            raise TypeError(f"mixed_precision must be True or False, got {mixed_precision!r}")
         build = _Builder(xp, dtype, eps, splitting=True, symmetric=symmetric,
                          mixed_precision=mixed_precision)
         build.exact = lambda: source.block(rows.root, cols.root)
@@ -817,8 +820,6 @@ class HMatrix(LinearOperator):
         else:
             raise ValueError(f"tree must be 'embedding' or 'index', got {tree!r}")
         btree = BlockTree(rows, cols, eta=eta, admissibility=admissibility)
-        if not isinstance(mixed_precision, bool):
-            raise TypeError(f"mixed_precision must be True or False, got {mixed_precision!r}")
         build = _Builder(xp, dtype, eps, splitting=bool(adaptive), mixed_precision=mixed_precision)
         build.exact = lambda: Ap
 
