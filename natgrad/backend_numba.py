@@ -82,6 +82,14 @@ def _four(R, l, q):  # pragma: no cover - compiled
     return R[l * q:(l + 1) * q], R[(l + 1) * q:(l + 2) * q], R[(l + 2) * q:(l + 3) * q], R[(l + 3) * q:(l + 4) * q]
 
 
+@numba.njit(inline="always")
+def _add4(out, l, a0, a1, a2, a3):  # pragma: no cover - compiled
+    out[l] += a0
+    out[l + 1] += a1
+    out[l + 2] += a2
+    out[l + 3] += a3
+
+
 def _rows_dot_vec(R, p, q, xs, out):  # pragma: no cover - compiled
     l = 0
     while l + 4 <= p:
@@ -93,10 +101,7 @@ def _rows_dot_vec(R, p, q, xs, out):  # pragma: no cover - compiled
             a1 += r1[j] * v
             a2 += r2[j] * v
             a3 += r3[j] * v
-        out[l] += a0
-        out[l + 1] += a1
-        out[l + 2] += a2
-        out[l + 3] += a3
+        _add4(out, l, a0, a1, a2, a3)
         l += 4
     for i in range(l, p):
         row, acc = R[i * q:(i + 1) * q], 0.0
@@ -132,10 +137,7 @@ def _rows_dot_axpy_vec(R, p, q, xs, out, coef, ys):  # pragma: no cover - compil
             a2 += d2 * v
             a3 += d3 * v
             ys[j] += d0 * c0 + d1 * c1 + d2 * c2 + d3 * c3
-        out[l] += a0
-        out[l + 1] += a1
-        out[l + 2] += a2
-        out[l + 3] += a3
+        _add4(out, l, a0, a1, a2, a3)
         l += 4
     for i in range(l, p):
         row, acc, c = R[i * q:(i + 1) * q], 0.0, coef[i]
