@@ -526,8 +526,6 @@ class HMatrix(LinearOperator):
         self.norm_estimate = math.sqrt(total2)
         self.error_estimate = math.sqrt(err2 / total2) if total2 > 0 else 0.0
         self.info = dict(builder.counts, verify=verify, densified=False, symmetric=builder.symmetric)
-        self.info["float32_blocks"] = sum(1 for r in self._records
-                                          if r.kind != "zero" and r.U.dtype != dtype)
         self._store = self._pack()
         self._device = self._store.device
         if self.compression_ratio >= 1.0:
@@ -545,7 +543,6 @@ class HMatrix(LinearOperator):
         self._layout, self._stored = ("leaf", 0), {}
         self._store = self._pack()
         self.info["densified"] = True
-        self.info["float32_blocks"] = 0
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -851,6 +848,7 @@ class HMatrix(LinearOperator):
             r.stored_dtype = r.U.dtype
             if r.kind == "lowrank":
                 r.rank = r.U.shape[1]
+        self.info["float32_blocks"] = sum(1 for r in kept if r.stored_dtype != self.dtype)
         compiled = backend.compiled_block_store(self.xp)
         if compiled is not None:
             store = compiled([(r.kind, r.row0, r.m, r.col0, r.n, r.rank, r.weight == 2) for r in kept],
