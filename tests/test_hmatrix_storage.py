@@ -167,6 +167,20 @@ def _random_blocks(rng, shape, mirror_all):
     return blocks, A
 
 
+def check_store_against_dense(store, blocks, A, rng, columns):
+    """Products both ways (for each number of right-hand sides in ``columns``)
+    and every block, read back in the store's dtype, against the dense ``A``."""
+    for r in columns:
+        x, y = rng.standard_normal((A.shape[1], r)), rng.standard_normal((A.shape[0], r))
+        np.testing.assert_allclose(store.apply(x, transpose=False), A @ x, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(store.apply(y, transpose=True), A.T @ y, rtol=1e-12, atol=1e-12)
+    for i, b in enumerate(blocks):
+        r0, m, c0, n = b[1:5]
+        got = store.block(i)
+        assert got.dtype == store.dtype
+        np.testing.assert_allclose(got, A[r0:r0 + m, c0:c0 + n], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("mirror_all", [False, True])
 def test_flat_blocks_against_dense(seed, mirror_all):
@@ -177,13 +191,7 @@ def test_flat_blocks_against_dense(seed, mirror_all):
     shape = (60, 60) if mirror_all else (57, 43)
     blocks, A = _random_blocks(rng, shape, mirror_all)
     store = FlatBlocks.from_blocks(blocks, shape, np.float64)
-    for r in (1, 5):
-        x, y = rng.standard_normal((shape[1], r)), rng.standard_normal((shape[0], r))
-        np.testing.assert_allclose(store.apply(x, transpose=False), A @ x, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(store.apply(y, transpose=True), A.T @ y, rtol=1e-12, atol=1e-12)
-    for i, b in enumerate(blocks):
-        r0, m, c0, n = b[1:5]
-        np.testing.assert_allclose(store.block(i), A[r0:r0 + m, c0:c0 + n], rtol=1e-12, atol=1e-12)
+    check_store_against_dense(store, blocks, A, rng, columns=(1, 5))
     assert store.nbytes >= 8 * sum(b[2] * b[4] if b[0] == "dense" else b[5].shape[1] * (b[2] + b[4])
                                    for b in blocks)
 
