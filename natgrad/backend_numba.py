@@ -487,7 +487,16 @@ class FlatBlocks:
         return Ut.T @ Vt
 
     def stored_dtype(self, index: int) -> np.dtype:
-        """The dtype block ``index`` is kept in (float32 or the store's dtype)."""
+        """The dtype block ``index`` is kept in (float32 or the store's dtype).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> D = np.ones((2, 2), dtype=np.float32)
+        >>> store = FlatBlocks.from_blocks([("dense", 0, 2, 0, 2, D, None, False)], (2, 2), np.float64)
+        >>> store.stored_dtype(0), store.block(0).dtype
+        (dtype('float32'), dtype('float64'))
+        """
         return np.dtype(np.float32) if self.table[self._where[index], _LOW] else self.dtype
 
     @property
