@@ -8,24 +8,31 @@ meet a global Frobenius bound
 
 **Budget.**  Since the blocks partition the matrix,
 ``‖H − A‖_F² = Σ_b ‖H_b − A_b‖_F²``; any split of ``ε²‖A‖_F²`` into block
-budgets works.  natgrad gives every low-rank block its local share
-``ε_b = ε‖A_b‖_F`` (as in Mango & Katende, arXiv 2409.07028) and then hands
-the budget left over -- dense blocks are exact and donate their share --
-to the blocks whose singular values are cheapest to drop: all singular
-values beyond the local truncation enter one pool, sorted by
-``σ² / (m_b + n_b)`` (error per entry of storage saved), and are discarded
-greedily while the total stays within the budget.  Truncated SVD tails are
+budgets works.  natgrad truncates every low-rank block locally within its
+own share ``ε_b = ε‖A_b‖_F`` (as in Mango & Katende, arXiv 2409.07028) and
+then hands the budget left over -- dense blocks are exact and donate their
+share, ACA blocks keep part of theirs unspent -- to the blocks whose
+singular values are cheapest to drop: all singular values beyond the local
+truncations enter one pool, sorted by ``σ² / (m_b + n_b)`` (error per entry
+of storage saved), and are discarded greedily while the total stays within
+the budget.  For a fixed block partition this is the storage-optimal split
+of the bound (up to the discreteness of ranks).  Truncated SVD tails are
 exact (Eckart–Young), so for dense input the bound is guaranteed, up to
 rounding (2% of the budget is held back for it).
 
 **Kernel blocks.**  Small admissible blocks are evaluated and compressed by
 SVD (exact).  Large ones use ACA with partial pivoting (never forming the
 block) with a safety factor of 10 on its heuristic stopping rule, followed by
-recompression within half of the block budget.  With ``verify=True`` (the
-default for matrices of up to 4·10⁶ entries) every ACA block is then checked
-against the formed block and replaced by an exact truncated SVD if it misses
-its budget, which makes the bound a guarantee; without it the bound rests on
-ACA's error estimate, reported in :attr:`HMatrix.error_estimate`.
+recompression (QR and a small SVD) within half of the block's share; the
+rest of the share goes to the pool.  The ACA residuals are not orthogonal to
+the truncation tails, so they are charged first and the tails share what is
+left: ``‖H − A‖_F ≤ (Σ_b r_b²)^{1/2} + (Σ_b t_b²)^{1/2}`` (Minkowski) for
+residuals ``r_b`` and tails ``t_b``.  With ``verify=True`` (the default for
+matrices of up to 4·10⁶ entries) every ACA block is then checked against the
+formed block, its measured residual replaces ACA's estimate, and a block
+that misses its share is replaced by an exact truncated SVD, which makes the
+bound a guarantee; without it the bound rests on ACA's error estimate,
+reported in :attr:`HMatrix.error_estimate`.
 
 References
 ----------
@@ -53,8 +60,9 @@ __all__ = ["HMatrix"]
 #: ACA stops at this fraction of the relative tolerance (its stopping rule
 #: only estimates the error)
 _ACA_SAFETY = 0.1
-#: share of a block's budget that recompression of ACA factors may spend
-_RECOMPRESS_SHARE = 0.5
+#: share of an ACA block's budget that its local recompression may spend; the
+#: rest goes to the global pool
+_LOCAL_SHARE = 0.5
 #: fraction of ε actually handed out; the rest absorbs rounding
 _ROUNDING = 0.98
 #: ACA blocks are verified against the formed block by default up to this
@@ -106,6 +114,10 @@ class _PoolEntry:
     e0: float  # squared error already spent (local truncation / range finder)
     weight: int  # as _Record.weight
     rounding: list[float]  # storage rounding error at rank 0..k
+    #: error of the factors before any truncation (ACA's residual, or the
+    #: measured one for verified ACA blocks), not orthogonal to the tails:
+    #: it adds to them
+    residual: float = 0.0
 
 
 class _Builder:
@@ -133,7 +145,6 @@ class _Builder:
         self.pool: list[_PoolEntry] = []
         self.norm2_exact = 0.0  # Σ ‖A_b‖² over dense and SVD blocks
         self.norm2_aca = 0.0  # Σ ‖A_b‖² (exact or estimated) over ACA blocks
-        self.donated = 0.0  # unused squared budget of verified ACA blocks
         self.exact: Callable[[], Any] | None = None  # the permuted matrix, on demand
         self.counts = {"dense": 0, "svd": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0, "split": 0}
 
@@ -239,7 +250,8 @@ class _Builder:
         if not res.converged or rank * (m + n) >= m * n or not math.isfinite(res.norm):
             self.counts["aca_fallback"] += 1
             return self.formed(t, s, source.block(t, s), None)
-        lr = lowrank.recompress(res.U, res.V, _RECOMPRESS_SHARE * self.eps * res.norm)
+        lr = lowrank.recompress(res.U, res.V, _LOCAL_SHARE * self.eps * res.norm)
+        w = self.weight(t, s)
         if verify:
             Ab = source.block(t, s)
             norm2 = _finite_norm2(xp, Ab)
@@ -247,33 +259,36 @@ class _Builder:
             if err > self.eps * math.sqrt(norm2):
                 self.counts["aca_fallback"] += 1
                 return self.formed(t, s, Ab, None)
-            self.donated += self.weight(t, s) * (self.eps**2 * norm2 - err**2)
+            # the measured residual stands in for ACA's and the recompression's
+            residual, e0 = err, 0.0
         else:
-            norm2, err = res.norm**2, res.error + lr.error
-        self.norm2_aca += self.weight(t, s) * norm2
+            norm2, residual, e0 = res.norm**2, res.error, lr.error**2
+        self.norm2_aca += w * norm2
         self.counts["aca"] += 1
-        rank = lr.U.shape[1]
-        kind = "lowrank" if rank > 0 else "zero"
         # recompress returns U' = Q W Σ and V' with orthonormal columns
-        U, Vt, rounding = self._lower_factors(lr.U, xp.matrix_transpose(lr.V),
-                                              _host_floats(xp.linalg.vector_norm(lr.U, axis=0)) if rank else [],
-                                              math.sqrt(norm2))
-        return self._add(_Record(kind, t.start, m, s.start, n, "aca", U=U, V=xp.matrix_transpose(Vt),
-                                 error=err + rounding[-1], rank=rank, weight=self.weight(t, s)))
+        sv = xp.linalg.vector_norm(lr.U, axis=0)
+        vals = _host_floats(sv)
+        rec = self._add(_Record("lowrank", t.start, m, s.start, n, "aca", weight=w))
+        F, Gt, rounding = self._lower_factors(lr.U, xp.matrix_transpose(lr.V), vals, math.sqrt(norm2))
+        self.pool.append(_PoolEntry(rec[1], F, sv, vals, Gt, e0, w, rounding, residual))
+        return rec
 
     # -- global budget --------------------------------------------------------
     def distribute(self) -> None:
         """Give the pool's blocks their final ranks within the global budget."""
         xp = self.xp
-        budget2 = self.eps**2 * self.norm2_exact + self.donated
-        budget2 -= sum(p.weight * p.e0 for p in self.pool)
+        # ‖H − A‖ ≤ √Σ w r² + √Σ w (e0 + dropped) (Minkowski): the residuals
+        # r come first, the truncation tails share what is left
+        residuals = math.sqrt(sum(p.weight * p.residual**2 for p in self.pool))
+        left = max(self.eps * math.sqrt(self.norm2_exact + self.norm2_aca) - residuals, 0.0)
+        budget2 = left**2 - sum(p.weight * p.e0 for p in self.pool)
         ranks = [len(p.vals) for p in self.pool]
         cands = [p for p in self.pool if p.vals]
         if cands and budget2 > 0.0:
             ranks = self._greedy(cands, budget2)
         for p, r in zip(self.pool, ranks):
             rec = self.records[p.rec]
-            rec.error = math.sqrt(p.e0 + sum(v * v for v in p.vals[r:])) + p.rounding[r]
+            rec.error = p.residual + math.sqrt(p.e0 + sum(v * v for v in p.vals[r:])) + p.rounding[r]
             rec.rank = r
             if r == 0:
                 rec.kind = "zero"
