@@ -16,6 +16,11 @@ from typing import Any
 
 __all__ = ["Group", "Plan", "StackedBlocks", "bucket", "array_nbytes"]
 
+#: products with many right-hand sides run in column chunks whose
+#: intermediates (gathered inputs, contributions, the assembly) stay below
+#: about this many bytes: their size is (rows gathered) × (columns)
+_WORK_BYTES = 1 << 30
+
 
 def bucket(v: int) -> int:
     """Round ``v`` up to a bucket size (at most ~12% padding, few buckets)."""
@@ -87,9 +92,19 @@ class Plan:
         # index `total` is the zero row appended to the contributions
         self.assemble = xp.reshape(xp.where(j[None, :] < count[:, None], gathered, total), (-1,))
         self.c_max = c_max
+        #: rows of intermediates per right-hand side
+        self.work_rows = sum(int(i.shape[0]) for i in self.in_idx) + total + 1 + n_out * c_max
 
     def apply(self, x: Any) -> Any:
         """``y = Σ_blocks block @ x[cols]`` placed at the block rows; x is (n_in, k)."""
+        xp = self.xp
+        k = x.shape[1]
+        chunk = max(1, _WORK_BYTES // (self.work_rows * array_nbytes(xp, x[:1, :1])))
+        if k > chunk:
+            return xp.concat([self._apply(x[:, j:min(j + chunk, k)]) for j in range(0, k, chunk)], axis=1)
+        return self._apply(x)
+
+    def _apply(self, x: Any) -> Any:
         xp = self.xp
         k = x.shape[1]
         parts = []
@@ -124,7 +139,11 @@ class StackedBlocks:
     block ``F @ G.T``; with ``mirror`` the block also stands for its
     transpose at ``(col0, row0)``.  The stacked copies are the only ones kept.
     ``dtype`` is the matrix's: blocks may be stored narrower (mixed
-    precision) and are widened to it for products.
+    precision) and are widened to it for products.  A product with many
+    columns runs in column chunks, so that its intermediates, which grow
+    with the number of rows gathered times the number of columns, stay
+    below about 1 GiB (at n = 20k with 2000 columns they would take over
+    20 GB at once).
     """
 
     def __init__(self, xp: Any, blocks: list[tuple], shape: tuple[int, int], dtype: Any) -> None:
