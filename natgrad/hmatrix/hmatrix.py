@@ -15,8 +15,8 @@ share, ACA blocks keep part of theirs unspent -- to the blocks whose
 singular values are cheapest to drop: all singular values beyond the local
 truncations enter one pool, sorted by ``σ² / (m_b + n_b)`` (error per entry
 of storage saved), and are discarded greedily while the total stays within
-the budget.  For a fixed block partition this is the storage-optimal split
-of the bound (up to the discreteness of ranks).  Truncated SVD tails are
+the budget.  Past the local truncations, which no block exceeds, this
+spends the budget where it saves the most storage.  Truncated SVD tails are
 exact (Eckart–Young), so for dense input the bound is guaranteed, up to
 rounding (2% of the budget is held back for it).
 
