@@ -156,10 +156,9 @@ def kernel_ceiling(problem: Any, damping: float, repeats_n: int = 3, repeats_p: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FactorizationWarning)
             chosen = SPDFactor(G, damping, "the Gram matrix")
-        eye = xp.eye(G.shape[0], dtype=G.dtype)
         if chosen.method == "eigh":
             return _best_of(lambda: backend.eigh(G), repeats), "Cholesky breaks down even with jitter: eigh timed"
-        K = G + (damping + chosen.jitter) * eye
+        K = backend.add_identity(G, damping + chosen.jitter)
         note = "at λ" if chosen.method == "cholesky" else f"breaks down at λ; timed with jitter {chosen.jitter:.2g}"
         return _best_of(lambda: backend.cholesky(K), repeats), note
 

@@ -63,6 +63,7 @@ __all__ = [
     "sync_interval",
     "to_float",
     "all_finite",
+    "add_identity",
     "cholesky",
     "cho_solve",
     "solve_triangular",
@@ -733,6 +734,65 @@ def all_finite(x: Any) -> bool:
 
 def _torch_rhs(b: Any) -> tuple[Any, bool]:
     return (b[:, None], True) if b.ndim == 1 else (b, False)
+
+
+def add_identity(A: Any, shift: float) -> Any:
+    """``A + shift·I`` for a square matrix ``A``, as a new array.
+
+    Parameters
+    ----------
+    A : array, shape (n, n)
+        Read, never written.
+    shift : float
+        Added to every diagonal entry.
+
+    Returns
+    -------
+    K : array, shape (n, n)
+        A new array in the library, dtype and device of ``A``.
+
+    Raises
+    ------
+    TypeError
+        If ``A`` is not an array of a supported library.
+    ValueError
+        If ``A`` is not a square 2-D array.
+
+    Notes
+    -----
+    The obvious ``A + shift * xp.eye(n)`` makes two ``n × n`` temporaries
+    and three passes over memory; for the ``10 065 × 10 065`` float64 Gram
+    matrix of dense ENGD on the paper's PINN that is 1.6 GB of scratch, and
+    on two cores (PyTorch) it took 0.9–2.7 s against 0.30–0.36 s for one copy
+    plus ``n`` additions here (0.10 s against 0.046 s at ``n = 3500``).  NumPy, CuPy and
+    PyTorch copy ``A`` and add on the copy's diagonal in place; JAX (whose
+    arrays are immutable, and where XLA fuses the expression) and other
+    namespaces use the expression with ``eye``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> add_identity(A, 0.5)
+    array([[2.5, 1. ],
+           [1. , 3.5]])
+    >>> A[0, 0]  # unchanged
+    np.float64(2.0)
+    """
+    xp = namespace(A=A)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square 2-D array, got shape {tuple(A.shape)}")
+    n = A.shape[0]
+    if is_numpy(xp) or is_cupy(xp):
+        K = A.copy()
+        diagonal = xp.arange(n)
+        K[diagonal, diagonal] += shift
+        return K
+    if is_torch(xp):
+        K = A.clone()
+        K.diagonal().add_(shift)
+        return K
+    return A + shift * xp.eye(n, dtype=A.dtype, device=device(A))
 
 
 def cholesky(A: Any, *, lower: bool = True) -> Any:

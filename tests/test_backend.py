@@ -72,6 +72,26 @@ def test_sync_interval_is_one_on_cpu(xp, backend_name):
     assert backend.sync_interval(a) == expected
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_add_identity_returns_a_new_shifted_matrix(xp, dtype):
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((7, 7))
+    A_x = from_numpy(xp, A, dtype)
+    K = backend.add_identity(A_x, 0.75)
+    assert K.dtype == A_x.dtype and tuple(K.shape) == (7, 7)
+    assert backend.device(K) == backend.device(A_x)
+    # float32 rounding of the shifted diagonal only
+    np.testing.assert_allclose(to_numpy(K), A.astype(dtype) + 0.75 * np.eye(7), rtol=1e-6 if dtype == "float32" else 0)
+    np.testing.assert_array_equal(to_numpy(A_x), A.astype(dtype))  # input untouched
+
+
+def test_add_identity_rejects_non_square(xp):
+    with pytest.raises(ValueError, match=r"A must be a square 2-D array, got shape \(3, 4\)"):
+        backend.add_identity(from_numpy(xp, np.ones((3, 4))), 1.0)
+    with pytest.raises(ValueError, match="square 2-D"):
+        backend.add_identity(from_numpy(xp, np.ones(3)), 1.0)
+
+
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-4)])
 def test_cholesky_and_cho_solve(xp, dtype, tol):
     A = spd_matrix(30, 1e2, seed=1)

@@ -118,8 +118,7 @@ class SPDFactor:
     def __init__(self, G: Any, shift: float, what: str, stacklevel: int = 4) -> None:
         xp = backend.namespace(G=G)
         n = G.shape[0]
-        eye = xp.eye(n, dtype=G.dtype, device=backend.device(G))
-        K = G + shift * eye
+        K = backend.add_identity(G, shift)
         self.method, self.jitter = "cholesky", 0.0
         self._L = self._Q = self._w = None
         try:
@@ -132,7 +131,7 @@ class SPDFactor:
         for k in range(_JITTER_TRIES):
             delta = start * 10.0**k
             try:
-                self._L = backend.cholesky(K + delta * eye)
+                self._L = backend.cholesky(backend.add_identity(G, shift + delta))
             except backend.CholeskyError:
                 continue
             self.method, self.jitter = "cholesky+jitter", delta
