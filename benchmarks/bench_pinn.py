@@ -116,13 +116,14 @@ def time_steps(opt: Any, problem: Any, steps: int, warmup: int, first_sample: in
     }
 
 
-def _best_of(fn: Any, repeats: int) -> float:
+def _best_of(fn: Any, repeats: int) -> tuple[float, Any]:
+    """Best time of ``repeats`` calls of ``fn``, and the last call's result."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        result = fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(times), result
 
 
 def kernel_ceiling(problem: Any, damping: float, repeats_n: int = 3, repeats_p: int = 2) -> dict[str, Any]:
@@ -157,16 +158,17 @@ def kernel_ceiling(problem: Any, damping: float, repeats_n: int = 3, repeats_p: 
             warnings.simplefilter("ignore", FactorizationWarning)
             chosen = SPDFactor(G, damping, "the Gram matrix")
         if chosen.method == "eigh":
-            return _best_of(lambda: backend.eigh(G), repeats), "Cholesky breaks down even with jitter: eigh timed"
+            return _best_of(lambda: backend.eigh(G), repeats)[0], "Cholesky breaks down even with jitter: eigh timed"
         K = backend.add_identity(G, damping + chosen.jitter)
         note = "at λ" if chosen.method == "cholesky" else f"breaks down at λ; timed with jitter {chosen.jitter:.2g}"
-        return _best_of(lambda: backend.cholesky(K), repeats), note
+        return _best_of(lambda: backend.cholesky(K), repeats)[0], note
 
     out: dict[str, Any] = {"N": N, "P": P}
-    out["gram_N"] = _best_of(lambda: backend.gram(J), repeats_n)
-    out["chol_N"], out["chol_N_note"] = factor_time(backend.gram(J), repeats_n)
-    out["gram_P"] = _best_of(lambda: backend.gram(Jt), repeats_p)
-    out["chol_P"], out["chol_P_note"] = factor_time(backend.gram(Jt), repeats_p)
+    out["gram_N"], JJt = _best_of(lambda: backend.gram(J), repeats_n)
+    out["chol_N"], out["chol_N_note"] = factor_time(JJt, repeats_n)
+    del JJt
+    out["gram_P"], JtJ = _best_of(lambda: backend.gram(Jt), repeats_p)
+    out["chol_P"], out["chol_P_note"] = factor_time(JtJ, repeats_p)
     out["woodbury"] = out["gram_N"] + out["chol_N"]
     out["dense"] = out["gram_P"] + out["chol_P"]
     out["ceiling"] = out["dense"] / out["woodbury"]
