@@ -62,6 +62,8 @@ __all__ = [
     "is_low_precision",
     "sync_interval",
     "to_float",
+    "to_bool",
+    "to_int",
     "all_finite",
     "add_identity",
     "cholesky",
@@ -686,6 +688,63 @@ def to_float(x: Any) -> float:
     return float(x)
 
 
+def to_bool(x: Any) -> bool:
+    """A 0-d boolean array as a Python bool (a host synchronisation on GPUs).
+
+    Parameters
+    ----------
+    x : array, shape ()
+        A 0-d array, typically the result of ``xp.all``/``xp.any`` or of a
+        comparison of 0-d arrays (a Python bool works too).
+
+    Returns
+    -------
+    bool
+        The truth value of ``x``.
+
+    Notes
+    -----
+    This is ``bool(x)``; like :func:`to_float` it has a name of its own so
+    that every host synchronisation in the core is explicit (a test scans the
+    core for bare ``bool(xp…)`` calls).  On a GPU it waits for the work that
+    produces ``x``.
+
+    Examples
+    --------
+    >>> import array_api_compat.numpy as xp
+    >>> to_bool(xp.all(xp.asarray([1.0, 2.0]) > 0))
+    True
+    """
+    return bool(x)
+
+
+def to_int(x: Any) -> int:
+    """A 0-d integer (or integral) array as a Python int (a host synchronisation).
+
+    Parameters
+    ----------
+    x : array, shape ()
+        A 0-d array such as the result of ``xp.argmax`` or ``xp.sum`` of a
+        boolean mask (a Python int works too).
+
+    Returns
+    -------
+    int
+        The value of ``x``.
+
+    Notes
+    -----
+    This is ``int(x)``, named for the same reason as :func:`to_bool`.
+
+    Examples
+    --------
+    >>> import array_api_compat.numpy as xp
+    >>> to_int(xp.argmax(xp.asarray([1.0, 5.0, 2.0])))
+    1
+    """
+    return int(x)
+
+
 def all_finite(x: Any) -> bool:
     """True when every entry of ``x`` is finite (one host synchronisation).
 
@@ -724,7 +783,7 @@ def all_finite(x: Any) -> bool:
     xp = array_api_compat.array_namespace(x)
     if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
         return True
-    return bool(xp.all(xp.isfinite(x)))
+    return to_bool(xp.all(xp.isfinite(x)))
 
 
 # ---------------------------------------------------------------------------
