@@ -168,10 +168,12 @@ def test_gram_matches_dense_product(xp, dtype, shape):
 
 def test_gram_of_torch_cpu_tensors_shares_memory_and_keeps_autograd(monkeypatch):
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(backend, "TORCH_SYRK_MIN_WORK", 0.0)  # take the syrk path at test size
+    from natgrad.backend import syrk
+
+    monkeypatch.setattr(syrk, "TORCH_SYRK_MIN_WORK", 0.0)  # take the syrk path at test size
     seen = []
-    real_gram = backend.gram
-    monkeypatch.setattr(backend, "gram", lambda U, **kw: seen.append(type(U)) or real_gram(U, **kw))
+    real_gram = syrk.gram
+    monkeypatch.setattr(syrk, "gram", lambda U, **kw: seen.append(type(U)) or real_gram(U, **kw))
     U = torch.from_numpy(np.random.default_rng(8).standard_normal((6, 30)))
     before = U.clone()
     G = backend.gram(U)  # through a zero-copy NumPy view and syrk

@@ -1,0 +1,208 @@
+"""Host synchronisations: every place where natgrad reads an array's value on
+the host goes through a function of this module.
+
+On a GPU, turning a device value into a Python number makes the host wait for
+all queued work that produces it.  The core (``natgrad.linalg``,
+``natgrad.hmatrix``, ``natgrad.optim``) therefore never writes a bare
+``bool(xp.…)``, ``int(xp.…)``, ``float(xp.…)`` or ``.item()``: it calls
+:func:`to_bool`, :func:`to_int`, :func:`to_float` or :func:`all_finite`, so
+that each synchronisation is named and easy to find (``tests/test_architecture.py``
+scans the core for bare ones), and :func:`sync_interval` tells the iterative
+solvers how often to pay for one.
+
+Examples
+--------
+>>> import array_api_compat.numpy as xp
+>>> x = xp.asarray([1.0, 2.0, 4.0])
+>>> to_float(xp.sum(x)), to_int(xp.argmax(x)), to_bool(xp.all(x > 0)), all_finite(x)
+(7.0, 2, True, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+
+from ._namespaces import _on_accelerator
+
+__all__ = ["sync_interval", "to_float", "to_bool", "to_int", "all_finite"]
+
+
+def sync_interval(x: Any, *, accelerator_interval: int = 10) -> int:
+    """How many iterations an iterative solver should run between host
+    synchronisations (convergence checks) for arrays like ``x``.
+
+    On the CPU a convergence check costs nothing, so solvers check every
+    iteration and stop exactly when the tolerance is met.  On a GPU each check
+    forces the host to wait for the device, so solvers check every
+    ``accelerator_interval`` iterations and keep converged columns frozen on
+    the device in between.
+
+    Parameters
+    ----------
+    x : array
+        An array of the computation; only its library and device are read.
+    accelerator_interval : int, default 10
+        Iterations between checks when ``x`` lives on an accelerator.
+
+    Returns
+    -------
+    int
+        ``accelerator_interval`` for CuPy arrays and for PyTorch or JAX
+        arrays on a non-CPU device; ``1`` otherwise.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not an array of a supported library.
+
+    Notes
+    -----
+    Only the device is inspected, never the data, so the call itself does not
+    synchronise.  A JAX value traced inside ``jax.jit``, whose devices are not
+    known, counts as a host array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sync_interval(np.ones(3))
+    1
+    """
+    return accelerator_interval if _on_accelerator(x) else 1
+
+
+def to_float(x: Any) -> float:
+    """A 0-d array as a Python float (a host synchronisation on GPUs).
+
+    Parameters
+    ----------
+    x : array, shape ()
+        A 0-d real array (a Python number works too).
+
+    Returns
+    -------
+    float
+        The value of ``x``.
+
+    Raises
+    ------
+    TypeError
+        On NumPy, if ``x`` is not 0-d (recent NumPy refuses even one-element
+        arrays).  Other libraries raise their own errors (PyTorch a
+        ``RuntimeError`` for more than one element; JAX a ``TypeError``
+        subclass for a value traced inside ``jax.jit``).
+
+    Notes
+    -----
+    This is ``float(x)``.  On a GPU it copies the value to the host and so
+    waits for all queued work that produces it; it has a name of its own so
+    that every such synchronisation in natgrad is explicit and easy to find.
+    It is used only where a host decision (a convergence test, a line
+    search, a reported loss) needs the number.
+
+    Examples
+    --------
+    >>> import array_api_compat.numpy as xp
+    >>> to_float(xp.sum(xp.asarray([1.0, 2.5])))
+    3.5
+    """
+    return float(x)
+
+
+def to_bool(x: Any) -> bool:
+    """A 0-d boolean array as a Python bool (a host synchronisation on GPUs).
+
+    Parameters
+    ----------
+    x : array, shape ()
+        A 0-d array, typically the result of ``xp.all``/``xp.any`` or of a
+        comparison of 0-d arrays (a Python bool works too).
+
+    Returns
+    -------
+    bool
+        The truth value of ``x``.
+
+    Notes
+    -----
+    This is ``bool(x)``; like :func:`to_float` it has a name of its own so
+    that every host synchronisation in the core is explicit (a test scans the
+    core for bare ``bool(xp…)`` calls).  On a GPU it waits for the work that
+    produces ``x``.
+
+    Examples
+    --------
+    >>> import array_api_compat.numpy as xp
+    >>> to_bool(xp.all(xp.asarray([1.0, 2.0]) > 0))
+    True
+    """
+    return bool(x)
+
+
+def to_int(x: Any) -> int:
+    """A 0-d integer (or integral) array as a Python int (a host synchronisation).
+
+    Parameters
+    ----------
+    x : array, shape ()
+        A 0-d array such as the result of ``xp.argmax`` or ``xp.sum`` of a
+        boolean mask (a Python int works too).
+
+    Returns
+    -------
+    int
+        The value of ``x``.
+
+    Notes
+    -----
+    This is ``int(x)``, named for the same reason as :func:`to_bool`.
+
+    Examples
+    --------
+    >>> import array_api_compat.numpy as xp
+    >>> to_int(xp.argmax(xp.asarray([1.0, 5.0, 2.0])))
+    1
+    """
+    return int(x)
+
+
+def all_finite(x: Any) -> bool:
+    """True when every entry of ``x`` is finite (one host synchronisation).
+
+    Parameters
+    ----------
+    x : array
+        Any array of a supported library.
+
+    Returns
+    -------
+    bool
+        ``False`` if ``x`` holds a NaN or an infinity; always ``True`` for
+        integer and boolean arrays.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not an array of a supported library, or (JAX) if ``x`` is
+        traced inside ``jax.jit``, where no Python ``bool`` can be had.
+
+    Notes
+    -----
+    The test ``xp.all(xp.isfinite(x))`` reduces on the device to one boolean,
+    which is then read on the host: one synchronisation on a GPU.
+    Non-floating dtypes cannot hold NaN or infinity and return at once,
+    without reading the data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> all_finite(np.array([1.0, 2.0])), all_finite(np.array([1.0, np.inf]))
+    (True, False)
+    >>> all_finite(np.arange(3))
+    True
+    """
+    xp = array_api_compat.array_namespace(x)
+    if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
+        return True
+    return to_bool(xp.all(xp.isfinite(x)))
