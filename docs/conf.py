@@ -67,7 +67,8 @@ default_role = "literal"
 #: placeholder page.  Modules are documented by their ``__all__``.
 API_MODULES = [
     ("natgrad.backend", "Array namespaces, devices, dtypes and native linear algebra (layer 0)."),
-    ("natgrad.backend_numba", "Compiled CPU kernels for H-matrix products (layer 0, needs numba)."),
+    ("natgrad.hmatrix._numba_store", "Compiled CPU kernels for H-matrix products (part of the H-matrix layer, needs numba)."),
+    ("natgrad.validation", "Argument checks and the checked wrapper for user callables, shared by every layer (layer 0)."),
     ("natgrad.linalg", "Operators and solvers on raw arrays (layer 1)."),
     ("natgrad.hmatrix", "Hierarchical matrices with a requested error bound (layer 1)."),
     ("natgrad.adapters", "The model protocol shared by the autodiff adapters (layer 2)."),

@@ -20,7 +20,8 @@ docscrape = pytest.importorskip("numpydoc.docscrape", reason="numpydoc is in the
 
 MODULES = [
     "natgrad.backend",
-    "natgrad.backend_numba",
+    "natgrad.hmatrix._numba_store",
+    "natgrad.validation",
     "natgrad.linalg",
     "natgrad.hmatrix",
     "natgrad.adapters",

@@ -164,7 +164,7 @@ def test_tight_allowance_keeps_float64():
 
 def test_flat_blocks_mixed_dtypes_against_dense():
     pytest.importorskip("numba")
-    from natgrad.backend_numba import FlatBlocks
+    from natgrad.hmatrix._numba_store import FlatBlocks
 
     rng = np.random.default_rng(7)
     shape = (50, 70)
@@ -195,7 +195,7 @@ def test_flat_blocks_mixed_dtypes_against_dense():
 
 def test_flat_blocks_keep_no_hidden_memory():
     pytest.importorskip("numba")
-    from natgrad.backend_numba import FlatBlocks
+    from natgrad.hmatrix._numba_store import FlatBlocks
 
     big = np.random.default_rng(8).standard_normal((100, 40))
     store = FlatBlocks([("dense", 0, 10, 0, 40, 0, False), ("dense", 10, 10, 0, 40, 0, False)], (20, 40),

@@ -11,6 +11,7 @@ from test_hmatrix import dense_reference, kernel_fn, points, rel_error, size_for
 
 from natgrad import backend
 from natgrad.hmatrix import HMatrix, plot
+from natgrad.hmatrix._store import compiled_block_store
 
 
 def _numpy_ns():
@@ -97,11 +98,11 @@ def test_plot_draws_mirrored_blocks():
 
 
 def test_compiled_store_only_for_numpy(xp, monkeypatch):
-    store = backend.compiled_block_store(xp)
+    store = compiled_block_store(xp)
     if not backend.is_numpy(xp):
         assert store is None
     monkeypatch.setenv("NATGRAD_DISABLE_NUMBA", "1")
-    assert backend.compiled_block_store(xp) is None
+    assert compiled_block_store(xp) is None
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
@@ -185,7 +186,7 @@ def check_store_against_dense(store, blocks, A, rng, columns):
 @pytest.mark.parametrize("mirror_all", [False, True])
 def test_flat_blocks_against_dense(seed, mirror_all):
     pytest.importorskip("numba")
-    from natgrad.backend_numba import FlatBlocks
+    from natgrad.hmatrix._numba_store import FlatBlocks
 
     rng = np.random.default_rng(seed)
     shape = (60, 60) if mirror_all else (57, 43)
@@ -198,7 +199,7 @@ def test_flat_blocks_against_dense(seed, mirror_all):
 
 def test_flat_blocks_bad_blocks():
     pytest.importorskip("numba")
-    from natgrad.backend_numba import FlatBlocks
+    from natgrad.hmatrix._numba_store import FlatBlocks
 
     D = np.ones((3, 3))
     with pytest.raises(ValueError, match="outside"):
@@ -225,7 +226,7 @@ def test_flat_blocks_keep_their_arrays_alive():
     pytest.importorskip("numba")
     import gc
 
-    from natgrad.backend_numba import FlatBlocks
+    from natgrad.hmatrix._numba_store import FlatBlocks
 
     rng = np.random.default_rng(13)
     shape = (40, 40)

@@ -134,7 +134,7 @@ class StackedBlocks:
     """The array-API block store: blocks padded into stacks, applied by :class:`Plan`.
 
     ``blocks`` holds ``(kind, row0, m, col0, n, F, G, mirror)`` per block, as
-    for :class:`natgrad.backend_numba.FlatBlocks` (the compiled store with
+    for :class:`natgrad.hmatrix._numba_store.FlatBlocks` (the compiled store with
     the same interface): a dense ``(m, n)`` block ``F``, or the low-rank
     block ``F @ G.T``; with ``mirror`` the block also stands for its
     transpose at ``(col0, row0)``.  The stacked copies are the only ones kept.

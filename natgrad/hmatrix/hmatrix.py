@@ -52,6 +52,7 @@ from ..linalg import _checks
 from ..linalg.operators import LinearOperator
 from . import lowrank
 from ._matvec import StackedBlocks, array_nbytes
+from ._store import compiled_block_store
 from .blocks import Block, BlockTree, split_pairs
 from .cluster import Cluster, ClusterTree, _check_points, _host_floats, spectral_coordinates
 
@@ -494,7 +495,7 @@ class HMatrix(LinearOperator):
     undoes the permutation with one ``take``.  The blocks are applied by one
     of two stores: on NumPy arrays with numba installed (the ``numba``
     extra), one compiled loop over all blocks kept unpadded in a flat buffer,
-    split over numba's threads (:mod:`natgrad.backend_numba`); otherwise
+    split over numba's threads (:mod:`natgrad.hmatrix._numba_store`); otherwise
     groups of equal-shape blocks are zero-padded into stacks and applied as
     stacked matmuls, and every output row's contributions are gathered with
     one precomputed index (the path for CuPy, PyTorch, JAX, and NumPy without
@@ -864,7 +865,7 @@ class HMatrix(LinearOperator):
             if r.kind == "lowrank":
                 r.rank = r.U.shape[1]
         self.info["float32_blocks"] = sum(1 for r in kept if r.stored_dtype != self.dtype)
-        compiled = backend.compiled_block_store(self.xp)
+        compiled = compiled_block_store(self.xp)
         if compiled is not None:
             store = compiled([(r.kind, r.row0, r.m, r.col0, r.n, r.rank, r.weight == 2) for r in kept],
                              self.shape, self.dtype)

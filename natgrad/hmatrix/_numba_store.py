@@ -1,8 +1,9 @@
-r"""Layer 0, compiled CPU kernels: H-matrix blocks applied by numba.
+r"""Compiled CPU kernels: H-matrix blocks applied by numba.
 
-Part of the backend layer (like :mod:`natgrad.backend`, it may name NumPy,
-numba and threadpoolctl).  It is imported only through
-:func:`natgrad.backend.compiled_block_store`, which returns ``None`` when
+Part of :mod:`natgrad.hmatrix`, and one of the few modules outside
+:mod:`natgrad.backend` that may name NumPy, numba and threadpoolctl.  It is
+imported only through :func:`natgrad.hmatrix._store.compiled_block_store`,
+which returns ``None`` when
 numba or threadpoolctl (the ``numba`` extra installs both) is missing, the
 arrays are not NumPy arrays, or the environment variable
 ``NATGRAD_DISABLE_NUMBA`` is set to a non-empty value other than ``0``;
@@ -25,7 +26,7 @@ the result does not depend on scheduling.
 Examples
 --------
 >>> import numpy as np
->>> from natgrad.backend_numba import FlatBlocks
+>>> from natgrad.hmatrix._numba_store import FlatBlocks
 >>> rng = np.random.default_rng(0)
 >>> U, V, D = rng.standard_normal((3, 2)), rng.standard_normal((4, 2)), rng.standard_normal((3, 3))
 >>> store = FlatBlocks.from_blocks([("lowrank", 0, 3, 3, 4, U, V, False),
