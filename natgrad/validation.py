@@ -99,6 +99,10 @@ def finite_real(value: Any, name: str) -> float:
     ValueError
         ``value`` is NaN or infinite.
 
+    Notes
+    -----
+    Used for arguments that may take any sign (a shift, a bound).
+
     Examples
     --------
     >>> finite_real(-2, "x")
@@ -129,6 +133,10 @@ def nonnegative(value: Any, name: str) -> float:
         Not a real number.
     ValueError
         Negative, NaN or infinite.
+
+    Notes
+    -----
+    Zero passes: a tolerance of 0 or an undamped solve is a legitimate request.
 
     Examples
     --------
@@ -161,6 +169,11 @@ def positive(value: Any, name: str) -> float:
     ValueError
         Zero, negative, NaN or infinite.
 
+    Notes
+    -----
+    For the ``+λI`` of every damped solve: ``λ = 0`` would make the
+    system singular whenever the Gram matrix is rank-deficient.
+
     Examples
     --------
     >>> positive(1e-3, "damping")
@@ -190,6 +203,10 @@ def optional_positive(value: Any, name: str) -> float | None:
     TypeError, ValueError
         As :func:`positive`, when ``value`` is not None.
 
+    Notes
+    -----
+    ``None`` means "not set" (e.g. a line search instead of a fixed step).
+
     Examples
     --------
     >>> optional_positive(None, "lr") is None
@@ -217,6 +234,11 @@ def fraction(value: Any, name: str) -> float:
         Not a real number.
     ValueError
         Outside ``[0, 1)`` (1 itself is refused: a factor of 1 never forgets).
+
+    Notes
+    -----
+    Momentum ``μ`` and Adam's ``β`` decay a running average as ``μᵏ``;
+    ``μ ≥ 1`` would never forget and ``μ < 0`` would oscillate.
 
     Examples
     --------
@@ -250,6 +272,11 @@ def positive_int(value: Any, name: str) -> int:
     ValueError
         Zero or negative.
 
+    Notes
+    -----
+    Floats are refused even when integral (``3.0``): an iteration count
+    computed in floating point usually hides a bug.
+
     Examples
     --------
     >>> positive_int(5, "maxiter")
@@ -280,6 +307,10 @@ def optional_positive_int(value: Any, name: str) -> int | None:
     TypeError, ValueError
         As :func:`positive_int`, when ``value`` is not None.
 
+    Notes
+    -----
+    ``None`` means "not set" (e.g. the solver's own default ``maxiter``).
+
     Examples
     --------
     >>> optional_positive_int(None, "maxiter") is None
@@ -307,6 +338,10 @@ def choice(value: Any, options: Sequence[str], name: str) -> str:
     ------
     ValueError
         ``value`` is not among ``options``; the message lists them.
+
+    Notes
+    -----
+    The comparison is exact (case-sensitive), as for a keyword.
 
     Examples
     --------
@@ -337,6 +372,11 @@ def callable_arg(fn: Any, name: str, *, optional: bool = False) -> Any:
     ------
     TypeError
         ``fn`` is not callable (and not an accepted None).
+
+    Notes
+    -----
+    Only callability is checked here; what the callable returns is
+    checked at each call by :class:`CheckedCallable`.
 
     Examples
     --------
@@ -374,6 +414,11 @@ def array(x: Any, name: str) -> Any:
     TypeError
         ``x`` is not an array (a list, a Python number, None, ...).
 
+    Notes
+    -----
+    Python scalars and lists are refused: natgrad never guesses the library
+    an input should belong to.
+
     Examples
     --------
     >>> array([1.0], "b")
@@ -404,6 +449,10 @@ def finite(x: Any, name: str) -> Any:
     ------
     ValueError
         ``x`` holds a NaN or an infinity.
+
+    Notes
+    -----
+    ``xp.all(xp.isfinite(x))`` read on the host (:func:`natgrad.backend.all_finite`).
 
     Examples
     --------
@@ -440,6 +489,10 @@ def vector(x: Any, name: str, n: int | None = None) -> Any:
         Not an array.
     ValueError
         Not 1-D, empty, of the wrong length, or with NaN/Inf.
+
+    Notes
+    -----
+    Checks the shape first (metadata, no synchronisation), then finiteness.
 
     Examples
     --------
@@ -484,6 +537,10 @@ def rhs(b: Any, n: int, name: str = "b", *, allow_block: bool = True) -> Any:
     ValueError
         Wrong shape, or NaN/Inf.
 
+    Notes
+    -----
+    The columns of an ``(n, k)`` ``b`` are solved together by the block solvers.
+
     Examples
     --------
     >>> import numpy as np
@@ -519,6 +576,10 @@ def same_shape(x: Any, ref: Any, name: str, ref_name: str) -> Any:
     ------
     ValueError
         Shapes differ, or ``x`` has NaN/Inf.
+
+    Notes
+    -----
+    Used for an initial guess ``x0`` against the right-hand side ``b``.
 
     Examples
     --------
@@ -560,6 +621,15 @@ class CallableOutputError(ValueError):
     does for a wrong type.  Solvers let it through: a
     callable that breaks its contract is the caller's bug, not a numerical
     failure.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> try:
+    ...     CheckedCallable(lambda v: v[:1], "A")(np.ones(2))
+    ... except CallableOutputError as err:
+    ...     print(err.name, err.call)
+    A 1
     """
 
     def __init__(self, message: str, name: str, call: int) -> None:
@@ -574,6 +644,25 @@ class NonFiniteOutputError(CallableOutputError):
     Unlike a wrong shape this can be a numerical event (an overflow at a
     large iterate), so the solvers catch it and report
     ``status="nonfinite"`` with their last finite iterate.
+
+    Parameters
+    ----------
+    message, name, call
+        As for :class:`CallableOutputError`.
+
+    Notes
+    -----
+    A subclass of :class:`CallableOutputError`, so one ``except`` catches
+    every bad output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> try:
+    ...     CheckedCallable(lambda v: v * np.inf, "hvp")(np.ones(2))
+    ... except NonFiniteOutputError as err:
+    ...     print(err)
+    hvp (call 1) returned NaN or Inf
     """
 
 

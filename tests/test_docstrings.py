@@ -34,9 +34,11 @@ MODULES = [
 
 #: plain records and exception/warning classes: no Raises section expected
 NOTHING_TO_RAISE = {
-    "natgrad.backend.CholeskyError",
-    "natgrad.backend.is_array",
-    "natgrad.backend.is_scipy_operator",
+    "natgrad.backend.dense.CholeskyError",
+    "natgrad.validation.CallableOutputError",
+    "natgrad.validation.NonFiniteOutputError",
+    "natgrad.backend._namespaces.is_array",
+    "natgrad.backend._namespaces.is_scipy_operator",
     "natgrad.linalg.woodbury.FactorizationWarning",
     "natgrad.hmatrix.cluster.Cluster",
     "natgrad.hmatrix.blocks.Block",
