@@ -3,7 +3,8 @@ numbers and the linear algebra the array API standard lacks.
 
 This package (with the autodiff adapters and the H-matrix's optional numba
 kernels) is the only part of natgrad that may name NumPy, SciPy, CuPy,
-PyTorch, JAX or dask, and it imports nothing from the layers above it.  Everything above it receives arrays, asks :func:`namespace` for their
+PyTorch, JAX or dask, and it imports nothing from the layers above it.
+Everything above it receives arrays, asks :func:`namespace` for their
 array-API namespace ``xp`` and computes with ``xp`` alone; where the standard
 has no function (Cholesky solves, triangular solves, a symmetric rank-k
 product) it calls the dispatcher here, which uses the native library of the
@@ -66,6 +67,7 @@ True
 from __future__ import annotations
 
 from ._namespaces import (
+    TracedArrayError,
     device,
     is_array,
     is_cupy,
@@ -94,6 +96,7 @@ from .syrk import gram
 
 __all__ = [
     "CholeskyError",
+    "TracedArrayError",
     "namespace",
     "device",
     "is_array",

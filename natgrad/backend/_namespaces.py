@@ -24,6 +24,7 @@ import array_api_compat
 import numpy
 
 __all__ = [
+    "TracedArrayError",
     "namespace",
     "device",
     "is_array",
@@ -74,7 +75,68 @@ def is_array(x: Any) -> bool:
     return bool(array_api_compat.is_array_api_obj(x))
 
 
-def namespace(*arrays: Any, **named_arrays: Any) -> ModuleType:
+class TracedArrayError(TypeError):
+    """An argument is a JAX tracer: natgrad was called inside ``jax.jit``,
+    ``jax.vmap`` or ``jax.grad``.
+
+    natgrad's solvers and optimisers are eager, host-driven loops: they read
+    residual norms and losses on the host to decide when to stop, so they
+    cannot be traced.  Raised by :func:`namespace` (the entry of every
+    solver) and by the host synchronisations (:func:`~natgrad.backend.to_float`
+    and its siblings) when they are handed a traced value.
+
+    Notes
+    -----
+    A subclass of ``TypeError``: a traced value is the wrong kind of argument,
+    as JAX's own ``ConcretizationTypeError`` (also a ``TypeError``) says when
+    a tracer reaches ``float()``.  The message names the argument and what to
+    do instead: call natgrad outside the transform, and jit your own
+    function (the matrix-vector product, the HVP, the model) instead.
+
+    Examples
+    --------
+    >>> issubclass(TracedArrayError, TypeError)
+    True
+    """
+
+
+#: what to do instead, appended to every TracedArrayError message
+_TRACED_ADVICE = (
+    "natgrad's solvers and optimisers run eagerly (host-driven loops that read "
+    "residuals and losses on the host) and cannot be called under jax.jit, "
+    "jax.vmap or jax.grad. Call them outside the transform, with concrete "
+    "arrays, and jit your own function (the matvec, the HVP, the model) "
+    "instead; to differentiate through a solve, differentiate a closed-form "
+    "expression or use an implicit-function rule of your own."
+)
+
+
+def _is_jax_tracer(x: Any) -> bool:
+    """True for a JAX tracer, found from the type's module and MRO alone, so
+    that the test never imports JAX (it costs one string comparison for
+    anything that is not a JAX object)."""
+    cls = type(x)
+    if not str(getattr(cls, "__module__", "")).startswith("jax"):
+        return False
+    return any(k.__name__ == "Tracer" and k.__module__.startswith("jax") for k in cls.__mro__)
+
+
+def _traced_error(
+    x: Any, *, argument: str | None = None, reader: str | None = None
+) -> TracedArrayError:
+    """The error for a tracer passed as ``argument``, or met by the host
+    synchronisation ``reader`` (a value natgrad computed from one)."""
+    kind = type(x).__name__
+    if argument is not None:
+        what = f"{argument} is a JAX tracer ({kind})"
+    else:
+        what = f"{reader}() was handed a JAX tracer ({kind}), which has no value on the host"
+    return TracedArrayError(
+        f"{what}: natgrad was called inside a JAX transformation. {_TRACED_ADVICE}"
+    )
+
+
+def namespace(*arrays: Any, allow_traced: bool = False, **named_arrays: Any) -> ModuleType:
     """The array-API namespace shared by the given arrays.
 
     Parameters
@@ -83,6 +145,11 @@ def namespace(*arrays: Any, **named_arrays: Any) -> ModuleType:
         Arrays, Python scalars or ``None``.  Scalars and ``None`` are ignored.
         Pass arrays by keyword (``namespace(A=A, b=b)``) so that errors name
         them the way the caller's own arguments are named.
+    allow_traced : bool, default False
+        Accept JAX tracers.  Only for functions that are pure array
+        expressions and so can run inside ``jax.jit`` (the triangular and
+        Cholesky solves, ``gram``, ``eigh``, ``qr``, ``svd``); every solver and
+        optimiser leaves it ``False``.
 
     Returns
     -------
@@ -92,6 +159,10 @@ def namespace(*arrays: Any, **named_arrays: Any) -> ModuleType:
 
     Raises
     ------
+    TracedArrayError
+        If an argument is a JAX tracer (natgrad is being called inside
+        ``jax.jit``, ``jax.vmap`` or ``jax.grad``) and ``allow_traced`` is
+        false.  A subclass of ``TypeError``.
     TypeError
         If no array is given, an argument is not an array of a supported
         library, or the arrays come from two libraries or live on two devices.
@@ -106,12 +177,17 @@ def namespace(*arrays: Any, **named_arrays: Any) -> ModuleType:
     (host to GPU, one library to another) costs time and memory the caller
     did not ask for; convert on purpose with :func:`to_namespace`.  Only
     types and ``device`` attributes are read, so the call never waits for a
-    device.
+    device.  Tracers are refused here, at the entry of every solver, because
+    a traced value has no device and no value to read on the host: without
+    this check the caller would get a confusing error from deep inside the
+    solver (a device ``None``, a concretisation error).
 
     Examples
     --------
     >>> import numpy as np
     >>> namespace(np.ones(3), 2.0).__name__
+    'array_api_compat.numpy'
+    >>> namespace(A=np.eye(2), b=np.ones(2)).__name__
     'array_api_compat.numpy'
     """
     items = [(f"argument {i}", a) for i, a in enumerate(arrays)]
@@ -120,6 +196,8 @@ def namespace(*arrays: Any, **named_arrays: Any) -> ModuleType:
     for name, value in items:
         if value is None or isinstance(value, _SCALARS):
             continue
+        if not allow_traced and _is_jax_tracer(value):
+            raise _traced_error(value, argument=name)
         try:
             xp = array_api_compat.array_namespace(value)
         except TypeError:

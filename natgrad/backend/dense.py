@@ -2,6 +2,11 @@
 library of the arrays: Cholesky and its solves, triangular solves, ``eigh``,
 thin QR and SVD, and ``A + shift·I`` without temporaries.
 
+On JAX every function here except :func:`cholesky` is a pure array
+expression and may be called inside ``jax.jit`` (it accepts tracers);
+:func:`cholesky` reads its factor on the host to detect a breakdown, so it
+refuses tracers with :class:`~natgrad.backend.TracedArrayError`.
+
 Examples
 --------
 >>> import numpy as np
@@ -106,7 +111,7 @@ def add_identity(A: Any, shift: float) -> Any:
     >>> A[0, 0]  # unchanged
     np.float64(2.0)
     """
-    xp = namespace(A=A)
+    xp = namespace(A=A, allow_traced=True)
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"A must be a square 2-D array, got shape {tuple(A.shape)}")
     n = A.shape[0]
@@ -273,7 +278,7 @@ def solve_triangular(
     >>> solve_triangular(T.T, B, lower=False).shape
     (2, 3)
     """
-    xp = namespace(T=T, b=b)
+    xp = namespace(T=T, b=b, allow_traced=True)
     if is_numpy(xp):
         return scipy.linalg.solve_triangular(
             T, b, lower=lower, trans=1 if trans else 0, check_finite=False
@@ -344,7 +349,7 @@ def cho_solve(L: Any, b: Any, *, lower: bool = True) -> Any:
     >>> bool(np.allclose(A @ X, np.eye(2)))
     True
     """
-    xp = namespace(L=L, b=b)
+    xp = namespace(L=L, b=b, allow_traced=True)
     if is_numpy(xp):
         return scipy.linalg.cho_solve((L, lower), b, check_finite=False)
     if is_jax(xp):
@@ -403,7 +408,7 @@ def eigh(A: Any) -> tuple[Any, Any]:
     >>> bool(np.allclose(w, [1.0, 3.0])), bool(np.allclose(A @ V, V * w))
     (True, True)
     """
-    xp = namespace(A=A)
+    xp = namespace(A=A, allow_traced=True)
     w, V = xp.linalg.eigh(A)
     return w, V
 
@@ -450,7 +455,7 @@ def qr(A: Any) -> tuple[Any, Any]:
     >>> bool(np.allclose(Q @ R, A)), bool(np.allclose(Q.T @ Q, np.eye(3)))
     (True, True)
     """
-    xp = namespace(A=A)
+    xp = namespace(A=A, allow_traced=True)
     Q, R = xp.linalg.qr(A, mode="reduced")
     return Q, R
 
@@ -498,6 +503,6 @@ def svd(A: Any) -> tuple[Any, Any, Any]:
     >>> bool(np.allclose((U * s) @ Vh, A)), bool(np.all(np.diff(s) <= 0))
     (True, True)
     """
-    xp = namespace(A=A)
+    xp = namespace(A=A, allow_traced=True)
     U, s, Vh = xp.linalg.svd(A, full_matrices=False)
     return U, s, Vh

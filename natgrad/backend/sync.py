@@ -24,7 +24,7 @@ from typing import Any
 
 import array_api_compat
 
-from ._namespaces import _on_accelerator
+from ._namespaces import _is_jax_tracer, _on_accelerator, _traced_error
 
 __all__ = ["sync_interval", "to_float", "to_bool", "to_int", "all_finite"]
 
@@ -87,11 +87,13 @@ def to_float(x: Any) -> float:
 
     Raises
     ------
+    TracedArrayError
+        If ``x`` is a JAX tracer (a value inside ``jax.jit``, ``jax.vmap`` or
+        ``jax.grad``), which has no value to read; a ``TypeError`` subclass.
     TypeError
         On NumPy, if ``x`` is not 0-d (recent NumPy refuses even one-element
         arrays).  Other libraries raise their own errors (PyTorch a
-        ``RuntimeError`` for more than one element; JAX a ``TypeError``
-        subclass for a value traced inside ``jax.jit``).
+        ``RuntimeError`` for more than one element).
 
     Notes
     -----
@@ -107,6 +109,8 @@ def to_float(x: Any) -> float:
     >>> to_float(xp.sum(xp.asarray([1.0, 2.5])))
     3.5
     """
+    if _is_jax_tracer(x):
+        raise _traced_error(x, reader="to_float")
     return float(x)
 
 
@@ -124,6 +128,14 @@ def to_bool(x: Any) -> bool:
     bool
         The truth value of ``x``.
 
+    Raises
+    ------
+    TracedArrayError
+        If ``x`` is a JAX tracer (see :func:`to_float`).
+    ValueError
+        On NumPy, if ``x`` has more than one element (its truth value is
+        ambiguous); other libraries raise their own errors.
+
     Notes
     -----
     This is ``bool(x)``; like :func:`to_float` it has a name of its own so
@@ -137,6 +149,8 @@ def to_bool(x: Any) -> bool:
     >>> to_bool(xp.all(xp.asarray([1.0, 2.0]) > 0))
     True
     """
+    if _is_jax_tracer(x):
+        raise _traced_error(x, reader="to_bool")
     return bool(x)
 
 
@@ -154,6 +168,13 @@ def to_int(x: Any) -> int:
     int
         The value of ``x``.
 
+    Raises
+    ------
+    TracedArrayError
+        If ``x`` is a JAX tracer (see :func:`to_float`).
+    TypeError
+        On NumPy, if ``x`` is not 0-d; other libraries raise their own errors.
+
     Notes
     -----
     This is ``int(x)``, named for the same reason as :func:`to_bool`.
@@ -164,6 +185,8 @@ def to_int(x: Any) -> int:
     >>> to_int(xp.argmax(xp.asarray([1.0, 5.0, 2.0])))
     1
     """
+    if _is_jax_tracer(x):
+        raise _traced_error(x, reader="to_int")
     return int(x)
 
 
@@ -183,9 +206,10 @@ def all_finite(x: Any) -> bool:
 
     Raises
     ------
+    TracedArrayError
+        If ``x`` is a JAX tracer (see :func:`to_float`).
     TypeError
-        If ``x`` is not an array of a supported library, or (JAX) if ``x`` is
-        traced inside ``jax.jit``, where no Python ``bool`` can be had.
+        If ``x`` is not an array of a supported library.
 
     Notes
     -----
@@ -202,6 +226,8 @@ def all_finite(x: Any) -> bool:
     >>> all_finite(np.arange(3))
     True
     """
+    if _is_jax_tracer(x):
+        raise _traced_error(x, reader="all_finite")
     xp = array_api_compat.array_namespace(x)
     if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
         return True

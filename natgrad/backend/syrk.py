@@ -4,7 +4,8 @@
 NumPy and SciPy wheels each bundle an OpenBLAS with its own thread pool; the
 logic here decides which pool a product runs in (see :func:`gram`) and from
 what size a PyTorch CPU tensor is handed to NumPy's ``syrk``
-(:data:`TORCH_SYRK_MIN_WORK`).
+(:data:`TORCH_SYRK_MIN_WORK`).  On JAX, :func:`gram` is a plain product and
+may be called inside ``jax.jit``.
 
 Examples
 --------
@@ -113,7 +114,7 @@ def gram(U: Any, *, block_size: int | None = None) -> Any:
     >>> bool(np.allclose(Gv, V @ V.T)), bool(np.array_equal(Gv, Gv.T))
     (True, True)
     """
-    xp = namespace(U=U)
+    xp = namespace(U=U, allow_traced=True)
     if U.ndim != 2:
         raise ValueError(f"U must be 2-D, got shape {tuple(U.shape)}")
     if is_torch(xp) and _torch_cpu_syrk_applies(U):
