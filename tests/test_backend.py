@@ -16,8 +16,11 @@ from natgrad import backend
 
 def test_import_natgrad_imports_no_optional_package():
     code = (
-        "import sys, natgrad, natgrad.linalg, natgrad.backend\n"
-        "bad = [m for m in ('torch', 'jax', 'cupy', 'numba', 'matplotlib', 'tqdm') if m in sys.modules]\n"
+        "import sys, numpy, natgrad, natgrad.linalg, natgrad.backend\n"
+        "from natgrad import backend\n"
+        "a = numpy.ones(3)\n"
+        "backend.namespace(a=a); backend.to_float(backend.namespace(a).sum(a))\n"  # tracer test imports no jax
+        "bad = [m for m in ('torch', 'jax', 'cupy', 'numba', 'dask', 'matplotlib', 'tqdm') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -234,3 +237,153 @@ def test_all_finite(xp):
     assert backend.all_finite(from_numpy(xp, np.ones(3)))
     assert not backend.all_finite(from_numpy(xp, np.array([1.0, np.nan])))
     assert not backend.all_finite(from_numpy(xp, np.array([np.inf, 1.0])))
+
+
+# -- JAX transforms ---------------------------------------------------------------
+#
+# natgrad's solvers and optimisers are eager, host-driven loops; inside jax.jit,
+# jax.vmap or jax.grad they must refuse the traced arguments with one clear error
+# that says what to do, instead of failing somewhere inside ("b is on device None").
+
+TRANSFORMS = ["jit", "vmap", "grad"]
+ADVICE = [
+    "cannot be called under jax.jit, jax.vmap or jax.grad",
+    "Call them outside the transform",
+    "jit your own function",
+]
+
+
+def _under(transform, fn, x):
+    """Call ``fn`` (array -> array) on ``x`` under one JAX transformation."""
+    import jax
+    import jax.numpy as jnp
+
+    if transform == "jit":
+        return jax.jit(fn)(x)
+    if transform == "vmap":
+        return jax.vmap(fn)(jnp.stack([x, 2.0 * x]))
+    return jax.grad(lambda v: jnp.sum(fn(v)))(x)
+
+
+def _assert_traced_error(err, argument=None):
+    message = str(err.value)
+    for phrase in ADVICE:
+        assert phrase in message
+    if argument is not None:
+        assert message.startswith(f"{argument} is a JAX tracer")
+
+
+def _jax_problem():
+    jnp = pytest.importorskip("jax.numpy")
+    rng = np.random.default_rng(21)
+    A = spd_matrix(6, cond=10.0, seed=21)
+    return jnp, jnp.asarray(A), jnp.asarray(rng.standard_normal(6)), jnp.asarray(rng.standard_normal((4, 6)))
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_namespace_refuses_jax_tracers_and_names_the_argument(transform):
+    jnp, A, b, _ = _jax_problem()
+    assert issubclass(backend.TracedArrayError, TypeError)
+
+    def fn(v):
+        backend.namespace(A=A, b=v)
+        return v
+
+    with pytest.raises(backend.TracedArrayError) as err:
+        _under(transform, fn, b)
+    _assert_traced_error(err, "b")
+    assert backend.namespace(A=A, b=b) is backend.namespace(A)  # concrete arrays pass
+
+
+@pytest.mark.parametrize("sync", ["to_float", "to_bool", "to_int", "all_finite"])
+def test_host_syncs_refuse_jax_tracers(sync):
+    jnp, _, b, _ = _jax_problem()
+    read = getattr(backend, sync)
+    reduce = {"to_float": jnp.sum, "to_bool": lambda v: jnp.all(v > 0),
+              "to_int": jnp.argmax, "all_finite": lambda v: v}[sync]
+
+    def fn(v):
+        read(reduce(v))
+        return v
+
+    with pytest.raises(backend.TracedArrayError, match=rf"{sync}\(\) was handed a JAX tracer") as err:
+        _under("jit", fn, b)
+    _assert_traced_error(err)
+
+
+def test_pure_dense_functions_still_trace_under_jit():
+    """The backend's pure array functions accept tracers, so a user's own jitted
+    function may call them; cholesky reads its factor on the host and refuses."""
+    import jax
+
+    jnp, A, b, U = _jax_problem()
+    A64, b64, U64 = np.asarray(A), np.asarray(b), np.asarray(U)
+    L = backend.cholesky(A)
+    tol = dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(jax.jit(backend.cho_solve)(L, b), np.linalg.solve(A64, b64), **tol)
+    np.testing.assert_allclose(
+        jax.jit(backend.solve_triangular)(L, b), scipy.linalg.solve_triangular(np.asarray(L), b64, lower=True), **tol
+    )
+    np.testing.assert_allclose(jax.jit(backend.gram)(U), U64 @ U64.T, **tol)
+    np.testing.assert_allclose(jax.jit(backend.add_identity)(A, 0.5), A64 + 0.5 * np.eye(6), **tol)
+    np.testing.assert_allclose(jax.jit(lambda M: backend.eigh(M)[0])(A), np.linalg.eigvalsh(A64), **tol)
+    Q, R = jax.jit(backend.qr)(U)
+    np.testing.assert_allclose(np.asarray(Q) @ np.asarray(R), U64, **tol)
+    np.testing.assert_allclose(jax.jit(lambda M: backend.svd(M)[1])(U), np.linalg.svd(U64, compute_uv=False), **tol)
+    with pytest.raises(backend.TracedArrayError) as err:
+        jax.jit(backend.cholesky)(A)
+    _assert_traced_error(err, "A")
+
+
+def _solver_calls(A, U):
+    from natgrad.linalg import cg, neumann_solve, woodbury_solve
+
+    return {
+        "cg": lambda v: cg(A, v).x,
+        "woodbury_solve": lambda v: woodbury_solve(U, v, 0.5),
+        "neumann_solve": lambda v: neumann_solve(lambda w: A @ w, v, alpha=0.05).x,
+    }
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("solver", ["cg", "woodbury_solve", "neumann_solve"])
+def test_solvers_under_jax_transforms_raise_the_traced_error(solver, transform):
+    _, A, b, U = _jax_problem()
+    fn = _solver_calls(A, U)[solver]
+    assert np.all(np.isfinite(np.asarray(fn(b))))  # eagerly, the same call works
+    with pytest.raises(backend.TracedArrayError) as err:
+        _under(transform, fn, b)
+    _assert_traced_error(err)
+
+
+def _optimiser(name):
+    from natgrad import optim
+
+    return {
+        "ENGD": lambda: optim.ENGD(damping=1e-3),
+        "SPRING": lambda: optim.SPRING(damping=1e-3, momentum=0.5),
+        "FNGD": lambda: optim.FNGD(damping=1e-3),
+        "SaddleFreeNewton": lambda: optim.SaddleFreeNewton(damping=1e-2),
+        "GradientFlow": lambda: optim.GradientFlow(lr=0.1),
+    }[name]()
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("name", ["ENGD", "SPRING", "FNGD", "SaddleFreeNewton", "GradientFlow"])
+def test_optimiser_step_under_jax_transforms_raises_the_traced_error(name, transform):
+    from natgrad.adapters.jax import JaxModel
+
+    jnp, _, theta, X = _jax_problem()
+    y = jnp.asarray(np.random.default_rng(22).standard_normal(4))
+
+    def residuals(params, batch):
+        inputs, targets = batch
+        return jnp.tanh(inputs @ params) - targets
+
+    model = JaxModel(residuals, jnp.zeros(6), loss="mean" if name == "FNGD" else "squared")
+    new_params, _ = _optimiser(name).step(theta, model, (X, y))
+    assert np.all(np.isfinite(np.asarray(new_params)))  # eagerly, the same step works
+    opt = _optimiser(name)
+    with pytest.raises(backend.TracedArrayError) as err:
+        _under(transform, lambda p: opt.step(p, model, (X, y))[0], theta)
+    _assert_traced_error(err, "params")
