@@ -42,6 +42,7 @@ __all__ = [
     "check_array_namespace",
     "check_terms",
     "check_point_batch",
+    "PointwiseTerms",
     "group_scales",
     "chunk_rows",
     "DEFAULT_MEMORY_BUDGET",
@@ -321,6 +322,65 @@ def group_scales(weights: str | tuple[float, ...], sizes: Sequence[int], loss: s
         return [math.sqrt(wk) for wk in w]
     total = sum(sizes)
     return [total * wk for wk in w]
+
+
+class PointwiseTerms:
+    """The per-point terms of a pointwise model, their loss weights and batch checks.
+
+    ``from_pointwise`` of each framework adapter builds a subclass of this
+    (which adds ``__call__``, the batched residual, and ``jacobian``, the
+    per-point Jacobian) and hands it to the model's constructor as ``fn``.
+
+    Parameters
+    ----------
+    terms : callable or sequence of callables
+        ``term(params, x) -> scalar`` at one point ``x``.
+    weights : "mean", "sum" or sequence of float
+        The loss weight of each group (see :func:`group_scales`).
+    loss : {"squared", "mean"}
+
+    Raises
+    ------
+    TypeError
+        If ``terms`` is not a non-empty list of callables.
+    ValueError
+        If ``weights`` or ``loss`` is invalid.
+    """
+
+    def __init__(self, terms: Any, weights: Any, loss: str) -> None:
+        self.terms = check_terms(terms)
+        self.weights = check_weights(weights, len(self.terms))
+        self.loss = check_loss(loss)
+
+    def is_native(self, x: Any) -> bool:  # pragma: no cover - abstract
+        """Whether ``x`` is an array of the framework (a traced one included)."""
+        raise NotImplementedError
+
+    def check_batch(self, batch: Any) -> tuple[Any, ...]:
+        """One array of points per term (see :func:`check_point_batch`)."""
+        return check_point_batch(batch, len(self.terms), self.is_native)
+
+    def scales(self, batch: tuple[Any, ...]) -> list[float]:
+        """The factor each group's outputs are multiplied by (:func:`group_scales`)."""
+        return group_scales(self.weights, [int(X.shape[0]) for X in batch], self.loss)
+
+    def point(self, k: int, unflatten: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
+        """``terms[k]`` as ``(params, x) -> scalar``, checked to return a 0-d array.
+
+        With ``unflatten`` the returned function takes the flat parameter
+        vector and unflattens it first.  The check reads only ``ndim``, so it
+        works on traced and vmapped arrays.
+        """
+        term = self.terms[k]
+
+        def point(params: Any, x: Any) -> Any:
+            out = term(params if unflatten is None else unflatten(params), x)
+            if not self.is_native(out) or out.ndim != 0:
+                got = tuple(out.shape) if self.is_native(out) else type(out).__name__
+                raise ValueError(f"terms[{k}] must return a scalar (0-d array) at one point, got {got}")
+            return out
+
+        return point
 
 
 def chunk_rows(n: int, bytes_per_row: int, chunk_size: int | None, memory_budget: int) -> int:

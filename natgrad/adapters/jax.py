@@ -10,6 +10,7 @@ This module imports JAX; ``import natgrad.adapters`` does not.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -121,13 +122,15 @@ class JaxModel(base.FlatModel):
         self._shapes = tuple(np.shape(x) for x in leaves)
         theta0, self._unravel = ravel_pytree(params)
         self._theta0 = jnp.asarray(theta0)
-        self._pointwise: tuple[Any, ...] | None = None
+        # from_pointwise passes its _Pointwise as fn: the per-point Jacobian
+        # path is chosen here, at construction, not patched in afterwards
+        self._pointwise = fn if isinstance(fn, _Pointwise) else None
         self._out_shapes: dict[Any, Any] = {}
         self._row_bytes: dict[Any, int] = {}
         self._compile()
 
     def _compile(self) -> None:
-        """The jitted transformations, once per model."""
+        """The jitted transformations, once per model (called by ``__init__`` only)."""
         f, loss = self._f, self._loss
         self._j_res = jax.jit(f)
         self._j_jvp = jax.jit(lambda th, b, v: jax.jvp(lambda t: f(t, b), (th,), (v,))[1])
@@ -145,7 +148,11 @@ class JaxModel(base.FlatModel):
 
         self._j_ggn = jax.jit(ggn)
         self._j_jac = jax.jit(self._batched_jacobian, static_argnames=("mode", "k"))
-        self._j_point_jac = jax.jit(self._pointwise_jacobian, static_argnames=("k",))
+        if self._pointwise is not None:
+            self._j_point_jac = jax.jit(
+                functools.partial(self._pointwise.jacobian, unravel=self._unravel),
+                static_argnames=("k",),
+            )
         self._j_along = jax.jit(
             lambda th, d, etas, b: jax.lax.map(lambda e: loss(th - e * d, b), etas, batch_size=8)
         )
@@ -208,20 +215,14 @@ class JaxModel(base.FlatModel):
         >>> model.jacobian(model.params, (X, Y)).ravel().tolist()
         [1.5, 1.5, 1.5, 1.5, 1.0]
         """
-        terms = base.check_terms(terms)
-        weights = base.check_weights(weights, len(terms))
-        model = cls(
-            lambda p, b: None,
+        return cls(
+            _Pointwise(terms, weights, loss),
             params,
             loss=loss,
             array_namespace=array_namespace,
             chunk_size=chunk_size,
             memory_budget=memory_budget,
         )
-        model._pointwise = (terms, weights)
-        model._fn = model._pointwise_residuals
-        model._compile()
-        return model
 
     # -- flat vectors ------------------------------------------------------
     def _is_native(self, x: Any) -> bool:
@@ -300,7 +301,7 @@ class JaxModel(base.FlatModel):
     def _jacobian(self, theta: Any, batch: Any) -> tuple[Any, Any]:
         P = self.n_params
         if self._pointwise is not None:
-            batch = self._check_points(batch)
+            batch = self._pointwise.check_batch(batch)
             N = sum(int(X.shape[0]) for X in batch)
             k = base.point_chunk(N, P, theta.dtype.itemsize, self._chunk_size, self._memory_budget)
             return self._j_point_jac(theta, batch, k=k)
@@ -325,36 +326,25 @@ class JaxModel(base.FlatModel):
         col = lambda j: jax.jvp(fb, (theta,), (jax.nn.one_hot(j, P, dtype=theta.dtype),))[1]  # noqa: E731
         return fb(theta), jax.lax.map(col, jnp.arange(P), batch_size=k).T
 
-    def _check_points(self, batch: Any) -> tuple[Any, ...]:
-        return base.check_point_batch(batch, len(self._pointwise[0]), lambda x: isinstance(x, jax.Array))
 
-    def _pointwise_residuals(self, params: Any, batch: Any) -> Any:
-        terms, weights = self._pointwise
-        batch = self._check_points(batch)
-        scales = base.group_scales(weights, [int(X.shape[0]) for X in batch], self.loss)
+class _Pointwise(base.PointwiseTerms):
+    """The batched residual of a pointwise model and its per-point Jacobian."""
+
+    def is_native(self, x: Any) -> bool:
+        return isinstance(x, jax.Array)
+
+    def __call__(self, params: Any, batch: Any) -> Any:
+        batch = self.check_batch(batch)
         outs = []
-        for i, (term, X, c) in enumerate(zip(terms, batch, scales)):
-            r = jax.vmap(self._scalar_term(term, i, params_are_flat=False), in_axes=(None, 0))(params, X)
-            outs.append(r * c)
+        for k, (X, c) in enumerate(zip(batch, self.scales(batch))):
+            outs.append(jax.vmap(self.point(k), in_axes=(None, 0))(params, X) * c)
         return jnp.concatenate(outs)
 
-    def _scalar_term(self, term: Callable[..., Any], i: int, params_are_flat: bool) -> Callable[..., Any]:
-        unravel = self._unravel
-
-        def point(p: Any, x: Any) -> Any:
-            out = term(unravel(p) if params_are_flat else p, x)
-            if jnp.ndim(out) != 0:
-                raise ValueError(f"terms[{i}] must return a scalar at one point, got shape {jnp.shape(out)}")
-            return out
-
-        return point
-
-    def _pointwise_jacobian(self, theta: Any, batch: Any, k: int) -> tuple[Any, Any]:
-        terms, weights = self._pointwise
-        scales = base.group_scales(weights, [int(X.shape[0]) for X in batch], self.loss)
+    def jacobian(self, theta: Any, batch: Any, k: int, unravel: Callable[[Any], Any]) -> tuple[Any, Any]:
+        """``value_and_grad`` of each term mapped over chunks of ``k`` points (traced once)."""
         rs, Js = [], []
-        for i, (term, X, c) in enumerate(zip(terms, batch, scales)):
-            vg = jax.value_and_grad(self._scalar_term(term, i, params_are_flat=True))
+        for i, (X, c) in enumerate(zip(batch, self.scales(batch))):
+            vg = jax.value_and_grad(self.point(i, unravel))
             r, J = jax.lax.map(lambda x: vg(theta, x), X, batch_size=min(k, X.shape[0]))
             rs.append(r * c)
             Js.append(J * c)

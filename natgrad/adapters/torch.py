@@ -139,7 +139,9 @@ class TorchModel(base.FlatModel):
         self._numels = tuple(int(params[k].numel()) for k in self._names)
         with torch.no_grad():
             self._theta0 = torch.cat([params[k].detach().reshape(-1) for k in self._names])
-        self._pointwise: _Pointwise | None = None
+        # from_pointwise passes its _Pointwise as fn: the per-point Jacobian
+        # path is chosen here, at construction, not patched in afterwards
+        self._pointwise = fn if isinstance(fn, _Pointwise) else None
         self._row_bytes: dict[Any, int] = {}
         self._modes: dict[Any, str] = {}
 
@@ -208,20 +210,14 @@ class TorchModel(base.FlatModel):
         >>> model.jacobian(model.params, (X, Y)).flatten().tolist()   # 3/√4, 1/√1
         [1.5, 1.5, 1.5, 1.5, 1.0]
         """
-        terms = base.check_terms(terms)
-        weights = base.check_weights(weights, len(terms))
-        model = cls(
-            lambda p, b: None,
+        return cls(
+            _Pointwise(terms, weights, loss),
             params,
             loss=loss,
             array_namespace=array_namespace,
             chunk_size=chunk_size,
             memory_budget=memory_budget,
         )
-        pointwise = _Pointwise(terms, weights, model.loss)
-        model._fn = pointwise
-        model._pointwise = pointwise
-        return model
 
     @classmethod
     def from_module(
@@ -360,7 +356,9 @@ class TorchModel(base.FlatModel):
     # -- Jacobians -----------------------------------------------------------
     def _jacobian(self, theta: torch.Tensor, batch: Any) -> tuple[Any, Any]:
         if self._pointwise is not None:
-            return self._pointwise.jacobian(self, theta, batch)
+            return self._pointwise.jacobian(
+                theta, batch, self._unflatten, self._chunk_size, self._memory_budget
+            )
         key = _signature(batch)
         if self._modes.get(key) != "forward":
             r, pullback = vjp(lambda th: self._f(th, batch), theta)
@@ -416,44 +414,35 @@ class TorchModel(base.FlatModel):
             return [float(self._loss(theta - eta * d, batch)) for eta in etas]
 
 
-class _Pointwise:
+class _Pointwise(base.PointwiseTerms):
     """The batched residual of a pointwise model and its per-point Jacobian."""
 
-    def __init__(self, terms: tuple[Callable[..., Any], ...], weights: Any, loss: str) -> None:
-        self.terms = terms
-        self.weights = weights
-        self.loss = loss
-
-    def check_batch(self, batch: Any) -> tuple[Any, ...]:
-        return base.check_point_batch(batch, len(self.terms), lambda x: isinstance(x, torch.Tensor))
-
-    def scales(self, batch: tuple[Any, ...]) -> list[float]:
-        return base.group_scales(self.weights, [int(X.shape[0]) for X in batch], self.loss)
+    def is_native(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor)
 
     def __call__(self, params: Any, batch: Any) -> torch.Tensor:
         batch = self.check_batch(batch)
         outs = []
-        for k, (term, X, c) in enumerate(zip(self.terms, batch, self.scales(batch))):
-            r = vmap(term, in_dims=(None, 0))(params, X)
-            if not isinstance(r, torch.Tensor) or tuple(r.shape) != (X.shape[0],):
-                raise ValueError(
-                    f"terms[{k}] must return a scalar (0-d tensor) at one point, "
-                    f"got shape {tuple(r.shape[1:]) if isinstance(r, torch.Tensor) else type(r).__name__}"
-                )
-            outs.append(r * c)
+        for k, (X, c) in enumerate(zip(batch, self.scales(batch))):
+            outs.append(vmap(self.point(k), in_dims=(None, 0))(params, X) * c)
         return torch.cat(outs)
 
-    def jacobian(self, model: TorchModel, theta: torch.Tensor, batch: Any) -> tuple[Any, Any]:
+    def jacobian(
+        self,
+        theta: torch.Tensor,
+        batch: Any,
+        unflatten: Callable[[torch.Tensor], Any],
+        chunk_size: int | None,
+        memory_budget: int,
+    ) -> tuple[Any, Any]:
         batch = self.check_batch(batch)
-        sizes = [int(X.shape[0]) for X in batch]
-        N, P = sum(sizes), model.n_params
+        N, P = sum(int(X.shape[0]) for X in batch), theta.shape[0]
         J = torch.empty((N, P), dtype=theta.dtype, device=theta.device)
         r = torch.empty((N,), dtype=theta.dtype, device=theta.device)
-        k = base.point_chunk(N, P, theta.element_size(), model._chunk_size, model._memory_budget)
+        k = base.point_chunk(N, P, theta.element_size(), chunk_size, memory_budget)
         row = 0
-        for i, (term, X, c) in enumerate(zip(self.terms, batch, self.scales(batch))):
-            point = _point_fn(model, term, i)
-            per_point = vmap(grad_and_value(point), in_dims=(None, 0))
+        for i, (X, c) in enumerate(zip(batch, self.scales(batch))):
+            per_point = vmap(grad_and_value(self.point(i, unflatten)), in_dims=(None, 0))
             for chunk in torch.split(X, k):
                 G, v = per_point(theta, chunk)
                 n = chunk.shape[0]
@@ -461,17 +450,6 @@ class _Pointwise:
                 torch.mul(v, c, out=r[row : row + n])
                 row += n
         return r, J
-
-
-def _point_fn(model: TorchModel, term: Callable[..., Any], k: int) -> Callable[..., Any]:
-    def point(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        out = term(model._unflatten(theta), x)
-        if not isinstance(out, torch.Tensor) or out.ndim != 0:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"terms[{k}] must return a scalar (0-d tensor) at one point, got {shape}")
-        return out
-
-    return point
 
 
 def _signature(batch: Any) -> Any:
