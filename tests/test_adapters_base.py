@@ -84,3 +84,21 @@ def test_models_satisfy_the_protocol():
     from natgrad.adapters.torch import TorchModel
 
     assert isinstance(TorchModel(lambda p, b: p["w"], {"w": torch.zeros(2, dtype=torch.float64)}), Model)
+
+
+def test_models_are_built_by_constructors_not_patched():
+    """No adapter assigns a private attribute of another object (``model._fn = …``
+    after construction); ``self._x = …`` inside the class is the constructor's."""
+    import re
+    from pathlib import Path
+
+    import natgrad.adapters
+
+    patched = re.compile(r"^\s*(?!self\b)[A-Za-z_]\w*\._\w+\s*(\[[^\]]*\])?\s*=(?!=)", re.M)
+    folder = Path(natgrad.adapters.__file__).parent
+    sources = {p.name: p.read_text() for p in folder.glob("*.py")}
+    assert "torch.py" in sources and "jax.py" in sources
+    assert patched.search("model._fn = f") and not patched.search("self._fn = f")  # the pattern bites
+    bad = {name: [m.group(0).strip() for m in patched.finditer(src)] for name, src in sources.items()}
+    assert not any(bad.values()), bad
+    assert not any("setattr(" in src for src in sources.values())

@@ -304,3 +304,43 @@ def test_bad_input_errors():
         JaxModel.from_pointwise([lambda p, x: jnp.sum(x)], {"w": jnp.ones(2)}, weights=[1.0, 2.0])
     with pytest.raises(ValueError, match="batch must be a sequence of 1"):
         pw.jacobian(pw.params, (jnp.ones((3, 2)), jnp.ones((3, 2))))
+
+
+# -- the round trip into a pytree --------------------------------------------------
+
+
+def _bits(x):
+    x = np.asarray(x)
+    return x.view(np.uint64 if x.dtype == np.float64 else np.uint32)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pytree_round_trip_is_bit_exact(dtype):
+    rng = np.random.default_rng(11)
+    tree = {"layers": [{"W": rng.standard_normal((3, 2)).astype(dtype), "b": rng.standard_normal(3).astype(dtype)}],
+            "scale": jnp.asarray(rng.standard_normal(()), dtype=dtype)}
+    model = JaxModel(lambda p, b: p["layers"][0]["W"] @ b * p["scale"], tree)
+    theta = model.params
+    back = model.unflatten(theta)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(tree)
+    for got, want in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(tree)):
+        assert isinstance(got, jax.Array) and got.dtype == dtype and got.shape == np.shape(want)
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+    p = jnp.asarray(rng.standard_normal(model.n_params), dtype=dtype)
+    np.testing.assert_array_equal(_bits(model.flatten(model.unflatten(p))), _bits(p))
+
+
+def test_trained_flat_params_back_as_the_pytree_the_users_fn_takes():
+    """Levenberg-Marquardt steps on flat vectors, then the user's own fn on unflatten(θ):
+    the same jitted-or-not JAX operations on the same values, tolerance 1e-14
+    relative (XLA may fuse the jitted adapter call differently)."""
+    model, batch, _ = make((3, 6, 1), 20, seed=4)
+    theta = model.params
+    loss0 = float(model.loss_and_grad(theta, batch)[0])
+    for _ in range(3):
+        r, J = model.residuals_and_jacobian(theta, batch)
+        theta = theta - jnp.linalg.solve(J.T @ J + 0.1 * jnp.eye(model.n_params), J.T @ r)
+    assert float(model.loss_and_grad(theta, batch)[0]) < 0.1 * loss0  # trained
+    tree = model.unflatten(theta)
+    assert isinstance(tree, list) and tree[0]["W"].shape == (6, 3)
+    close(net(tree, batch[0])[:, 0] - batch[1], model.residuals(theta, batch), 1e-14)

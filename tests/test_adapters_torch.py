@@ -329,3 +329,72 @@ def test_losses_along_batched_fn_and_mean_loss(loss):
     with pytest.raises(ValueError, match="must have shape"):
         model.losses_along(theta[:3], d, etas, batch)
 
+
+
+# -- the round trip into an nn.Module ---------------------------------------------
+
+
+def test_train_then_load_into_module_gives_the_adapters_residuals():
+    """Levenberg-Marquardt steps through the adapter, then the module's own forward.
+
+    Tolerance: 1e-14 relative to max|r|; the module's forward and the
+    adapter's functional_call run the same operations on the same values, but
+    the module's parameters sit in other memory than the views of the flat
+    vector, which BLAS may sum in another order.
+    """
+    net = mlp((3, 6, 1), seed=7)
+    model = TorchModel.from_module(net, lambda out, b: out[:, 0] - b[1])
+    g = torch.Generator().manual_seed(8)
+    X = torch.rand(20, 3, generator=g, dtype=DT)
+    y = torch.sin(X.sum(1))
+    theta = model.params
+    loss0 = float(model.loss_and_grad(theta, (X, y))[0])
+    for _ in range(3):
+        r, J = model.residuals_and_jacobian(theta, (X, y))
+        theta = theta - torch.linalg.solve(J.T @ J + 0.1 * torch.eye(model.n_params, dtype=DT), J.T @ r)
+    loss3 = float(model.loss_and_grad(theta, (X, y))[0])
+    assert loss3 < 0.1 * loss0  # the steps trained the model (3.6 → 0.044)
+    before = {k: id(v) for k, v in net.named_parameters()}
+    assert model.load_into(net, theta) is net
+    assert {k: id(v) for k, v in net.named_parameters()} == before  # same parameter objects
+    assert all(p.requires_grad for p in net.parameters())
+    with torch.no_grad():
+        r_module = net(X)[:, 0] - y
+    close(r_module, model.residuals(theta, (X, y)), 1e-14)
+    assert torch.equal(model.flatten(dict(net.named_parameters())), theta)  # bit-exact back
+    assert model.flatten(dict(net.named_parameters())).grad_fn is None
+
+
+def test_load_into_converts_dtype_and_accepts_numpy():
+    net = mlp((2, 3, 1)).to(torch.float32)
+    params64 = {k: v.detach().to(DT) for k, v in net.named_parameters()}
+    model = TorchModel(lambda p, b: functional_call(net, p, (b,))[:, 0], params64, array_namespace="numpy")
+    theta = np.random.default_rng(3).standard_normal(model.n_params)
+    model.load_into(net, theta)
+    got = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    assert got.dtype == torch.float32
+    assert torch.equal(got, torch.from_numpy(theta).to(torch.float32))  # rounded once, to nearest
+
+
+def test_load_into_errors_name_the_parameter_and_write_nothing():
+    net = mlp((2, 3, 1))
+    snapshot = {k: v.detach().clone() for k, v in net.named_parameters()}
+    extra = dict(snapshot, extra=torch.zeros(2, dtype=DT))
+    model = TorchModel(lambda p, b: b, extra)
+    with pytest.raises(ValueError, match="module has no parameter 'extra'"):
+        model.load_into(net, torch.ones(model.n_params, dtype=DT))
+    reshaped = dict(snapshot)
+    reshaped["2.weight"] = torch.zeros(3, 1, dtype=DT)  # (1, 3) in the module, declared first-to-last
+    wrong = TorchModel(lambda p, b: b, reshaped)
+    with pytest.raises(ValueError, match=r"module parameter '2\.weight' has shape \(1, 3\)"):
+        wrong.load_into(net, torch.ones(wrong.n_params, dtype=DT))
+    for k, v in net.named_parameters():  # checked before the first write
+        assert torch.equal(v.detach(), snapshot[k]), k
+    ok = TorchModel.from_module(net, lambda out, b: out[:, 0])
+    with pytest.raises(ValueError, match="flat must have shape"):
+        ok.load_into(net, torch.ones(ok.n_params + 1, dtype=DT))
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
+        ok.load_into({"0.weight": None}, ok.params)
+    single = TorchModel(lambda p, b: p, torch.zeros(3, dtype=DT))
+    with pytest.raises(ValueError, match="single tensor"):
+        single.load_into(net, single.params)

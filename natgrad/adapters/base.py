@@ -507,6 +507,9 @@ class FlatModel:
         Returns
         -------
         array, shape (P,)
+            A new vector (with PyTorch, detached from autograd), bit for bit
+            the values of ``structure``: ``flatten(unflatten(θ))`` equals
+            ``θ`` exactly.
 
         Raises
         ------
@@ -524,8 +527,14 @@ class FlatModel:
 
         Returns
         -------
-        The parameter structure (pytree or dict of tensors); with PyTorch the
-        tensors are views of ``flat``.
+        pytree or dict of tensors
+            The round trip back into the framework.  ``JaxModel``: the
+            parameter pytree, of the tree structure, leaf shapes and dtype
+            the model was built from, its leaves JAX arrays (NumPy leaves come
+            back as JAX arrays) holding the values of ``flat`` bit for bit.
+            ``TorchModel``: a dict of name → tensor, views of ``flat``; to
+            write them into an ``nn.Module`` use
+            :meth:`~natgrad.adapters.torch.TorchModel.load_into`.
 
         Raises
         ------

@@ -85,6 +85,14 @@ class JaxModel(base.FlatModel):
     >>> loss, g = model.loss_and_grad(model.params, b)
     >>> float(loss), g.tolist()
     (1.0, [-6.0, -8.0])
+
+    The round trip back to JAX: ``unflatten`` returns the parameter pytree.
+
+    >>> tree = model.unflatten(model.params - g)
+    >>> tree["w"].tolist()
+    [6.0, 8.0]
+    >>> bool(jnp.array_equal(model.flatten(tree), model.params - g))
+    True
     """
 
     framework = "JAX"
@@ -238,8 +246,9 @@ class JaxModel(base.FlatModel):
         for i, (leaf, shape) in enumerate(zip(leaves, self._shapes)):
             if np.shape(leaf) != shape:
                 raise ValueError(f"structure leaf {i} must have shape {shape}, got {np.shape(leaf)}")
-            if jnp.dtype(getattr(leaf, "dtype", None) or jnp.asarray(leaf).dtype) != self.dtype:
-                raise TypeError(f"structure leaf {i} must have dtype {self.dtype}, got {leaf.dtype}")
+            dtype = leaf.dtype if hasattr(leaf, "dtype") else jnp.asarray(leaf).dtype
+            if jnp.dtype(dtype) != self.dtype:
+                raise TypeError(f"structure leaf {i} must have dtype {self.dtype}, got {dtype}")
         return ravel_pytree(structure)[0]
 
     # -- the function on flat vectors --------------------------------------

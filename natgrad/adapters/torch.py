@@ -317,11 +317,95 @@ class TorchModel(base.FlatModel):
             if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
                 got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise ValueError(f"structure[{k!r}] must be a tensor of shape {shape}, got {got}")
-            parts.append(t.reshape(-1))
+            parts.append(t.detach().reshape(-1))
         flat = torch.cat(parts)
         if flat.dtype != self.dtype:
             raise TypeError(f"structure must have dtype {self.dtype}, got {flat.dtype}")
         return flat
+
+    def load_into(self, module: torch.nn.Module, flat: Any) -> torch.nn.Module:
+        """Write a flat parameter vector into ``module``'s parameters, in place.
+
+        The round trip back into PyTorch: after training on flat vectors,
+        ``model.load_into(net, params)`` makes ``net``'s own forward compute
+        with the trained parameters.  Each of the model's parameters is
+        written into the module parameter of the same name
+        (``module.named_parameters()``).
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            Must have a parameter of each of the model's names, of the same
+            shape; it may have others, which are left as they are.
+        flat : array, shape (P,)
+            The parameters as one flat vector (a tensor, or a NumPy/CuPy
+            array for a model built with ``array_namespace``), of the model's
+            dtype.
+
+        Returns
+        -------
+        torch.nn.Module
+            ``module`` itself.  Its parameter objects are kept (only their
+            values change), so a ``torch.optim`` optimiser or hooks that
+            hold them stay valid; ``requires_grad`` is unchanged.
+
+        Raises
+        ------
+        TypeError
+            If ``module`` is not an ``nn.Module``, or ``flat`` is not a
+            vector of the model's framework and dtype.
+        ValueError
+            If ``flat`` does not have length ``P``, the model was built from a
+            single tensor (it has no parameter names), or ``module`` lacks a
+            parameter of the model or has it in another shape (the message
+            names it).  Nothing is written then: all names and shapes are
+            checked before the first write.
+
+        Notes
+        -----
+        The values are copied under ``torch.no_grad()`` with ``Tensor.copy_``,
+        which converts them to each module parameter's own dtype and device:
+        a float64 model writes into a float32 module (rounding each value to
+        float32), and a model on the CPU into a module on a GPU.  This is the
+        one place where the adapter moves data between devices, because the
+        module's device is where the user asked the values to go.
+
+        Examples
+        --------
+        >>> import torch
+        >>> net = torch.nn.Linear(2, 1, dtype=torch.float64)
+        >>> model = TorchModel.from_module(net, lambda out, b: out[:, 0] - b[1])
+        >>> theta = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)  # weight (1, 2), bias (1,)
+        >>> _ = model.load_into(net, theta)
+        >>> net.weight.tolist(), net.bias.tolist()
+        ([[1.0, 2.0]], [3.0])
+        >>> bool(torch.equal(model.flatten(dict(net.named_parameters())), theta))
+        True
+        """
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        if self._single:
+            raise ValueError(
+                "load_into needs parameter names, but this model was built from a single tensor; "
+                "build it from dict(module.named_parameters()) or with TorchModel.from_module"
+            )
+        values = self._unflatten(self._import(flat, "flat"))
+        targets = dict(module.named_parameters())
+        for name in self._names:
+            if name not in targets:
+                raise ValueError(
+                    f"module has no parameter {name!r} (the model's parameters are "
+                    f"{list(self._names)}, the module's {list(targets)})"
+                )
+            if tuple(targets[name].shape) != tuple(values[name].shape):
+                raise ValueError(
+                    f"module parameter {name!r} has shape {tuple(targets[name].shape)}, "
+                    f"but the model's {name!r} has shape {tuple(values[name].shape)}"
+                )
+        with torch.no_grad():
+            for name in self._names:
+                targets[name].copy_(values[name])
+        return module
 
     # -- the function on flat vectors --------------------------------------
     def _f(self, theta: torch.Tensor, batch: Any) -> torch.Tensor:
