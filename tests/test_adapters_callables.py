@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from natgrad.adapters.callables import CallableModel
+from natgrad.validation import CallableOutputError
 
 rng = np.random.default_rng(0)
 A = rng.standard_normal((5, 3))
@@ -113,11 +114,53 @@ def test_bad_input_errors():
         model.residuals(np.zeros(4), None)
     with pytest.raises(ValueError, match="u must have shape"):
         CallableModel(residuals=r, jacobian=J).vjp(THETA, None, np.ones(2))
-    with pytest.raises(ValueError, match="jacobian must return"):
+    with pytest.raises(CallableOutputError, match=r"jacobian \(call 1\) returned shape \(5, 2\) .*expected \(N, 3\)"):
         CallableModel(residuals=r, jacobian=lambda p, b: A[:, :2]).jacobian(THETA, None)
-    with pytest.raises(ValueError, match="residuals must return"):
+    with pytest.raises(CallableOutputError, match=r"residuals \(call 1\) returned shape \(2, 2\)"):
         CallableModel(residuals=lambda p, b: np.ones((2, 2))).residuals(THETA, None)
+    with pytest.raises(ValueError, match="params contains NaN"):
+        CallableModel(residuals=r, params=np.array([1.0, np.nan]))
     with pytest.raises(NotImplementedError, match="residuals="):
         CallableModel(jacobian=J).residuals(THETA, None)
     with pytest.raises(ValueError, match="params"):
         CallableModel(residuals=r).params
+
+
+def test_outputs_checked_at_every_call_and_the_error_names_the_call():
+    """A fault at a late call is caught where it happens: the third vjp."""
+    calls = []
+
+    def flaky_vjp(p, b, u):
+        calls.append(1)
+        return vjp(p, b, u)[:-1] if len(calls) == 3 else vjp(p, b, u)
+
+    model = CallableModel(residuals=r, jvp=jvp, vjp=flaky_vjp, params=THETA)
+    u = rng.standard_normal(5)
+    model.vjp(THETA, None, u)
+    model.vjp(THETA, None, u)
+    with pytest.raises(CallableOutputError, match=r"vjp \(call 3\) returned shape \(2,\) for an input of shape \(3,\)") as err:
+        model.vjp(THETA, None, u)
+    assert (err.value.name, err.value.call) == ("vjp", 3)
+    # N is the batch's to decide, but the number of dimensions is checked
+    flat_jvp = CallableModel(residuals=r, jvp=lambda p, b, v: jvp(p, b, v)[:, None])
+    with pytest.raises(CallableOutputError, match=r"jvp \(call 1\) returned shape \(5, 1\) .*expected \(N,\)"):
+        flat_jvp.jvp(THETA, None, rng.standard_normal(3))
+    # the gradient of a given loss_and_grad, and its pair structure
+    lag = CallableModel(loss_and_grad=lambda p, b: (0.0, np.zeros(2)), params=THETA)
+    with pytest.raises(CallableOutputError, match=r"loss_and_grad \(call 1\) returned shape \(2,\)"):
+        lag.loss_and_grad(THETA, None)
+    with pytest.raises(TypeError, match=r"loss_and_grad \(call 1\) must return \(loss, gradient\)"):
+        CallableModel(loss_and_grad=lambda p, b: np.zeros(3)).loss_and_grad(THETA, None)
+    # the dtype of flat, and the same library
+    with pytest.raises(TypeError, match=r"vjp \(call 1\) returned dtype float32"):
+        CallableModel(vjp=lambda p, b, u: vjp(p, b, u).astype(np.float32)).vjp(THETA, None, np.ones(5))
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"hvp \(call 1\)"):
+        CallableModel(hvp=lambda p, b, w: torch.from_numpy(w)).hvp(THETA, None, np.ones(3))
+
+
+def test_non_finite_outputs_reach_the_caller_as_values():
+    """NaN residuals are a loss the optimiser rejects, not an exception here."""
+    model = CallableModel(residuals=lambda p, b: np.full(5, np.nan), jacobian=J, params=THETA)
+    loss, g = model.loss_and_grad(THETA, None)
+    assert np.isnan(loss) and np.isnan(g).all()

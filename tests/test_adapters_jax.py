@@ -284,6 +284,10 @@ def test_bad_input_errors():
         model.hvp(model.params, batch, jnp.zeros(3))
     with pytest.raises(ValueError, match="loss must be"):
         JaxModel(lambda p, b: b, {"w": jnp.zeros(2)}, loss="l2")
+    with pytest.raises(ValueError, match="chunk_size must be positive"):
+        JaxModel(lambda p, b: b, {"w": jnp.zeros(2)}, chunk_size=-3)
+    with pytest.raises(TypeError, match="fn must be callable"):
+        JaxModel("f", {"w": jnp.zeros(2)})
     with pytest.raises(TypeError, match="params must be"):
         JaxModel(lambda p, b: b, {"w": [1.0, 2.0]})
     with pytest.raises(TypeError, match="params must be"):

@@ -282,6 +282,12 @@ def test_bad_input_errors():
         TorchModel(3, {"w": torch.zeros(2, dtype=DT)})
     with pytest.raises(ValueError, match="array_namespace"):
         TorchModel(lambda p, b: b, {"w": torch.zeros(2, dtype=DT)}, array_namespace="dask")
+    with pytest.raises(ValueError, match="chunk_size must be positive"):
+        TorchModel(lambda p, b: b, {"w": torch.zeros(2, dtype=DT)}, chunk_size=0)
+    with pytest.raises(TypeError, match="chunk_size must be an int"):
+        TorchModel(lambda p, b: b, {"w": torch.zeros(2, dtype=DT)}, chunk_size=2.5)
+    with pytest.raises(ValueError, match="memory_budget must be positive"):
+        TorchModel.from_pointwise([lambda p, x: x.sum()], {"w": torch.zeros(2, dtype=DT)}, memory_budget=-1)
     bad = TorchModel(lambda p, b: torch.outer(p["w"], b), {"w": torch.zeros(2, dtype=DT)})
     with pytest.raises(ValueError, match="fn must return a 1-D"):
         bad.residuals(bad.params, torch.ones(3, dtype=DT))

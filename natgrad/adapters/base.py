@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import importlib
 import math
-from numbers import Integral, Real
 from types import ModuleType
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
-from .. import backend
+from .. import backend, validation
 
 __all__ = [
     "LOSSES",
@@ -196,9 +195,7 @@ class Model(Protocol):
 
 def check_loss(loss: Any) -> str:
     """``loss`` must be one of :data:`LOSSES`."""
-    if not isinstance(loss, str) or loss not in LOSSES:
-        raise ValueError(f"loss must be 'squared' or 'mean', got {loss!r}")
-    return loss
+    return validation.choice(loss, LOSSES, "loss")
 
 
 _NAMESPACES = {"numpy": "array_api_compat.numpy", "cupy": "array_api_compat.cupy"}
@@ -208,40 +205,11 @@ def check_array_namespace(array_namespace: Any) -> ModuleType | None:
     """The namespace flat vectors are handed out in: None (the framework's own)."""
     if array_namespace is None:
         return None
-    if not isinstance(array_namespace, str) or array_namespace not in _NAMESPACES:
-        raise ValueError(
-            f"array_namespace must be None, 'numpy' or 'cupy', got {array_namespace!r}"
-        )
+    validation.choice(array_namespace, tuple(_NAMESPACES), "array_namespace")
     try:
         return importlib.import_module(_NAMESPACES[array_namespace])
     except ImportError as err:
         raise ValueError(f"array_namespace={array_namespace!r} is not installed: {err}") from None
-
-
-def check_chunk_size(chunk_size: Any) -> int | None:
-    """``chunk_size`` must be None or a positive int."""
-    if chunk_size is None:
-        return None
-    if not isinstance(chunk_size, Integral) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be None or a positive int, got {chunk_size!r}")
-    return int(chunk_size)
-
-
-def check_memory_budget(memory_budget: Any) -> int:
-    """``memory_budget`` must be a positive number of bytes."""
-    if (
-        not isinstance(memory_budget, Integral)
-        or isinstance(memory_budget, bool)
-        or memory_budget < 1
-    ):
-        raise ValueError(f"memory_budget must be a positive int (bytes), got {memory_budget!r}")
-    return int(memory_budget)
-
-
-def check_fn(fn: Any, name: str = "fn") -> Callable[..., Any]:
-    if not callable(fn):
-        raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-    return fn
 
 
 def check_terms(terms: Any) -> tuple[Callable[..., Any], ...]:
@@ -253,10 +221,7 @@ def check_terms(terms: Any) -> tuple[Callable[..., Any], ...]:
             "terms must be a non-empty list of callables term(params, x) -> scalar, "
             f"got {type(terms).__name__}"
         )
-    for k, term in enumerate(terms):
-        if not callable(term):
-            raise TypeError(f"terms[{k}] must be callable, got {type(term).__name__}")
-    return tuple(terms)
+    return tuple(validation.callable_arg(term, f"terms[{k}]") for k, term in enumerate(terms))
 
 
 def check_point_batch(batch: Any, n_terms: int, is_native: Callable[[Any], bool]) -> tuple[Any, ...]:
@@ -295,12 +260,7 @@ def check_weights(weights: Any, n_terms: int) -> str | tuple[float, ...]:
             f"weights must be 'mean', 'sum' or a list of {n_terms} floats (one per term), "
             f"got {weights!r}"
         )
-    out = []
-    for k, w in enumerate(weights):
-        if not isinstance(w, Real) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"weights[{k}] must be a finite non-negative number, got {w!r}")
-        out.append(float(w))
-    return tuple(out)
+    return tuple(validation.nonnegative(w, f"weights[{k}]") for k, w in enumerate(weights))
 
 
 def group_scales(weights: str | tuple[float, ...], sizes: Sequence[int], loss: str) -> list[float]:

@@ -21,15 +21,86 @@ differences of the gradient), which have no exact derivation otherwise.
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral
 from typing import Any, Callable
 
-from .. import backend
+from .. import backend, validation
 from . import base
 
 __all__ = ["CallableModel"]
 
 _Fn = Callable[..., Any]
+
+
+class _AnyLength:
+    """The length ``N`` of outputs whose length the batch decides, in a shape check.
+
+    ``CheckedCallable`` compares ``tuple(y.shape) != out_shape(*args)``; for
+    each entry Python asks ``n == _N``, which ``int`` cannot answer and which
+    falls back to :meth:`__eq__` here: any integer matches.  The number of
+    dimensions and the other entries are still checked, and the error message
+    prints the expected shape as ``(N, P)``.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Integral)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "N"
+
+
+_N = _AnyLength()
+
+#: the shape each given function's output must have, from its arguments;
+#: vjp, hvp and ggn_vp return (P,), the shape of ``flat``: CheckedCallable's default
+_OUT_SHAPES: dict[str, _Fn] = {
+    "residuals": lambda flat, batch: (_N,),
+    "jvp": lambda flat, batch, v: (_N,),
+    "jacobian": lambda flat, batch: (_N, flat.shape[0]),
+}
+
+
+def _checked(fn: _Fn, name: str) -> Any:
+    """``fn`` wrapped so that each output is checked and an error names the call.
+
+    Shape, dtype (that of ``flat``), library and device are checked at every
+    call; finiteness is not (``check_finite=False``): a model's outputs reach
+    the optimisers as values, which reject a step whose loss or direction is
+    not finite and whose solvers report ``status="nonfinite"``, exactly as for
+    the framework adapters (whose functions run under a transform, where no
+    per-call check can read the data).  It also spares a host synchronisation
+    per call.
+    """
+    if name == "loss_and_grad":
+        return _CheckedLossAndGrad(fn)
+    return validation.CheckedCallable(fn, name, out_shape=_OUT_SHAPES.get(name), check_finite=False)
+
+
+def _gradient(flat: Any, batch: Any, gradient: Any) -> Any:
+    return gradient
+
+
+class _CheckedLossAndGrad:
+    """A user's ``loss_and_grad(flat, batch) -> (loss, gradient)``, the gradient
+    checked like the other functions' outputs (shape ``(P,)``)."""
+
+    def __init__(self, fn: _Fn) -> None:
+        self.fn = fn
+        self.gradient = validation.CheckedCallable(_gradient, "loss_and_grad", check_finite=False)
+
+    def __call__(self, flat: Any, batch: Any) -> tuple[Any, Any]:
+        pair = self.fn(flat, batch)
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(
+                f"loss_and_grad (call {self.gradient.calls + 1}) must return (loss, gradient), "
+                f"got {type(pair).__name__}"
+            )
+        return pair[0], self.gradient(flat, batch, pair[1])
 
 
 class CallableModel:
@@ -63,16 +134,27 @@ class CallableModel:
     Raises
     ------
     TypeError
-        If a given function is not callable.
+        If a given function is not callable, ``params`` is not an array or
+        ``finite_differences`` is neither a bool nor a number.
     ValueError
-        If ``loss`` is unknown or ``finite_differences`` is not a bool or a
-        positive float.
+        If ``loss`` is unknown, ``finite_differences`` is not positive, or
+        ``params`` is not a finite vector.
 
     Notes
     -----
     Methods that can be neither called nor derived raise
-    ``NotImplementedError`` naming what to pass.  Outputs are checked for
-    the shapes above (``ValueError`` naming the function).
+    ``NotImplementedError`` naming what to pass.
+
+    Every output of a given function is checked at every call by
+    :class:`natgrad.validation.CheckedCallable`: the shapes above (``N``
+    being whatever the batch gives), the dtype of ``flat``, and the same
+    array library and device.  A wrong shape raises
+    :class:`~natgrad.validation.CallableOutputError` (a ``ValueError``), a
+    wrong type, dtype or device a ``TypeError``; both name the function and
+    the call (``"jacobian (call 3) returned shape (5, 2) for an input of
+    shape (3,) (expected (N, 3))"``).  Finiteness is not checked here: NaN or
+    Inf reach the optimisers as values, which reject such a step, as they do
+    for the framework adapters.
 
     Examples
     --------
@@ -100,56 +182,37 @@ class CallableModel:
         loss: str = "squared",
         finite_differences: bool | float = False,
     ) -> None:
-        self._given: dict[str, _Fn | None] = {}
-        for name, fn in (
-            ("residuals", residuals),
-            ("jvp", jvp),
-            ("vjp", vjp),
-            ("jacobian", jacobian),
-            ("hvp", hvp),
-            ("ggn_vp", ggn_vp),
-            ("loss_and_grad", loss_and_grad),
-        ):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
-            self._given[name] = fn
+        given = dict(residuals=residuals, jvp=jvp, vjp=vjp, jacobian=jacobian, hvp=hvp,
+                     ggn_vp=ggn_vp, loss_and_grad=loss_and_grad)
+        self._given: dict[str, validation.CheckedCallable | None] = {}
+        for name, fn in given.items():
+            validation.callable_arg(fn, name, optional=True)
+            self._given[name] = None if fn is None else _checked(fn, name)
         self.loss = base.check_loss(loss)
         if isinstance(finite_differences, bool):
             self._fd: float | bool = finite_differences
-        elif isinstance(finite_differences, Real) and float(finite_differences) > 0:
-            self._fd = float(finite_differences)
         else:
-            raise ValueError(
-                f"finite_differences must be a bool or a positive step, got {finite_differences!r}"
-            )
+            self._fd = validation.positive(finite_differences, "finite_differences")
         if params is not None:
-            if not backend.is_array(params) or params.ndim != 1:
-                raise TypeError(f"params must be a 1-D array (the flat parameters), got {type(params).__name__}")
+            validation.vector(params, "params")
         self._params = params
 
     # -- helpers -------------------------------------------------------------
-    def _need(self, name: str, hint: str) -> _Fn:
+    def _need(self, name: str, hint: str) -> validation.CheckedCallable:
         fn = self._given[name]
         if fn is None:
             raise NotImplementedError(f"CallableModel cannot compute {hint}: pass {name}=")
         return fn
 
     def _check_flat(self, flat: Any, name: str = "flat") -> Any:
-        if not backend.is_array(flat) or flat.ndim != 1:
-            raise TypeError(f"{name} must be a 1-D array, got {type(flat).__name__}")
+        # shape only (array metadata): a finiteness check here would cost a
+        # host synchronisation on every call
+        validation.array(flat, name)
+        if flat.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D array, got shape {tuple(flat.shape)}")
         if self._params is not None and flat.shape[0] != self._params.shape[0]:
             raise ValueError(f"{name} must have shape ({self._params.shape[0]},), got {tuple(flat.shape)}")
         return flat
-
-    @staticmethod
-    def _check_out(x: Any, shape: tuple[int | None, ...], name: str) -> Any:
-        if not backend.is_array(x) or x.ndim != len(shape) or any(
-            s is not None and x.shape[i] != s for i, s in enumerate(shape)
-        ):
-            got = tuple(x.shape) if backend.is_array(x) else type(x).__name__
-            want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-            raise ValueError(f"{name} must return an array of shape {want}, got {got}")
-        return x
 
     def _step(self, flat: Any) -> float:
         if self._fd is False:
@@ -190,9 +253,11 @@ class CallableModel:
         ------
         NotImplementedError
             If no ``residuals`` function was given.
+        natgrad.validation.CallableOutputError
+            If it returns another shape (the message names the call).
         """
         fn = self._need("residuals", "residuals")
-        return self._check_out(fn(self._check_flat(flat), batch), (None,), "residuals")
+        return fn(self._check_flat(flat), batch)
 
     def jacobian(self, flat: Any, batch: Any) -> Any:
         """``J (N, P)``: given, or from ``vjp`` rows / ``jvp`` columns (exact).
@@ -205,7 +270,7 @@ class CallableModel:
         flat = self._check_flat(flat)
         P = flat.shape[0]
         if self._given["jacobian"] is not None:
-            return self._check_out(self._given["jacobian"](flat, batch), (None, P), "jacobian")
+            return self._given["jacobian"](flat, batch)
         xp = backend.namespace(flat=flat)
         can_jvp = self._given["jvp"] is not None or (self._fd is not False and self._given["residuals"] is not None)
         if self._given["vjp"] is None and not can_jvp:
@@ -230,7 +295,7 @@ class CallableModel:
         flat = self._check_flat(flat)
         v = self._check_flat(v, "v")
         if self._given["jvp"] is not None:
-            return self._check_out(self._given["jvp"](flat, batch, v), (None,), "jvp")
+            return self._given["jvp"](flat, batch, v)
         if self._given["jacobian"] is not None:
             return self.jacobian(flat, batch) @ v
         if self._given["vjp"] is not None:
@@ -246,7 +311,7 @@ class CallableModel:
         """``Jᵀ u (P,)``: given, or ``jacobianᵀ @ u`` (the Jacobian may itself come from jvp)."""
         flat = self._check_flat(flat)
         if self._given["vjp"] is not None:
-            return self._check_out(self._given["vjp"](flat, batch, u), (flat.shape[0],), "vjp")
+            return self._given["vjp"](flat, batch, validation.array(u, "u"))
         if self._given["jacobian"] is None and self._given["jvp"] is None and self._fd is False:
             raise NotImplementedError("CallableModel cannot compute Jᵀ u: pass vjp=, jacobian= or jvp=")
         J = self.jacobian(flat, batch)
@@ -260,8 +325,7 @@ class CallableModel:
         """``(L, ∇L)``: given, or ``(½‖r‖², Jᵀr)`` / ``(mean ℓ, Jᵀ1/N)``."""
         flat = self._check_flat(flat)
         if self._given["loss_and_grad"] is not None:
-            loss, g = self._given["loss_and_grad"](flat, batch)
-            return loss, self._check_out(g, (flat.shape[0],), "loss_and_grad gradient")
+            return self._given["loss_and_grad"](flat, batch)
         r = self.residuals(flat, batch)
         xp = backend.namespace(r=r)
         if self.loss == "squared":
@@ -281,7 +345,7 @@ class CallableModel:
         flat = self._check_flat(flat)
         v = self._check_flat(v, "v")
         if self._given["hvp"] is not None:
-            return self._check_out(self._given["hvp"](flat, batch, v), (flat.shape[0],), "hvp")
+            return self._given["hvp"](flat, batch, v)
         if self._fd is False:
             raise NotImplementedError(
                 "CallableModel cannot compute the exact Hessian without hvp=; pass hvp= "
@@ -297,7 +361,7 @@ class CallableModel:
         flat = self._check_flat(flat)
         v = self._check_flat(v, "v")
         if self._given["ggn_vp"] is not None:
-            return self._check_out(self._given["ggn_vp"](flat, batch, v), (flat.shape[0],), "ggn_vp")
+            return self._given["ggn_vp"](flat, batch, v)
         Jv = self.jvp(flat, batch, v)
         out = self.vjp(flat, batch, Jv)
         return out / Jv.shape[0] if self.loss == "mean" else out

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .. import validation
 from . import base
 from ._jax_laplacian import forward_laplacian, laplacian
 
@@ -109,9 +110,9 @@ class JaxModel(base.FlatModel):
         memory_budget: int = base.DEFAULT_MEMORY_BUDGET,
     ) -> None:
         super().__init__(loss, array_namespace)
-        self._fn = base.check_fn(fn)
-        self._chunk_size = base.check_chunk_size(chunk_size)
-        self._memory_budget = base.check_memory_budget(memory_budget)
+        self._fn = validation.callable_arg(fn, "fn")
+        self._chunk_size = validation.optional_positive_int(chunk_size, "chunk_size")
+        self._memory_budget = validation.positive_int(memory_budget, "memory_budget")
         leaves, self._tree = jax.tree_util.tree_flatten(params)
         if not leaves:
             raise TypeError(f"params must be a non-empty pytree of arrays, got {params!r}")
@@ -299,12 +300,16 @@ class JaxModel(base.FlatModel):
 
         Returns
         -------
-        array, shape (len(etas),)
+        list of float
+            One loss per step size, as for
+            :meth:`natgrad.adapters.torch.TorchModel.losses_along`.
         """
         theta = self._import(flat, "flat")
         d = self._import(direction, "direction")
         etas = jnp.asarray(etas, dtype=self.dtype)
-        return np.asarray(self._j_along(theta, d, etas, batch))
+        # one device-to-host copy of all the losses (a host synchronisation),
+        # rather than one per step size
+        return np.asarray(self._j_along(theta, d, etas, batch)).tolist()
 
     # -- Jacobians -----------------------------------------------------------
     def _jacobian(self, theta: Any, batch: Any) -> tuple[Any, Any]:

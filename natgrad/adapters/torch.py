@@ -20,6 +20,7 @@ from torch.utils._pytree import tree_leaves
 
 import array_api_compat.torch as _torch_xp
 
+from .. import backend, validation
 from . import base
 from ._torch_laplacian import forward_laplacian, laplacian
 
@@ -112,9 +113,9 @@ class TorchModel(base.FlatModel):
         memory_budget: int = base.DEFAULT_MEMORY_BUDGET,
     ) -> None:
         super().__init__(loss, array_namespace)
-        self._fn = base.check_fn(fn)
-        self._chunk_size = base.check_chunk_size(chunk_size)
-        self._memory_budget = base.check_memory_budget(memory_budget)
+        self._fn = validation.callable_arg(fn, "fn")
+        self._chunk_size = validation.optional_positive_int(chunk_size, "chunk_size")
+        self._memory_budget = validation.positive_int(memory_budget, "memory_budget")
         self._single = isinstance(params, torch.Tensor)
         if self._single:
             params = {"": params}
@@ -267,7 +268,7 @@ class TorchModel(base.FlatModel):
         params = {k: v.detach() for k, v in module.named_parameters()}
         if not params:
             raise TypeError("module has no parameters")
-        fn = base.check_fn(fn)
+        fn = validation.callable_arg(fn, "fn")
 
         def module_fn(p: Any, batch: Any) -> Any:
             inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -495,7 +496,7 @@ class TorchModel(base.FlatModel):
         theta = self._import(flat, "flat")
         d = self._import(direction, "direction")
         with torch.no_grad():
-            return [float(self._loss(theta - eta * d, batch)) for eta in etas]
+            return [backend.to_float(self._loss(theta - eta * d, batch)) for eta in etas]
 
 
 class _Pointwise(base.PointwiseTerms):
