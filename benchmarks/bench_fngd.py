@@ -15,7 +15,7 @@ not counted):
   NGD direction), and refreshed every 5th use of a mini-batch (the paper's
   reuse of the coefficients across epochs; ``batch_key=`` the mini-batch
   index so every mini-batch keeps its own α);
-* SGD — ``GradientFlow(lr, "euler")``, plain gradient descent on the mini-batch;
+* SGD — ``GradientFlow(lr=lr, method="euler")``, plain gradient descent on the mini-batch;
 * Adam — natgrad's ``Adam``;
 * the peer: ``torch.optim.Adam`` in a plain PyTorch training loop (same
   network, data, batches and learning rate).
@@ -196,10 +196,10 @@ def main() -> None:
     lr_adam = 1e-2
     runs = []
     specs = [
-        ("FNGD (refresh every step)", "λ 1e-2, lr 0.5, momentum 0", Keyed(FNGD(1e-2, refresh_every=1, lr=0.5)), 5),
+        ("FNGD (refresh every step)", "λ 1e-2, lr 0.5, momentum 0", Keyed(FNGD(damping=1e-2, refresh_every=1, lr=0.5)), 5),
         ("FNGD (refresh every 5th use)", "λ 1, lr 1, momentum 0",
-         Keyed(FNGD(1.0, refresh_every=5, lr=1.0)), 5),
-        ("SGD (GradientFlow euler)", "lr 1", GradientFlow(1.0, "euler"), 5),
+         Keyed(FNGD(damping=1.0, refresh_every=5, lr=1.0)), 5),
+        ("SGD (GradientFlow euler)", "lr 1", GradientFlow(lr=1.0, method="euler"), 5),
         ("Adam (natgrad)", f"lr {lr_adam:g}", Adam(lr=lr_adam), 5),
     ]
     for name, hyper, opt, every in specs:

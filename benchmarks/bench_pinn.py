@@ -216,7 +216,7 @@ def paper_timing(quick: bool, w_steps: int, d_steps: int, dense_full: bool) -> t
     problem = make_poisson(dim=5, hidden=PAPER_HIDDEN, n_interior=PAPER_POINTS[0], n_boundary=PAPER_POINTS[1])
     N = sum(PAPER_POINTS)
     print(f"[pinn] paper configuration: P = {problem.n_params}, N = {N}; timing ENGD-W ...", flush=True)
-    w = time_steps(ENGD(PAPER_DAMPING, solver="woodbury"), problem, w_steps, warmup=1)
+    w = time_steps(ENGD(damping=PAPER_DAMPING, solver="woodbury"), problem, w_steps, warmup=1)
     rows = [["ENGD-W (woodbury)", problem.n_params, N, w["steps"], w["median"], w["direction"], w["line_search"],
              " ".join(f"{t:.2f}" for t in w["all"])]]
     summary = []
@@ -228,11 +228,11 @@ def paper_timing(quick: bool, w_steps: int, d_steps: int, dense_full: bool) -> t
         dense_problem = make_poisson(dim=5, hidden=hidden, n_interior=pts[0], n_boundary=pts[1])
         dense_label = f"P = {dense_problem.n_params}, N = {sum(pts)} (--quick: NOT the goal's configuration)"
     print(f"[pinn] timing dense ENGD at {dense_label} ...", flush=True)
-    d = time_steps(ENGD(PAPER_DAMPING, solver="dense"), dense_problem, d_steps, warmup=0 if dense_full else 1)
+    d = time_steps(ENGD(damping=PAPER_DAMPING, solver="dense"), dense_problem, d_steps, warmup=0 if dense_full else 1)
     if dense_full:
         w_ref = w
     else:
-        w_ref = time_steps(ENGD(PAPER_DAMPING, solver="woodbury"), dense_problem, 3, warmup=1)
+        w_ref = time_steps(ENGD(damping=PAPER_DAMPING, solver="woodbury"), dense_problem, 3, warmup=1)
         rows.append(["ENGD-W (woodbury)", dense_problem.n_params, sum(CONFIGS["quick"][1]), w_ref["steps"],
                      w_ref["median"], w_ref["direction"], w_ref["line_search"],
                      " ".join(f"{t:.2f}" for t in w_ref["all"])])
@@ -292,9 +292,9 @@ def methods() -> list[tuple[str, str, Any, int]]:
     from natgrad.optim import ENGD, SPRING, Adam
 
     return [
-        ("ENGD (dense)", "damping 1e-6, line search", lambda: ENGD(1e-6, solver="dense"), 1),
-        ("ENGD-W", "damping 1e-6, line search", lambda: ENGD(1e-6, solver="woodbury"), 1),
-        ("SPRING", "damping 1e-5, momentum 0.3, line search", lambda: SPRING(1e-5, momentum=0.3), 1),
+        ("ENGD (dense)", "damping 1e-6, line search", lambda: ENGD(damping=1e-6, solver="dense"), 1),
+        ("ENGD-W", "damping 1e-6, line search", lambda: ENGD(damping=1e-6, solver="woodbury"), 1),
+        ("SPRING", "damping 1e-5, momentum 0.3, line search", lambda: SPRING(damping=1e-5, momentum=0.3), 1),
         ("Nyström ENGD", "damping 1e-2, rank N/4, line search", None, 1),  # rank set per problem
         ("Adam", "lr 1e-3, betas (0.9, 0.999)", lambda: Adam(lr=1e-3), 25),
     ]
@@ -306,9 +306,9 @@ def paper_methods() -> list[tuple[str, str, Any, int]]:
     lam, mu = PAPER_SPRING
     return [
         ("ENGD-W", f"damping {PAPER_DAMPING:g}, line search (the paper's best ENGD-W run)",
-         lambda: ENGD(PAPER_DAMPING, solver="woodbury"), 1),
+         lambda: ENGD(damping=PAPER_DAMPING, solver="woodbury"), 1),
         ("SPRING", f"damping {lam:g}, momentum {mu:g}, line search (the paper's best SPRING run)",
-         lambda: SPRING(lam, momentum=mu), 1),
+         lambda: SPRING(damping=lam, momentum=mu), 1),
     ]
 
 
@@ -329,7 +329,7 @@ def race(hidden: tuple[int, ...], points: tuple[int, int], seconds: float,
     for name, hyper, factory, every in (method_list or methods()):
         if factory is None:
             rank = max(1, N // 4)
-            opt = ENGD(1e-2, solver="nystrom", rank=rank)
+            opt = ENGD(damping=1e-2, solver="nystrom", rank=rank)
         else:
             opt = factory()
         print(f"[pinn] race: {name} for {seconds:g} s ...", flush=True)

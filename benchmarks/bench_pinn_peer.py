@@ -10,7 +10,7 @@ interior and N_∂Ω = 500 boundary points resampled every step; tanh MLP
 
 * **natgrad** — what a user writes: :func:`natgrad.examples.poisson.make_poisson`
   (the PyTorch adapter, ``TorchModel.from_pointwise``) and
-  ``natgrad.optim.ENGD(damping, solver="woodbury").step``.
+  ``natgrad.optim.ENGD(damping=damping, solver="woodbury").step``.
 * **rla-pinns** (github andresguzco/rla-pinns, MIT) — its ``RNGD`` optimiser
   with ``approximation="exact"`` (the paper's ENGD-W), built by the peer's own
   ``rla_pinns.optim.set_up_optimizer`` from the command-line flags of the

@@ -156,9 +156,9 @@ def main() -> None:
     t0 = time.perf_counter()
     specs = [
         ("SFN series (Wynn-ε)", "λ₀ 1e-2, 20 terms, LM damping", lambda: SaddleFreeNewton(
-            1e-2, terms=20, accelerate=True, method="series", adapt_damping=True)),
+            damping=1e-2, terms=20, accelerate=True, method="series", adapt_damping=True)),
         ("SFN Lanczos", "λ₀ 1e-2, 20 steps, LM damping", lambda: SaddleFreeNewton(
-            1e-2, terms=20, method="lanczos", adapt_damping=True)),
+            damping=1e-2, terms=20, method="lanczos", adapt_damping=True)),
         ("Adam", "lr 1e-2", lambda: Adam(lr=1e-2)),
     ]
     runs = []

@@ -1,12 +1,12 @@
-"""Pieces shared by the optimisers: argument checks, the model protocol, the
-loss conventions and the grid line search."""
+"""Pieces shared by the optimisers: the model protocol, the loss conventions,
+the grid line search, the step-or-reject rule and the state as data."""
 
 from __future__ import annotations
 
 import math
 import time
-from numbers import Real
-from typing import Any, Sequence
+from numbers import Integral, Real
+from typing import Any, ClassVar, Mapping, Sequence
 
 from .. import backend
 
@@ -14,34 +14,6 @@ LOSS_KINDS = ("squared", "mean")
 
 #: the step sizes 2⁰, 2⁻¹, …, 2⁻³⁰ of the ENGD/SPRING grid line search
 LINE_SEARCH_GRID: tuple[float, ...] = tuple(2.0**-k for k in range(31))
-
-
-def positive(value: Any, name: str) -> float:
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value}")
-    return value
-
-
-def optional_positive(value: Any, name: str) -> float | None:
-    return None if value is None else positive(value, name)
-
-
-def momentum_factor(value: Any, name: str = "momentum") -> float:
-    if not isinstance(value, Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1), got {value}")
-    return value
-
-
-def choice(value: Any, options: Sequence[str], name: str) -> str:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
-    return value
 
 
 def require(model: Any, methods: Sequence[str], who: str) -> None:
@@ -87,11 +59,6 @@ def residuals_and_jacobian(model: Any, params: Any, batch: Any) -> tuple[Any, An
     return model.residuals(params, batch), model.jacobian(params, batch)
 
 
-def batch_loss(model: Any, params: Any, batch: Any, kind: str) -> float:
-    xp = backend.namespace(params=params)
-    return backend.to_float(loss_of(xp, model.residuals(params, batch), kind))
-
-
 def grid_line_search(
     model: Any,
     params: Any,
@@ -120,7 +87,7 @@ def grid_line_search(
     xp = backend.namespace(params=params, direction=direction)
     along = getattr(model, "losses_along", None)
     if callable(along):
-        values = [float(v) for v in along(params, direction, list(grid), batch)]
+        values = [backend.to_float(v) for v in along(params, direction, list(grid), batch)]
     else:
         values = []
         for eta in grid:
@@ -154,25 +121,223 @@ class Timer:
         return out
 
 
+# ---------------------------------------------------------------------------
+# a step is taken only when everything about it is finite
+# ---------------------------------------------------------------------------
+
+
+def rejection(loss: float, what: str) -> dict[str, Any]:
+    """``info`` of a step that is not taken because ``what`` is not finite."""
+    return {
+        "loss": loss,
+        "lr": 0.0,
+        "step_taken": False,
+        "message": f"{what} has NaN/Inf entries: no step taken (the optimiser state is unchanged)",
+    }
+
+
+def nonfinite_update(loss: float, params: Any, direction: Any, new_params: Any) -> dict[str, Any] | None:
+    """None when the step is finite, else the rejection ``info`` naming the culprit.
+
+    Only ``new_params`` is checked on the way through (one host
+    synchronisation); the cause is looked up only after a failure.
+    """
+    if not math.isfinite(loss):
+        return rejection(loss, "the loss")
+    if backend.all_finite(new_params):
+        return None
+    if not backend.all_finite(params):
+        return rejection(loss, "params")
+    if not backend.all_finite(direction):
+        return rejection(loss, "the direction")
+    return rejection(loss, "the updated params (an overflow)")
+
+
 def take_step(
-    opt: Any, params: Any, d: Any, model: Any, batch: Any, loss0: float, kind: str
-) -> tuple[Any, dict[str, Any]]:
-    """``params − η d`` with ``η`` from the line search or the fixed ``lr``."""
+    params: Any,
+    d: Any,
+    model: Any,
+    batch: Any,
+    loss0: float,
+    kind: str,
+    *,
+    lr: float | None,
+    line_search: bool,
+) -> tuple[Any, dict[str, Any], bool]:
+    """``params − η d`` with ``η`` from the grid line search or the fixed ``lr``.
+
+    Returns ``(params, info, finite)``: ``finite`` is False when the loss,
+    ``d`` or the new parameters have NaN/Inf, in which case no step is taken
+    and the caller must leave its state unchanged.  A line search that finds
+    no decrease also takes no step, but its direction was finite.
+    """
     xp = backend.namespace(params=params, direction=d)
-    info: dict[str, Any] = {"loss": loss0, "direction_norm": backend.to_float(xp.linalg.vector_norm(d))}
-    if not backend.all_finite(d):
-        info.update(lr=0.0, step_taken=False, message="the direction has NaN/Inf entries: no step taken")
-        return params, info
-    if opt.line_search:
-        top = 1.0 if opt.lr is None else opt.lr
+    norm = backend.to_float(xp.linalg.vector_norm(d))
+    if not math.isfinite(loss0):
+        return params, rejection(loss0, "the loss"), False
+    if not math.isfinite(norm):  # NaN/Inf in d shows in its norm: no extra sync
+        return params, {**rejection(loss0, "the direction"), "direction_norm": norm}, False
+    info: dict[str, Any] = {"loss": loss0, "direction_norm": norm}
+    top = 1.0 if lr is None else lr
+    if line_search:
         grid = [top * g for g in LINE_SEARCH_GRID]
         eta, loss1, evals = grid_line_search(model, params, d, batch, loss0, kind, grid)
         info["line_search_evaluations"] = evals
         if eta is None:
             info.update(lr=0.0, step_taken=False, message="no step size on the grid decreased the loss: no step taken")
-            return params, info
-        info.update(lr=eta, step_taken=True, loss_after=loss1)
-        return params - eta * d, info
-    eta = 1.0 if opt.lr is None else opt.lr
+            return params, info, True
+        info["loss_after"] = loss1
+    else:
+        eta = top
+    new_params = params - eta * d
+    bad = nonfinite_update(loss0, params, d, new_params)
+    if bad is not None:
+        return params, {**info, **bad}, False
     info.update(lr=eta, step_taken=True)
-    return params - eta * d, info
+    return new_params, info, True
+
+
+def check_state_shape(who: str, key: str, value: Any, params: Any) -> None:
+    """A state vector loaded from elsewhere must fit the parameters it meets."""
+    if value is not None and tuple(value.shape) != tuple(params.shape):
+        raise ValueError(
+            f"{who}'s state {key!r} has shape {tuple(value.shape)} but params have shape "
+            f"{tuple(params.shape)}: the state belongs to another model (call reset() to start afresh)"
+        )
+
+
+# ---------------------------------------------------------------------------
+# the optimiser state as data
+# ---------------------------------------------------------------------------
+
+#: The kinds of value a state entry may hold (see :class:`Stateful`).
+STATE_KINDS = ("count", "positive", "vector", "param_vector", "vector_list", "count_list", "key_list")
+
+
+def _json_key(value: Any) -> bool:
+    """None, a bool, int, float or str, or a list/tuple of them (a batch key)."""
+    if value is None or isinstance(value, (bool, Integral, Real, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_json_key(v) for v in value)
+
+
+def _as_key(value: Any) -> Any:
+    """A batch key back from JSON: lists become (hashable) tuples."""
+    return tuple(_as_key(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _check_entry(who: str, key: str, kind: str, value: Any) -> Any:
+    """One entry of a state dict, checked against its kind; returns it converted."""
+    where = f"{who}.load_state_dict: state[{key!r}]"
+    if kind == "count":
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{where} must be an int ≥ 0, got {value!r}")
+        return int(value)
+    if kind == "positive":
+        if not isinstance(value, Real) or isinstance(value, bool) or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{where} must be a finite positive number, got {value!r}")
+        return float(value)
+    if kind == "key":
+        if not _json_key(value):
+            raise ValueError(f"{where} must be None, a number, a str or a list of them, got {value!r}")
+        return _as_key(value)
+    if kind in ("vector", "param_vector"):
+        if value is not None and not (backend.is_array(value) and value.ndim == 1):
+            shape = tuple(value.shape) if backend.is_array(value) else type(value).__name__
+            raise ValueError(f"{where} must be a 1-D array or None, got {shape}")
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{where} must be a list, got {type(value).__name__}")
+    items = [_check_entry(who, f"{key}[{i}]", kind[: -len("_list")], v) for i, v in enumerate(value)]
+    if kind == "vector_list" and any(v is None for v in items):
+        raise ValueError(f"{where} must hold 1-D arrays, got None at index {items.index(None)}")
+    return items
+
+
+class Stateful:
+    """The ``state_dict``/``load_state_dict``/``reset`` protocol of the optimisers.
+
+    A subclass declares its state in ``STATE`` (entry name → kind) and
+    returns the fresh state from ``_fresh_state()``.  Kinds: ``"count"`` (an
+    int ≥ 0), ``"positive"`` (a float > 0), ``"vector"`` (a 1-D array or
+    None), ``"param_vector"`` (a 1-D array of the parameters' shape or None;
+    all of one optimiser share a length), and lists of counts, vectors or
+    batch keys.  The entries are attributes of the same name unless the
+    subclass overrides ``_export_state``/``_import_state``.  A step commits
+    its new state with one ``self.__dict__.update(...)`` at its end, so an
+    exception (Ctrl-C included) anywhere before leaves the state as it was.
+    """
+
+    STATE: ClassVar[dict[str, str]] = {}
+
+    def _fresh_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _export_state(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.STATE}
+
+    def _import_state(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes to set for a checked state dict."""
+        return dict(state)
+
+    def _commit(self, **attributes: Any) -> None:
+        # One dict update: nothing of a step's new state lands unless all of it does.
+        self.__dict__.update(attributes)
+
+    def reset(self) -> None:
+        """Forget the state (momentum, caches, step count, adapted damping)."""
+        self._commit(**self._fresh_state())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimiser's state as plain data.
+
+        Returns
+        -------
+        dict
+            ``"optimizer"`` (the class name) and one entry per state item:
+            arrays (the parameters' library and device; shared, not copied —
+            natgrad never writes into them), Python numbers, strings, None and
+            lists of them.  Hyper-parameters that do not change during
+            training are not included: they belong to the constructor.
+        """
+        state = {key: (list(v) if isinstance(v, list) else v) for key, v in self._export_state().items()}
+        return {"optimizer": type(self).__name__, **state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state saved by :meth:`state_dict` (of the same optimiser class).
+
+        Parameters
+        ----------
+        state : mapping
+            As returned by :meth:`state_dict`.  The arrays are used as they
+            are (not copied).
+
+        Raises
+        ------
+        ValueError
+            ``state`` comes from another optimiser class, misses an entry or
+            has an unknown one, or an entry has the wrong type or shape (the
+            message names the entry); nothing is changed then.
+        TypeError
+            ``state`` is not a mapping.
+        """
+        who = type(self).__name__
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{who}.load_state_dict: state must be a dict, got {type(state).__name__}")
+        if state.get("optimizer") != who:
+            raise ValueError(
+                f"{who}.load_state_dict: state['optimizer'] is {state.get('optimizer')!r}; "
+                f"this is the state of another optimiser"
+            )
+        expected = set(self.STATE) | {"optimizer"}
+        missing, unknown = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unknown:
+            raise ValueError(f"{who}.load_state_dict: missing entries {missing}, unknown entries {unknown}")
+        checked = {key: _check_entry(who, key, kind, state[key]) for key, kind in self.STATE.items()}
+        vectors = {k: v for k, v in checked.items() if self.STATE[k] == "param_vector" and v is not None}
+        lengths = {k: tuple(v.shape) for k, v in vectors.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{who}.load_state_dict: the state vectors differ in shape: {lengths}")
+        if vectors:
+            backend.namespace(**vectors)  # one library and device, or a clear error naming them
+        self._commit(**self._import_state(checked))

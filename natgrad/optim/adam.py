@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import backend
+from .. import backend, validation
 from . import _common
 
 __all__ = ["Adam"]
 
 
-class Adam:
+class Adam(_common.Stateful):
     r"""Adam (Kingma & Ba, ICLR 2015) with the step interface of natgrad's optimisers.
 
     .. math::
@@ -19,13 +19,13 @@ class Adam:
 
     Parameters
     ----------
-    lr : float
-        Step size ``> 0`` (default ``1e-3``, the paper's).
-    betas : (float, float)
+    lr : float, default 1e-3
+        Step size ``> 0`` (the paper's default).
+    betas : (float, float), default (0.9, 0.999)
         ``β₁, β₂ ∈ [0, 1)``: decay rates of the first and second moment
-        estimates (default ``(0.9, 0.999)``).
-    eps : float
-        ``ε > 0`` added to the denominator (default ``1e-8``).
+        estimates (the paper's defaults).
+    eps : float, default 1e-8
+        ``ε > 0`` added to the denominator (the paper's default).
 
     Raises
     ------
@@ -48,6 +48,10 @@ class Adam:
     preconditioner), in contrast to the curvature-based natgrad optimisers.
     ``info["loss"]`` is the loss at ``params`` before the step.
 
+    The state (:meth:`state_dict`) is ``m``, ``v`` (None before the first
+    step) and the step count ``k``.  A step whose loss, gradient or new
+    parameters have NaN/Inf is not taken and changes no state.
+
     Examples
     --------
     >>> import numpy as np
@@ -62,28 +66,54 @@ class Adam:
     True
     """
 
-    def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.lr = _common.positive(lr, "lr")
-        self.beta1 = _common.momentum_factor(betas[0], "betas[0]")
-        self.beta2 = _common.momentum_factor(betas[1], "betas[1]")
-        self.eps = _common.positive(eps, "eps")
-        self.m: Any = None
-        self.v: Any = None
-        self.steps = 0
+    STATE = {"m": "param_vector", "v": "param_vector", "steps": "count"}
+
+    def __init__(
+        self, *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
+        self.lr = validation.positive(lr, "lr")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (β₁, β₂), got {betas!r}")
+        self.beta1 = validation.fraction(betas[0], "betas[0]")
+        self.beta2 = validation.fraction(betas[1], "betas[1]")
+        self.eps = validation.positive(eps, "eps")
+        self.reset()
+
+    def _fresh_state(self) -> dict[str, Any]:
+        return {"m": None, "v": None, "steps": 0}
 
     def step(self, params: Any, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
-        """One Adam step; ``info`` has ``loss`` (at ``params``) and ``time``."""
+        """One Adam step.
+
+        Parameters
+        ----------
+        params, model, batch
+            As for :meth:`ENGD.step`; the model needs ``loss_and_grad``.
+
+        Returns
+        -------
+        params : array
+        info : dict
+            ``loss`` (at ``params``), ``lr``, ``step_taken``, ``time`` and,
+            when no step was taken, ``message``.
+        """
         _common.require(model, ("loss_and_grad",), "Adam")
+        _common.check_state_shape("Adam", "m", self.m, params)
         timer = _common.Timer()
         xp = backend.namespace(params=params)
         loss, g = model.loss_and_grad(params, batch)
-        if self.m is None:
-            self.m, self.v = xp.zeros_like(params), xp.zeros_like(params)
-        self.steps += 1
-        self.m = self.beta1 * self.m + (1 - self.beta1) * g
-        self.v = self.beta2 * self.v + (1 - self.beta2) * (g * g)
-        m_hat = self.m / (1 - self.beta1**self.steps)
-        v_hat = self.v / (1 - self.beta2**self.steps)
+        loss = backend.to_float(loss)
+        m = xp.zeros_like(params) if self.m is None else self.m
+        v = xp.zeros_like(params) if self.v is None else self.v
+        steps = self.steps + 1
+        m = self.beta1 * m + (1 - self.beta1) * g
+        v = self.beta2 * v + (1 - self.beta2) * (g * g)
+        m_hat = m / (1 - self.beta1**steps)
+        v_hat = v / (1 - self.beta2**steps)
         new = params - self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
         timer.lap("update")
-        return new, {"loss": backend.to_float(loss), "lr": self.lr, "step_taken": True, "time": timer.total()}
+        bad = _common.nonfinite_update(loss, params, g, new)
+        if bad is not None:
+            return params, {**bad, "time": timer.total()}
+        self._commit(m=m, v=v, steps=steps)
+        return new, {"loss": loss, "lr": self.lr, "step_taken": True, "time": timer.total()}

@@ -13,12 +13,12 @@ Goldshlager, Zeinhofer, arXiv 2505.12149, "ENGD-W"), and updates
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from .. import backend
-from ..linalg import _checks
+from .. import backend, validation
 from ..linalg.krylov import cg
-from ..linalg.nystrom import NystromPreconditioner, nystrom
+from ..linalg.nystrom import nystrom, nystrom_pcg
 from ..linalg.operators import from_matvec, shifted
 from ..linalg.woodbury import SPDFactor, Woodbury
 from . import _common
@@ -129,10 +129,10 @@ def gauss_newton_direction(
     True
     """
     xp = backend.namespace(J=J, r=r)
-    damping = _checks.positive(damping, "damping")
+    damping = validation.positive(damping, "damping")
     if J.ndim != 2 or 0 in tuple(J.shape):
         raise ValueError(f"J must be a non-empty 2-D array, got shape {tuple(J.shape)}")
-    _checks.rhs(r, J.shape[0], "r", allow_block=False)
+    validation.rhs(r, J.shape[0], "r", allow_block=False)
     if solver == "dense":
         d, how = _dense_direction(xp, J, r, damping)
         return d, {"factorisation": how}
@@ -151,44 +151,53 @@ def gauss_newton_direction(
     raise ValueError(f"solver must be one of {SOLVERS[:3]} for an explicit Jacobian, got {solver!r}")
 
 
-class ENGD:
+class ENGD(_common.Stateful):
     r"""Energy natural gradient descent for least-squares losses ``½‖r(θ)‖²``.
 
     Parameters
     ----------
-    damping : float
-        ``λ > 0`` in ``(JᵀJ + λI)⁻¹ Jᵀ r``.
-    solver : {"woodbury", "dense", "nystrom", "cg"}
-        * ``"woodbury"`` (default): ``Jᵀ (JJᵀ + λI)⁻¹ r``, one Cholesky of an
+    damping : float, default 1e-6
+        ``λ > 0`` in ``(JᵀJ + λI)⁻¹ Jᵀ r``.  The default is the best of
+        ``{1e-8, 1e-6}`` on the convergence race of
+        ``benchmarks/bench_pinn.py`` (5-D Poisson PINN, float64); in float32
+        use a larger value (1e-4 or more), since ``JJᵀ`` is then only known to
+        about ``1e-7·‖J‖²``.
+    solver : {"woodbury", "dense", "nystrom", "cg"}, default "woodbury"
+        * ``"woodbury"``: ``Jᵀ (JJᵀ + λI)⁻¹ r``, one Cholesky of an
           ``N × N`` matrix — the method of choice when ``N ≪ P``;
         * ``"dense"``: the ``P × P`` Gram matrix ``JᵀJ + λI`` — the original ENGD;
         * ``"nystrom"``: sketch-and-solve with a rank-``rank`` randomized
           Nyström approximation of ``JJᵀ``;
         * ``"cg"``: matrix-free conjugate gradients on ``(JJᵀ + λI) α = r`` in
           sample space using only ``model.jvp`` and ``model.vjp`` (``J`` is
-          never formed), optionally Nyström-preconditioned.
-    line_search : bool
+          never formed), Nyström-preconditioned when ``rank`` is given.
+    line_search : bool, default True
         Choose ``η`` from the grid ``lr·{2⁰, 2⁻¹, …, 2⁻³⁰}`` by the batch loss
-        and keep the best; if no step size lowers the loss, no step is taken
-        (``info["step_taken"] = False``).
+        and keep the best (Müller & Zeinhofer 2023); if no step size lowers
+        the loss, no step is taken (``info["step_taken"] = False``).
     lr : float, optional
         Fixed step size when ``line_search=False`` (default 1, the full
-        Gauss–Newton step); the largest grid value otherwise.
+        Gauss–Newton step); the largest grid value otherwise (default 1).
     rank : int, optional
         Nyström rank (``solver="nystrom"``; default 10 % of ``N``) or the rank
         of the Nyström preconditioner (``solver="cg"``; none by default).
-    cg_rtol, cg_maxiter : float, int
-        Stopping rule of the inner CG (``solver="cg"``).
-    seed : int, optional
-        Seed of the Nyström sketches.
+    cg_rtol : float, default 1e-8
+        Relative residual tolerance of the inner CG (``solver="cg"``).
+    cg_maxiter : int, optional
+        Iteration limit of the inner CG (default: CG's own, ``10 N``).
+    seed : int or None, default 0
+        Seed of the Nyström sketches: every step draws the same test matrix,
+        so runs are reproducible (None: a fresh one each step).
 
     Raises
     ------
     ValueError
-        Non-positive ``damping`` or ``lr``, unknown ``solver``; at
-        :meth:`step`, a model whose loss is not "squared".
+        Non-positive ``damping``, ``lr``, ``cg_rtol``, ``rank`` or
+        ``cg_maxiter``, unknown ``solver``; at :meth:`step`, a model whose
+        loss is not "squared".
     TypeError
-        A model without the methods the solver needs.
+        A hyper-parameter of the wrong type; at :meth:`step`, a model without
+        the methods the solver needs.
 
     Notes
     -----
@@ -198,7 +207,11 @@ class ENGD:
 
     .. math::  θ_{k+1} = θ_k − η_k\, Jᵀ (JJᵀ + λI)^{-1} r,
 
-    ``η_k = argmin_{η ∈ grid} ½‖r(θ_k − η d)‖²``.
+    ``η_k = argmin_{η ∈ grid} ½‖r(θ_k − η d)‖²``.  The only state is the
+    step count (:meth:`state_dict`).  A step whose loss, Jacobian, direction
+    or new parameters have NaN/Inf is not taken: ``params`` come back
+    unchanged with ``info["step_taken"] = False`` and a ``message``, and the
+    state is unchanged.
 
     Examples
     --------
@@ -214,56 +227,87 @@ class ENGD:
     >>> params, info = opt.step(model.params, model, None)
     >>> bool(np.linalg.norm(A @ params - y) < 1e-6), info["step_taken"]
     (True, True)
+    >>> opt.state_dict()
+    {'optimizer': 'ENGD', 'steps': 1}
     """
+
+    STATE = {"steps": "count"}
 
     def __init__(
         self,
-        damping: float,
+        *,
+        damping: float = 1e-6,
         solver: str = "woodbury",
         line_search: bool = True,
         lr: float | None = None,
-        *,
         rank: int | None = None,
         cg_rtol: float = 1e-8,
         cg_maxiter: int | None = None,
         seed: int | None = 0,
     ) -> None:
-        self.damping = _common.positive(damping, "damping")
-        self.solver = _common.choice(solver, SOLVERS, "solver")
+        self.damping = validation.positive(damping, "damping")
+        self.solver = validation.choice(solver, SOLVERS, "solver")
         self.line_search = bool(line_search)
-        self.lr = _common.optional_positive(lr, "lr")
-        if rank is not None and (not isinstance(rank, int) or rank <= 0):
-            raise ValueError(f"rank must be a positive int, got {rank!r}")
-        self.rank = rank
-        self.cg_rtol = _common.positive(cg_rtol, "cg_rtol")
-        self.cg_maxiter = cg_maxiter
+        self.lr = validation.optional_positive(lr, "lr")
+        self.rank = validation.optional_positive_int(rank, "rank")
+        self.cg_rtol = validation.positive(cg_rtol, "cg_rtol")
+        self.cg_maxiter = validation.optional_positive_int(cg_maxiter, "cg_maxiter")
         self.seed = seed
-        self.steps = 0
+        self.reset()
+
+    def _fresh_state(self) -> dict[str, Any]:
+        return {"steps": 0}
 
     def direction(self, params: Any, model: Any, batch: Any) -> tuple[Any, Any, dict[str, Any]]:
-        """The ENGD direction at ``params``: ``(d, r, details)``."""
-        if self.solver == "cg":
-            return self._cg_direction(params, model, batch)
-        _common.require(model, ("residuals", "jacobian"), f"ENGD(solver={self.solver!r})")
-        r, J = _common.residuals_and_jacobian(model, params, batch)
-        d, details = gauss_newton_direction(J, r, self.damping, solver=self.solver, rank=self.rank, seed=self.seed)
+        """The ENGD direction at ``params``: ``(d, r, details)``.
+
+        Parameters
+        ----------
+        params, model, batch
+            As for :meth:`step`.
+
+        Returns
+        -------
+        d : array, shape (P,)
+            The direction (``θ − η d`` is the step).
+        r : array, shape (N,)
+            The residuals at ``params``.
+        details : dict
+            What the solver did (see :func:`gauss_newton_direction`; for
+            ``"cg"`` the iterations, convergence and ``info`` of CG).
+        """
+        r, J = self._residuals_and_jacobian(params, model, batch)
+        d, details = self._solve(params, model, batch, r, J)
+        if d is None:
+            raise ValueError(f"CG on JJᵀ + λI met NaN or Inf: {details['cg_info']}")
         return d, r, details
 
-    def _cg_direction(self, params: Any, model: Any, batch: Any) -> tuple[Any, Any, dict[str, Any]]:
-        _common.require(model, ("residuals", "jvp", "vjp"), "ENGD(solver='cg')")
-        r = model.residuals(params, batch)
+    def _residuals_and_jacobian(self, params: Any, model: Any, batch: Any) -> tuple[Any, Any]:
+        """``(r, J)``; ``J`` is None for ``solver="cg"``, which never forms it."""
+        if self.solver == "cg":
+            _common.require(model, ("residuals", "jvp", "vjp"), "ENGD(solver='cg')")
+            return model.residuals(params, batch), None
+        _common.require(model, ("residuals", "jacobian"), f"ENGD(solver={self.solver!r})")
+        return _common.residuals_and_jacobian(model, params, batch)
+
+    def _solve(self, params: Any, model: Any, batch: Any, r: Any, J: Any) -> tuple[Any, dict[str, Any]]:
+        if J is not None:
+            return gauss_newton_direction(J, r, self.damping, solver=self.solver, rank=self.rank, seed=self.seed)
         N = r.shape[0]
 
         def kernel(v: Any) -> Any:  # J Jᵀ v, never forming J
             return model.jvp(params, batch, model.vjp(params, batch, v))
 
         K = from_matvec(kernel, (N, N), r.dtype)
-        M = None
-        if self.rank is not None:
-            M = NystromPreconditioner(nystrom(K, min(self.rank, N), seed=self.seed, like=r), self.damping)
-        res = cg(shifted(K, self.damping), r, rtol=self.cg_rtol, maxiter=self.cg_maxiter, M=M)
+        if self.rank is None:
+            res = cg(shifted(K, self.damping), r, rtol=self.cg_rtol, maxiter=self.cg_maxiter)
+        else:
+            res = nystrom_pcg(K, r, min(self.rank, N), damping=self.damping, seed=self.seed,
+                              rtol=self.cg_rtol, maxiter=self.cg_maxiter)
         details = {"cg_iterations": res.iterations, "cg_converged": res.converged, "cg_info": res.info}
-        return model.vjp(params, batch, res.x), r, details
+        if res.status == "nonfinite":  # NaN/Inf from the JVPs/VJPs: no direction
+            return None, details
+        return model.vjp(params, batch, res.x), details
 
     def step(self, params: Any, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
         """One ENGD step.
@@ -281,21 +325,38 @@ class ENGD:
         Returns
         -------
         params : array, shape (P,)
-            The updated parameters (a new array; the input is not modified).
+            The updated parameters (a new array; the input is not modified),
+            or ``params`` itself when no step was taken.
         info : dict
             ``loss`` (before the step), ``lr`` (the step size taken, 0 when
-            none), ``step_taken``, ``direction_norm``, solver details and
-            ``time`` (seconds per phase).
+            none), ``step_taken``, ``direction_norm``, solver details,
+            ``time`` (seconds per phase) and, when no step was taken, a
+            ``message`` saying why.
         """
         _common.require_kind(model, "squared", "ENGD")
         timer = _common.Timer()
         xp = backend.namespace(params=params)
-        d, r, details = self.direction(params, model, batch)
-        timer.lap("direction")
+        r, J = self._residuals_and_jacobian(params, model, batch)
         loss0 = backend.to_float(_common.loss_of(xp, r, "squared"))
-        new_params, info = _common.take_step(self, params, d, model, batch, loss0, "squared")
+        if not math.isfinite(loss0):
+            return params, {**_common.rejection(loss0, "the loss"), "time": timer.total()}
+        try:
+            d, details = self._solve(params, model, batch, r, J)
+        except ValueError:
+            # the solvers refuse a J with NaN/Inf (read off a Gram diagonal, at
+            # no extra cost); that is a step not taken, any other error a bug
+            if J is None or backend.all_finite(J):
+                raise
+            return params, {**_common.rejection(loss0, "the Jacobian"), "time": timer.total()}
+        if d is None:
+            return params, {**_common.rejection(loss0, "CG's iterate"), **details, "time": timer.total()}
+        timer.lap("direction")
+        new_params, info, finite = _common.take_step(
+            params, d, model, batch, loss0, "squared", lr=self.lr, line_search=self.line_search
+        )
         timer.lap("line_search" if self.line_search else "update")
-        self.steps += 1
+        if finite:
+            self._commit(steps=self.steps + 1)
         info.update(details)
         info["time"] = timer.total()
         return new_params, info
