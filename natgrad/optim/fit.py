@@ -1,20 +1,33 @@
-"""A small training loop that records a history, with an optional progress bar."""
+"""A small training loop that records a history, writes checkpoints and
+resumes from them, with an optional progress bar."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
+from numbers import Real
 from typing import Any, Callable, Iterable
 
-from .. import backend
+from .. import backend, validation
+from ..backend import io
 
 __all__ = ["fit", "History"]
 
+#: the per-step lists of a History (one entry per step)
+STEP_KEYS = ("step", "loss", "lr", "step_time", "elapsed")
+#: the metric lists (one entry per evaluation)
+METRIC_KEYS = ("metric_step", "metric", "metric_elapsed")
+#: what the metadata of a fit checkpoint says it is
+CHECKPOINT_FORMAT = "natgrad.optim.fit checkpoint"
+CHECKPOINT_VERSION = 1
+
 
 class History(dict):
-    """Per-step records: ``history["loss"]``, ``["lr"]``, ``["step_time"]``,
-    ``["elapsed"]`` (cumulative seconds) and ``["metric"]`` (when a metric is
-    given), each a list with one entry per step.
+    """Per-step records: ``history["step"]``, ``["loss"]``, ``["lr"]``,
+    ``["step_time"]``, ``["elapsed"]`` (cumulative seconds) and
+    ``["metric"]`` (when a metric is given), each a list with one entry per
+    step, and ``history["interrupted"]`` (whether Ctrl-C stopped the run).
 
     Parameters
     ----------
@@ -33,10 +46,12 @@ class History(dict):
 
     Notes
     -----
-    A plain ``dict`` of lists, so it pickles, serialises to JSON and turns
-    into a table (``pandas.DataFrame(history)`` for the per-step keys)
-    without natgrad.  The per-step lists ``step``, ``loss``, ``lr``,
-    ``step_time`` and ``elapsed`` have one entry per step taken; the metric
+    A plain ``dict`` of lists (and the bool ``"interrupted"``), so it
+    pickles, serialises to JSON and turns into a table
+    (``pandas.DataFrame`` of the per-step keys) without natgrad.  The
+    per-step lists ``step``, ``loss``, ``lr``, ``step_time`` and ``elapsed``
+    have one entry per step taken (a resumed run's history holds the steps
+    of the runs before it too); the metric
     lists ``metric_step``, ``metric`` and ``metric_elapsed`` have one entry
     per evaluation (step 0, every ``metric_every`` steps and the last step),
     so they are usually shorter.  ``loss`` and ``lr`` are what the optimiser
@@ -52,8 +67,9 @@ class History(dict):
     """
 
     def last(self, key: str) -> Any:
-        """The last entry of ``history[key]``, or None if ``key`` is absent or empty."""
-        return self[key][-1] if self.get(key) else None
+        """The last entry of the list ``history[key]``, or None if ``key`` is absent or empty."""
+        value = self.get(key)
+        return value[-1] if isinstance(value, list) and value else None
 
 
 def _batch_source(batches: Any) -> Callable[[int], Any]:
@@ -65,76 +81,243 @@ def _batch_source(batches: Any) -> Callable[[int], Any]:
     return lambda step: batches
 
 
+def _number(value: Any) -> Any:
+    """A value of ``info`` as a JSON number (a 0-d array is read to the host)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, Real):
+        return float(value)
+    if backend.is_array(value):
+        return backend.to_float(value)
+    return value
+
+
+class _Checkpoint:
+    """Where and how often ``fit`` saves, and the file format of what it saves."""
+
+    def __init__(self, path: Any, every: int, optimizer: Any) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a file path (str or os.PathLike), got {type(path).__name__}")
+        self.path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"checkpoint: the folder {folder!r} does not exist")
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(f"checkpoint must name a file, {self.path!r} is a folder")
+        for method in ("state_dict", "load_state_dict"):
+            if not callable(getattr(optimizer, method, None)):
+                raise TypeError(
+                    f"checkpoint needs an optimizer with {method}(); {type(optimizer).__name__} has none"
+                )
+        self.every = every
+        self.optimizer = optimizer
+        self.written: int | None = None  # the step of the file on disk, when this run wrote it
+
+    def save(self, params: Any, history: History, step: int) -> None:
+        skeleton, arrays = io.split_arrays(self.optimizer.state_dict(), "state")
+        metadata = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": step,
+            "optimizer": type(self.optimizer).__name__,
+            "state": skeleton,
+            "history": dict(history),
+        }
+        io.save_checkpoint(self.path, {"params": params, **arrays}, metadata)
+        self.written = step
+
+    def load(self, like: Any) -> tuple[Any, History, int]:
+        """Params, history and step from the file; the optimiser's state is loaded."""
+        arrays, meta = io.load_checkpoint(self.path, like=like)
+        where = f"checkpoint {self.path!r}"
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+            raise io.CheckpointError(f"{where} is not a fit checkpoint of version {CHECKPOINT_VERSION}")
+        params = arrays.get("params")
+        if params is None or tuple(params.shape) != tuple(like.shape) or params.dtype != like.dtype:
+            got = None if params is None else (tuple(params.shape), params.dtype)
+            raise ValueError(
+                f"{where} holds params {got}, but the model's are {(tuple(like.shape), like.dtype)}: "
+                "another model's checkpoint"
+            )
+        history = History(meta["history"])
+        step = meta["step"]
+        if not isinstance(step, int) or len(history.get("step", [])) != step:
+            raise io.CheckpointError(f"{where}: its step {step!r} does not match its history")
+        try:
+            self.optimizer.load_state_dict(io.join_arrays(meta["state"], arrays))
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{where} does not fit this optimizer: {err}") from err
+        self.written = step
+        return params, history, step
+
+
+class _Run:
+    """What ``fit`` has done so far: params, history, steps and time.
+
+    ``params``, ``done`` and the history lists change together at the end of
+    a step (:meth:`commit`); :meth:`settle` cuts anything a Ctrl-C left
+    half-recorded, so the three always describe the same finished steps.
+    """
+
+    def __init__(self, params: Any, history: History, done: int, metric: Callable[[Any], float] | None) -> None:
+        self.params, self.history, self.done, self.metric = params, history, done, metric
+        self.elapsed = history.last("elapsed") or 0.0
+        if metric is not None:
+            for key in METRIC_KEYS:
+                history.setdefault(key, [])
+
+    def commit(self, step: int, params: Any, info: dict[str, Any], seconds: float) -> None:
+        self.elapsed += seconds
+        row = (step, _number(info.get("loss")), _number(info.get("lr")), seconds, self.elapsed)
+        for key, value in zip(STEP_KEYS, row):
+            self.history[key].append(value)
+        self.params, self.done = params, step
+
+    def record_metric(self, step: int) -> None:
+        value = float(self.metric(self.params))
+        for key, v in zip(METRIC_KEYS, (step, value, self.elapsed)):
+            self.history[key].append(v)
+
+    def settle(self) -> None:
+        """Cut the history to the committed steps (after a Ctrl-C anywhere)."""
+        for key in STEP_KEYS:
+            del self.history[key][self.done:]
+        if all(key in self.history for key in METRIC_KEYS):
+            n = min(len(self.history[key]) for key in METRIC_KEYS)
+            for key in METRIC_KEYS:
+                del self.history[key][n:]
+
+
+def _progress_bar(progress: bool, steps: int, start: int, name: str) -> Any:
+    if not progress or importlib.util.find_spec("tqdm") is None:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, initial=start, desc=name, leave=False)
+
+
 def fit(
     optimizer: Any,
     model: Any,
     batches: Any,
     steps: int,
+    *,
     callback: Callable[[int, Any, dict[str, Any]], Any] | None = None,
     progress: bool = True,
-    *,
     params: Any = None,
     metric: Callable[[Any], float] | None = None,
     metric_every: int = 1,
     time_budget: float | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 10,
+    resume: bool = False,
 ) -> tuple[Any, History]:
-    """Run ``steps`` optimiser steps and record what happened.
+    """Run optimiser steps up to step ``steps``, record what happened, save and resume.
 
     Parameters
     ----------
     optimizer : natgrad optimiser
-        Anything with ``step(params, model, batch) -> (params, info)``.
+        Anything with ``step(params, model, batch) -> (params, info)``; with
+        ``checkpoint`` also ``state_dict()`` and ``load_state_dict()``.
     model : adapter model
     batches : batch, callable or iterator
         A fixed batch (used every step), a callable ``batches(step) -> batch``
-        (e.g. resampling collocation points) or an iterator of batches.
+        of the step number 1, 2, … (e.g. resampling collocation points; the
+        way to make a resumed run see the same batches) or an iterator of
+        batches.
     steps : int
-        Maximum number of steps.
+        The step to stop at, counted over the whole run: a resumed run
+        continues from the checkpoint's step up to ``steps``.
     callback : callable, optional
         ``callback(step, params, info)`` after every step; returning ``True``
         stops the loop.
-    progress : bool
+    progress : bool, default True
         Show a tqdm progress bar when tqdm is installed.
     params : array, optional
-        Starting parameters (``model.params`` by default).
+        Starting parameters (``model.params`` by default).  When resuming
+        from a checkpoint its parameters are used instead.
     metric : callable, optional
         ``metric(params) -> float`` (e.g. a relative L2 error), recorded every
         ``metric_every`` steps and after the last (not counted in step times).
-    metric_every : int
-        Steps between metric evaluations (default 1); the metric is also
-        recorded at step 0 (the starting parameters) and at the last step.
+    metric_every : int, default 1
+        Steps between metric evaluations; the metric is also recorded at
+        step 0 (the starting parameters, not when resuming) and at the last
+        step.
     time_budget : float, optional
-        Stop after the first step at which the optimiser time reaches this
-        many seconds.
+        Stop after the first step at which the optimiser time of the whole
+        run (``history["elapsed"]``, resumed runs included) reaches this many
+        seconds.
+    checkpoint : str or path-like, optional
+        A file to save the run to (``.npz`` by convention; its folder must
+        exist): the parameters, the optimiser's :meth:`state_dict`, the step
+        and the history.
+    checkpoint_every : int, default 10
+        Save every this many steps (step numbers divisible by it) and
+        whenever ``fit`` returns: at the end, on a stop by ``callback`` or
+        ``time_budget``, and after Ctrl-C.
+    resume : bool, default False
+        Continue from ``checkpoint`` when that file exists: parameters,
+        optimiser state, step count and history come from it and the steps
+        are numbered on.  When the file does not exist the run starts afresh
+        (so one command line serves for the first start and every restart).
 
     Returns
     -------
     params : array
-        The final parameters.
+        The parameters after the last finished step.
     history : History
-        Lists ``step``, ``loss``, ``lr``, ``step_time``, ``elapsed`` and, with
-        a metric, ``metric_step``/``metric``/``metric_elapsed``.
+        Lists ``step``, ``loss``, ``lr``, ``step_time``, ``elapsed`` (a resumed
+        run's joined to the saved ones), with a metric
+        ``metric_step``/``metric``/``metric_elapsed``, and ``interrupted``:
+        True when Ctrl-C stopped the run.
 
     Raises
     ------
     ValueError
-        ``steps`` not a positive int.
+        ``steps``, ``metric_every`` or ``checkpoint_every`` not a positive
+        int, ``time_budget`` not positive, ``resume=True`` without
+        ``checkpoint``, a checkpoint of another model (parameters of another
+        shape or dtype) or another optimiser (the error of
+        ``load_state_dict``, naming the entry).
+    TypeError
+        ``callback`` or ``metric`` not callable, ``checkpoint`` not a path,
+        an optimiser without ``state_dict``/``load_state_dict`` when
+        ``checkpoint`` is given.
+    FileNotFoundError
+        The folder of ``checkpoint`` does not exist (checked before the first
+        step).
+    natgrad.backend.io.CheckpointError
+        ``resume=True`` and the file is not a checkpoint written by ``fit``.
     StopIteration
         ``batches`` is an iterator that runs out before the loop ends.
 
     Notes
     -----
     Only ``optimizer.step`` is timed (``time.perf_counter``): drawing the
-    batch, the metric, the callback and the progress bar are excluded from
-    ``step_time``, ``elapsed`` and ``time_budget``.  On asynchronous devices
-    (CUDA) the time includes the device work because natgrad's optimisers
-    return host floats in ``info`` (``backend.to_float`` of the loss), which
-    waits for the step to finish.  ``batches`` is read as follows: a callable
-    is called with the step number (1, 2, …); an iterator or generator is
-    advanced once per step; anything else — an array, or a tuple, list or
-    dict such as ``(x_interior, x_boundary)`` — is the batch of every step.
-    The loop stops after ``steps`` steps, when the time budget is used up, or
-    when ``callback`` returns ``True``, whichever comes first.
+    batch, the metric, the callback, checkpoints and the progress bar are
+    excluded from ``step_time``, ``elapsed`` and ``time_budget``.  On
+    asynchronous devices (CUDA) the time includes the device work because
+    natgrad's optimisers return host floats in ``info``.  ``batches`` is read
+    as follows: a callable is called with the step number; an iterator or
+    generator is advanced once per step (a resumed run does not skip ahead
+    in it); anything else — an array, or a tuple, list or dict such as
+    ``(x_interior, x_boundary)`` — is the batch of every step.
+
+    **Checkpoints** are one NumPy ``.npz`` archive with the arrays and a JSON
+    document (:mod:`natgrad.backend.io`): nothing is pickled, and reading one
+    never runs code.  Each is written to a temporary file in the same folder
+    and renamed over the old one, so the file on disk is always a complete
+    checkpoint.  A resumed run equals the uninterrupted one bit for bit when
+    the batches are a function of the step number and the arrays live on the
+    CPU: the parameters and the optimiser state are saved exactly, and a
+    natgrad step depends on nothing else.
+
+    **Ctrl-C** (``KeyboardInterrupt``) during a step stops the loop: natgrad's
+    steps are atomic, so the optimiser is as it was after the last finished
+    step, and ``fit`` returns the parameters and history of the finished
+    steps with ``history["interrupted"] = True`` and, with ``checkpoint``,
+    saves them.  Another exception goes through (the last checkpoint written
+    stays valid).
 
     Examples
     --------
@@ -144,59 +327,95 @@ def fit(
     >>> A = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     >>> y = np.array([1.0, 2.0, 3.0])
     >>> model = CallableModel(residuals=lambda p, b: A @ p - y,
-    ...                       jacobian=lambda p, b: A, params=np.zeros(2))
+    ...                       loss_and_grad=lambda p, b: (0.5 * np.sum((A @ p - y) ** 2), A.T @ (A @ p - y)),
+    ...                       params=np.zeros(2))
     >>> params, history = fit(GradientFlow(lr=0.1), model, None, steps=20,
     ...                       progress=False, metric=lambda p: float(np.linalg.norm(p)),
     ...                       metric_every=5)
-    >>> len(history["loss"]), history["metric_step"]
-    (20, [0, 5, 10, 15, 20])
-    >>> bool(history["loss"][-1] < history["loss"][0])
-    True
+    >>> len(history["loss"]), history["metric_step"], history["interrupted"]
+    (20, [0, 5, 10, 15, 20], False)
+
+    Saved and resumed, 10 steps then 10 more equal 20 in one go:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.npz")
+    >>> _, h = fit(GradientFlow(lr=0.1), model, None, steps=10, progress=False, checkpoint=path)
+    >>> p, h = fit(GradientFlow(lr=0.1), model, None, steps=20, progress=False,
+    ...            checkpoint=path, resume=True)
+    >>> h["step"][8:12], bool(np.array_equal(p, params))
+    ([9, 10, 11, 12], True)
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    next_batch = _batch_source(batches)
+    steps = validation.positive_int(steps, "steps")
+    callback = validation.callable_arg(callback, "callback", optional=True)
+    metric = validation.callable_arg(metric, "metric", optional=True)
+    metric_every = validation.positive_int(metric_every, "metric_every")
+    time_budget = validation.optional_positive(time_budget, "time_budget")
+    every = validation.positive_int(checkpoint_every, "checkpoint_every")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint= (the file to resume from)")
+    saver = None if checkpoint is None else _Checkpoint(checkpoint, every, optimizer)
     params = model.params if params is None else params
-    history = History(step=[], loss=[], lr=[], step_time=[], elapsed=[])
-    if metric is not None:
-        history.update(metric_step=[], metric=[], metric_elapsed=[])
-    bar = None
-    if progress and importlib.util.find_spec("tqdm") is not None:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=type(optimizer).__name__, leave=False)
-    elapsed = 0.0
-
-    def record_metric(step: int) -> None:
-        history["metric_step"].append(step)
-        history["metric"].append(float(metric(params)))
-        history["metric_elapsed"].append(elapsed)
-
-    if metric is not None:
-        record_metric(0)
+    history, start = History({key: [] for key in STEP_KEYS}), 0
+    if resume and os.path.exists(saver.path):
+        params, history, start = saver.load(like=params)
+    run = _Run(params, history, start, metric)
+    if metric is not None and start == 0:
+        run.record_metric(0)
+    interrupted = False
+    bar = _progress_bar(progress, steps, start, type(optimizer).__name__)
     try:
-        for step in range(1, steps + 1):
-            batch = next_batch(step)
-            t0 = time.perf_counter()
-            params, info = optimizer.step(params, model, batch)
-            dt = time.perf_counter() - t0
-            elapsed += dt
-            history["step"].append(step)
-            history["loss"].append(info.get("loss"))
-            history["lr"].append(info.get("lr"))
-            history["step_time"].append(dt)
-            history["elapsed"].append(elapsed)
-            last = step == steps or (time_budget is not None and elapsed >= time_budget)
-            if metric is not None and (step % metric_every == 0 or last):
-                record_metric(step)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{info.get('loss', float('nan')):.3e}")
-            if callback is not None and callback(step, params, info):
-                break
-            if last:
-                break
+        interrupted = _loop(run, optimizer, model, _batch_source(batches), steps, callback, metric_every,
+                            time_budget, saver, bar)
     finally:
         if bar is not None:
             bar.close()
-    return params, history
+    run.history["interrupted"] = interrupted
+    if saver is not None and saver.written != run.done:
+        saver.save(run.params, run.history, run.done)
+    return run.params, run.history
+
+
+def _loop(
+    run: _Run, optimizer: Any, model: Any, next_batch: Callable[[int], Any], steps: int,
+    callback: Callable[..., Any] | None, metric_every: int, time_budget: float | None,
+    saver: _Checkpoint | None, bar: Any,
+) -> bool:
+    """The steps of :func:`fit`; returns whether Ctrl-C stopped them."""
+    snapshot = getattr(optimizer, "state_dict", None)
+    restore = getattr(optimizer, "load_state_dict", None)
+    if time_budget is not None and run.elapsed >= time_budget:
+        return False
+    for step in range(run.done + 1, steps + 1):
+        # The state before the step (references, no copies): a Ctrl-C that lands
+        # after step() returned but before the step is recorded is rolled back.
+        before = snapshot() if callable(snapshot) and callable(restore) else None
+        try:
+            batch = next_batch(step)
+            t0 = time.perf_counter()
+            new_params, info = optimizer.step(run.params, model, batch)
+            seconds = time.perf_counter() - t0
+            run.commit(step, new_params, info, seconds)
+            last = step == steps or (time_budget is not None and run.elapsed >= time_budget)
+            if run.metric is not None and (step % metric_every == 0 or last):
+                run.record_metric(step)
+        except KeyboardInterrupt:
+            if run.done < step and before is not None:
+                restore(before)
+            run.settle()
+            return True
+        try:
+            if saver is not None and step % saver.every == 0:
+                saver.save(run.params, run.history, step)
+            if bar is not None:
+                bar.update(1)
+                loss = info.get("loss")
+                if isinstance(loss, Real):
+                    bar.set_postfix(loss=f"{loss:.3e}")
+            if callback is not None and callback(step, run.params, info):
+                break
+        except KeyboardInterrupt:
+            run.settle()
+            return True
+        if last:
+            break
+    return False
