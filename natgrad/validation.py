@@ -677,7 +677,9 @@ class CheckedCallable:
     name : str
         How the error messages call it (the argument's name).
     out_shape : callable, optional
-        ``out_shape(*args) -> tuple``: the shape the output must have.
+        ``out_shape(*args) -> tuple``: the shape the output must have; an
+        entry ``None`` accepts any length along that axis (a length the
+        caller cannot know, such as the number of samples in a batch).
         Default: the shape of the first argument (a square operator).
     dtype : "match", None or dtype, default "match"
         ``"match"``: the output must have the first argument's dtype.  A
@@ -764,10 +766,13 @@ class CheckedCallable:
         except TypeError as err:
             raise TypeError(f"{self._where()}: {err}") from None
         want = tuple(self.out_shape(*args)) if self.out_shape is not None else tuple(x.shape)
-        if tuple(y.shape) != want:
+        got = tuple(y.shape)
+        if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
+            expected = "(" + ", ".join("any" if w is None else str(w) for w in want)
+            expected += ",)" if len(want) == 1 else ")"
             raise CallableOutputError(
-                f"{self._where()} returned shape {tuple(y.shape)} for an input of shape "
-                f"{tuple(x.shape)}" + ("" if self.out_shape is None else f" (expected {want})"),
+                f"{self._where()} returned shape {got} for an input of shape "
+                f"{tuple(x.shape)}" + ("" if self.out_shape is None else f" (expected {expected})"),
                 self.name,
                 self.calls,
             )

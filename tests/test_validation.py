@@ -213,3 +213,19 @@ def test_checked_callable_validates_its_own_arguments():
         v.CheckedCallable(None, "hvp")
     with pytest.raises(ValueError, match="check_finite"):
         v.CheckedCallable(lambda u: u, "hvp", check_finite="always")
+
+
+def test_checked_callable_out_shape_with_a_free_axis(xp):
+    """``None`` in ``out_shape`` accepts any length there; the other axes and ndim are checked."""
+    J = v.CheckedCallable(lambda p, n: xp.ones((n, p.shape[0])), "jacobian",
+                          out_shape=lambda p, n: (None, p.shape[0]))
+    assert tuple(J(xp.ones(3), 5).shape) == (5, 3)
+    assert tuple(J(xp.ones(3), 2).shape) == (2, 3)
+    wrong_p = v.CheckedCallable(lambda p, n: xp.ones((n, 2)), "jacobian",
+                                out_shape=lambda p, n: (None, p.shape[0]))
+    with pytest.raises(v.CallableOutputError, match=r"returned shape \(5, 2\).*\(expected \(any, 3\)\)"):
+        wrong_p(xp.ones(3), 5)
+    wrong_ndim = v.CheckedCallable(lambda p, n: xp.ones((n,)), "residuals",
+                                   out_shape=lambda p, n: (None, p.shape[0]))
+    with pytest.raises(v.CallableOutputError, match="expected"):
+        wrong_ndim(xp.ones(3), 5)

@@ -21,7 +21,6 @@ differences of the gradient), which have no exact derivation otherwise.
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any, Callable
 
 from .. import backend, validation
@@ -32,36 +31,13 @@ __all__ = ["CallableModel"]
 _Fn = Callable[..., Any]
 
 
-class _AnyLength:
-    """The length ``N`` of outputs whose length the batch decides, in a shape check.
-
-    ``CheckedCallable`` compares ``tuple(y.shape) != out_shape(*args)``; for
-    each entry Python asks ``n == _N``, which ``int`` cannot answer and which
-    falls back to :meth:`__eq__` here: any integer matches.  The number of
-    dimensions and the other entries are still checked, and the error message
-    prints the expected shape as ``(N, P)``.
-    """
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Integral)
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    __hash__ = object.__hash__
-
-    def __repr__(self) -> str:
-        return "N"
-
-
-_N = _AnyLength()
-
-#: the shape each given function's output must have, from its arguments;
-#: vjp, hvp and ggn_vp return (P,), the shape of ``flat``: CheckedCallable's default
+#: the shape each given function's output must have, from its arguments (None:
+#: the number of samples, which only the batch decides); vjp, hvp and ggn_vp
+#: return (P,), the shape of ``flat``: CheckedCallable's default
 _OUT_SHAPES: dict[str, _Fn] = {
-    "residuals": lambda flat, batch: (_N,),
-    "jvp": lambda flat, batch, v: (_N,),
-    "jacobian": lambda flat, batch: (_N, flat.shape[0]),
+    "residuals": lambda flat, batch: (None,),
+    "jvp": lambda flat, batch, v: (None,),
+    "jacobian": lambda flat, batch: (None, flat.shape[0]),
 }
 
 
