@@ -44,10 +44,10 @@ def test_combinators_match_dense_algebra(xp, mats):
         "right-scaled": (a * -0.5, -0.5 * A),
         "negated": (-a, -A),
         "product": (a @ b, A @ B),
-        "shift": (a + 0.3 * identity(6), A + 0.3 * np.eye(6)),
+        "damped": (a + 0.3 * identity(6), A + 0.3 * np.eye(6)),
         "identity": (a + identity(6), A + np.eye(6)),
         "shifted()": (shifted(a, 2.0), A + 2.0 * np.eye(6)),
-        "shift of shift": (shifted(shifted(a, 1.0), 0.5), A + 1.5 * np.eye(6)),
+        "damping of damped": (shifted(shifted(a, 1.0), 0.5), A + 1.5 * np.eye(6)),
         "transpose of product": ((a @ b).T, (A @ B).T),
     }
     for name, (op, dense) in cases.items():
@@ -118,7 +118,7 @@ def test_bad_operands_are_named(xp, mats):
         op + aslinearoperator(from_numpy(xp, np.ones((6, 5))))
     with pytest.raises(ValueError, match="cannot multiply operators"):
         aslinearoperator(from_numpy(xp, np.ones((6, 5)))) @ aslinearoperator(from_numpy(xp, np.ones((6, 5))))
-    with pytest.raises(ValueError, match="a shift needs a square operator"):
+    with pytest.raises(ValueError, match=r"A \+ damping·I needs a square A"):
         shifted(from_numpy(xp, np.ones((6, 5))), 1.0)
     with pytest.raises(TypeError, match="matvec must be callable"):
         from_matvec(3.0, (2, 2), np.float64)

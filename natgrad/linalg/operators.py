@@ -7,7 +7,7 @@ turn it into the latter with :func:`aslinearoperator`.  An operator knows its
 ``(n, k)`` with ``A.matvec(x)`` or ``A @ x``.
 
 Operators combine lazily: ``A + B``, ``A - B``, ``c * A``, ``A @ B`` and the
-shift ``A + sigma * identity(n)`` (or :func:`shifted`) build new operators
+damped ``A + damping * identity(n)`` (or :func:`shifted`) build new operators
 without forming any matrix.
 
 Examples
@@ -78,7 +78,7 @@ class LinearOperator:
         If ``shape`` is not a pair of non-negative ints.  Later, applying the
         operator (``matvec``, ``rmatvec``, ``A @ x``) to ``x`` that is not
         1-D or 2-D with first dimension ``n`` (``m`` for the transpose);
-        adding or multiplying operators of incompatible shapes, or shifting a
+        adding or multiplying operators of incompatible shapes, or damping a
         non-square one; ``to_dense()`` without ``xp`` when ``self.xp`` is
         ``None``.
     TypeError
@@ -93,8 +93,8 @@ class LinearOperator:
     ``-A``, ``c * A`` (``c`` a ``numbers.Number``; arrays, 0-d ones
     included, are not accepted), ``A @ B`` (composition) and ``A.T``; ``A @ x`` with
     an array ``x`` is ``A.matvec(x)``.  ``A + identity(n)`` and
-    ``A + c * identity(n)`` become the shift :func:`shifted` ``(A, c)``, and
-    shifts of shifts fold into one.  A composite takes the dtype and
+    ``A + c * identity(n)`` become the damped operator :func:`shifted`
+    ``(A, c)``, and dampings of dampings fold into one.  A composite takes the dtype and
     namespace of its first operand, or of the second when the first does not
     know them.
 
@@ -138,6 +138,10 @@ class LinearOperator:
     #: array-API namespace of the operator's data, or ``None`` when unknown
     #: (operators defined by a Python callable adapt to their input).
     xp: Any = None
+    #: True for operators natgrad builds from arrays it has validated: their
+    #: products need no output check in the solvers (a user's operator gets
+    #: one at every call, see ``natgrad.linalg._checks.operator_calls``).
+    _native: bool = False
 
     def __init__(self, shape: tuple[int, int], dtype: Any) -> None:
         shape = tuple(int(s) for s in shape)
@@ -286,6 +290,8 @@ class DenseOperator(LinearOperator):
     True
     """
 
+    _native = True
+
     def __init__(self, A: Any) -> None:
         self.xp = backend.namespace(A=A)
         if A.ndim != 2:
@@ -338,7 +344,8 @@ class MatvecOperator(LinearOperator):
     ``xp.stack([matvec(X[:, j]) for j in range(k)], axis=1)``, ``k`` Python
     calls; the transpose of a block always goes column by column through
     ``rmatvec``.  The callable's output is not checked here: the solvers
-    check it on its first application (shape, library, device, dtype).
+    check it at every application (shape, library, device, dtype; see
+    :class:`natgrad.validation.CheckedCallable`).
     Such an operator does not know its namespace unless ``xp`` is given, so
     solvers take it from the right-hand side and ``to_dense`` needs ``xp``.
 
@@ -430,7 +437,7 @@ class IdentityOperator(LinearOperator):
     ``matvec(x)`` and ``rmatvec(x)`` return ``x`` itself (no copy, any
     namespace).  The identity has no namespace of its own (``xp`` is
     ``None``), so ``to_dense`` needs ``xp``.  ``A + identity(n)`` and
-    ``A + c * identity(n)`` are turned into the shift :func:`shifted`.
+    ``A + c * identity(n)`` are turned into the damped :func:`shifted`.
 
     Examples
     --------
@@ -446,6 +453,8 @@ class IdentityOperator(LinearOperator):
            [0., 0., 1.]])
     """
 
+    _native = True
+
     def __init__(self, n: int, dtype: Any = None) -> None:
         super().__init__((n, n), dtype)
 
@@ -459,6 +468,7 @@ class _ScaledOperator(LinearOperator):
     def __init__(self, base: LinearOperator, scale: Any) -> None:
         super().__init__(base.shape, base.dtype)
         self.base, self.scale, self.xp = base, scale, base.xp
+        self._native = base._native
 
     def _matvec(self, x: Any) -> Any:
         return self.scale * self.base._matvec(x)
@@ -468,19 +478,20 @@ class _ScaledOperator(LinearOperator):
 
 
 class _ShiftedOperator(LinearOperator):
-    """``A + sigma I`` for a square ``A``."""
+    """``A + damping·I`` for a square ``A``."""
 
-    def __init__(self, base: LinearOperator, sigma: Any) -> None:
+    def __init__(self, base: LinearOperator, damping: Any) -> None:
         if base.shape[0] != base.shape[1]:
-            raise ValueError(f"a shift needs a square operator, got shape {base.shape}")
+            raise ValueError(f"A + damping·I needs a square A, got shape {base.shape}")
         super().__init__(base.shape, base.dtype)
-        self.base, self.sigma, self.xp = base, sigma, base.xp
+        self.base, self.damping, self.xp = base, damping, base.xp
+        self._native = base._native
 
     def _matvec(self, x: Any) -> Any:
-        return self.base._matvec(x) + self.sigma * x
+        return self.base._matvec(x) + self.damping * x
 
     def _rmatvec(self, x: Any) -> Any:
-        return self.base._rmatvec(x) + self.sigma * x
+        return self.base._rmatvec(x) + self.damping * x
 
 
 class _SumOperator(LinearOperator):
@@ -489,6 +500,7 @@ class _SumOperator(LinearOperator):
             raise ValueError(f"cannot add operators of shapes {a.shape} and {b.shape}")
         super().__init__(a.shape, a.dtype if a.dtype is not None else b.dtype)
         self.a, self.b, self.xp = a, b, a.xp if a.xp is not None else b.xp
+        self._native = a._native and b._native
 
     def _matvec(self, x: Any) -> Any:
         return self.a._matvec(x) + self.b._matvec(x)
@@ -503,6 +515,7 @@ class _ProductOperator(LinearOperator):
             raise ValueError(f"cannot multiply operators of shapes {a.shape} and {b.shape}")
         super().__init__((a.shape[0], b.shape[1]), a.dtype if a.dtype is not None else b.dtype)
         self.a, self.b, self.xp = a, b, a.xp if a.xp is not None else b.xp
+        self._native = a._native and b._native
 
     def _matvec(self, x: Any) -> Any:
         return self.a._matvec(self.b._matvec(x))
@@ -515,6 +528,7 @@ class _TransposedOperator(LinearOperator):
     def __init__(self, base: LinearOperator) -> None:
         super().__init__((base.shape[1], base.shape[0]), base.dtype)
         self.base, self.xp = base, base.xp
+        self._native = base._native
 
     def _matvec(self, x: Any) -> Any:
         return self.base._rmatvec(x)
@@ -641,7 +655,7 @@ def from_matvec(
 
 
 def identity(n: int, dtype: Any = None) -> LinearOperator:
-    """The ``n × n`` identity operator; ``A + sigma * identity(n)`` is a shift.
+    """The ``n × n`` identity operator; ``A + damping * identity(n)`` is :func:`shifted`.
 
     Parameters
     ----------
@@ -662,9 +676,9 @@ def identity(n: int, dtype: Any = None) -> LinearOperator:
 
     Notes
     -----
-    ``A + identity(n)`` and ``A + sigma * identity(n)`` (``sigma`` a Python
-    number) build :func:`shifted` ``(A, sigma)``, applied as
-    ``A x + sigma x`` without a separate identity product; ``A`` must be
+    ``A + identity(n)`` and ``A + damping * identity(n)`` (``damping`` a
+    Python number) build :func:`shifted` ``(A, damping)``, applied as
+    ``A x + damping x`` without a separate identity product; ``A`` must be
     square and of size ``n`` (a different size raises ``ValueError``).
 
     Examples
@@ -681,21 +695,23 @@ def identity(n: int, dtype: Any = None) -> LinearOperator:
     return IdentityOperator(n, dtype)
 
 
-def shifted(A: Any, sigma: Any) -> LinearOperator:
-    """The operator ``A + sigma I`` (``A`` square), applied as ``A x + sigma x``.
+def shifted(A: Any, damping: Any) -> LinearOperator:
+    """The damped operator ``A + damping·I`` (``A`` square), applied as ``A x + damping·x``.
 
     Parameters
     ----------
     A : array, scipy operator or LinearOperator, shape (n, n)
         Anything :func:`aslinearoperator` accepts; square.
-    sigma : scalar
-        The shift (a Python number or a 0-d array of ``A``'s library).
+    damping : scalar
+        The multiple of the identity added (a Python number or a 0-d array
+        of ``A``'s library); any sign is accepted here, the solvers that
+        need ``A + damping·I`` positive definite check that themselves.
 
     Returns
     -------
     LinearOperator
-        ``A + sigma I``, with ``A``'s shape, dtype and namespace; its
-        transpose is ``Aᵀ + sigma I``.
+        ``A + damping·I``, with ``A``'s shape, dtype and namespace; its
+        transpose is ``Aᵀ + damping·I``.
 
     Raises
     ------
@@ -707,25 +723,27 @@ def shifted(A: Any, sigma: Any) -> LinearOperator:
     Notes
     -----
     No matrix is formed and ``A`` is not copied: each product costs one
-    product with ``A`` and one scaled addition.  Shifting a shifted
-    operator adds the shifts (``shifted(shifted(A, s), t)`` is ``A`` shifted
-    by ``s + t``), so repeated damping updates do not nest.  ``A + sigma *
-    identity(n)`` builds the same operator.
+    product with ``A`` and one scaled addition.  Damping a damped operator
+    adds the dampings (``shifted(shifted(A, s), t)`` is ``A`` damped by
+    ``s + t``), so repeated damping updates do not nest.  ``A + damping *
+    identity(n)`` builds the same operator.  ("Damping" is natgrad's word for
+    every ``+λI``; only :func:`~natgrad.linalg.minres` keeps SciPy's
+    ``shift``, with the opposite sign.)
 
     Examples
     --------
     >>> import numpy as np
     >>> from natgrad.linalg import shifted
     >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
-    >>> S = shifted(shifted(A, 0.25), 0.25)     # one shift by 0.5
+    >>> S = shifted(shifted(A, 0.25), 0.25)     # damped by 0.5
     >>> bool(np.allclose(S @ np.eye(2), A + 0.5 * np.eye(2)))
     True
     >>> shifted(np.ones((2, 3)), 1.0)
     Traceback (most recent call last):
         ...
-    ValueError: a shift needs a square operator, got shape (2, 3)
+    ValueError: A + damping·I needs a square A, got shape (2, 3)
     """
     A = aslinearoperator(A)
     if isinstance(A, _ShiftedOperator):
-        return _ShiftedOperator(A.base, A.sigma + sigma)
-    return _ShiftedOperator(A, sigma)
+        return _ShiftedOperator(A.base, A.damping + damping)
+    return _ShiftedOperator(A, damping)
