@@ -31,8 +31,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from .. import backend
-from . import _checks
+from .. import backend, validation
 
 __all__ = ["Woodbury", "woodbury_solve", "FactorizationWarning"]
 
@@ -101,24 +100,24 @@ class FactorizationWarning(RuntimeWarning):
 
 
 # ---------------------------------------------------------------------------
-# robust factorisation of G + shift I, G symmetric positive semidefinite
+# robust factorisation of G + damping·I, G symmetric positive semidefinite
 # ---------------------------------------------------------------------------
 
 
 class SPDFactor:
-    """Factor ``K = G + shift·I`` for a symmetric PSD ``G`` and ``shift > 0``.
+    """Factor ``K = G + damping·I`` for a symmetric PSD ``G`` and ``damping > 0``.
 
     Tries, in order: Cholesky of ``K``; Cholesky of ``K + δI`` with ``δ``
     growing by 10 from ``eps·trace(K)/n`` (four tries); the eigendecomposition
     ``G = Q diag(w) Qᵀ`` with ``w`` clamped at 0, so that ``K⁻¹ = Q diag(1/(w⁺ +
-    shift)) Qᵀ`` (exact for the PSD matrix nearest to the computed ``G``).  A
+    damping)) Qᵀ`` (exact for the PSD matrix nearest to the computed ``G``).  A
     fallback issues one :class:`FactorizationWarning`.
     """
 
-    def __init__(self, G: Any, shift: float, what: str, stacklevel: int = 4) -> None:
+    def __init__(self, G: Any, damping: float, what: str, stacklevel: int = 4) -> None:
         xp = backend.namespace(G=G)
         n = G.shape[0]
-        K = backend.add_identity(G, shift)
+        K = backend.add_identity(G, damping)
         self.method, self.jitter = "cholesky", 0.0
         self._L = self._Q = self._w = None
         try:
@@ -131,19 +130,19 @@ class SPDFactor:
         for k in range(_JITTER_TRIES):
             delta = start * 10.0**k
             try:
-                self._L = backend.cholesky(backend.add_identity(G, shift + delta))
+                self._L = backend.cholesky(backend.add_identity(G, damping + delta))
             except backend.CholeskyError:
                 continue
             self.method, self.jitter = "cholesky+jitter", delta
             warnings.warn(
-                f"Cholesky of {what} failed (damping {shift:.3g} is at the rounding level "
+                f"Cholesky of {what} failed (damping {damping:.3g} is at the rounding level "
                 f"of the {G.dtype} kernel); factored it with diagonal jitter {delta:.3g}",
                 FactorizationWarning,
                 stacklevel=stacklevel,
             )
             return
         w, Q = backend.eigh(G)
-        self._w = xp.clip(w, min=0.0) + shift
+        self._w = xp.clip(w, min=0.0) + damping
         self._Q = Q
         self.method = "eigh"
         warnings.warn(
@@ -280,7 +279,7 @@ class Woodbury:
         refine: bool | None = None,
     ) -> None:
         xp = _check_U(U)
-        self.damping = _checks.positive(damping, "damping")
+        self.damping = validation.positive(damping, "damping")
         if side not in ("auto", "sample", "parameter"):
             raise ValueError(f"side must be 'auto', 'sample' or 'parameter', got {side!r}")
         if refine is not None and not isinstance(refine, bool):
@@ -348,7 +347,7 @@ class Woodbury:
 
     def _prepare(self, b: Any, n: int, name: str) -> Any:
         xp = backend.namespace(U=self.U, **{name: b})
-        _checks.rhs(b, n, name)
+        validation.rhs(b, n, name)
         if xp.isdtype(b.dtype, "complex floating"):
             raise TypeError(f"{name} must be real, got dtype {b.dtype}")
         return b if b.dtype == self.dtype else xp.astype(b, self.dtype)
@@ -470,5 +469,5 @@ def woodbury_solve(
     # Validate b's shape before the O(N²P) factorisation.
     backend.namespace(U=U, b=b)
     _check_U(U)
-    _checks.rhs(b, U.shape[1], "b")
+    validation.rhs(b, U.shape[1], "b")
     return Woodbury(U, damping, side=side, refine=refine).solve(b)
