@@ -7,8 +7,18 @@ libraries.
 """
 
 from . import backend, linalg
-from .linalg import SolveResult, cg, lanczos, minres
+from .linalg import SolveError, SolveResult, SolveStatus, cg, lanczos, minres
 
 __version__ = "0.1.0"
 
-__all__ = ["backend", "linalg", "SolveResult", "cg", "minres", "lanczos", "__version__"]
+__all__ = [
+    "backend",
+    "linalg",
+    "SolveResult",
+    "SolveStatus",
+    "SolveError",
+    "cg",
+    "minres",
+    "lanczos",
+    "__version__",
+]

@@ -269,8 +269,18 @@ def test_cg_rejects_mixed_namespaces():
 
 def test_cg_operator_returning_wrong_shape_is_named():
     op = from_matvec(lambda v: v[:-1], (5, 5), np.float64)
-    with pytest.raises(ValueError, match=r"A returned shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"A \(call 1\) returned shape \(4,\)"):
         cg(op, np.ones(5))
+    # checked at every call, not only the first: a fault at call 3 is named
+    A = spd_matrix(5, 10.0, seed=31)
+    calls = [0]
+
+    def late(v):
+        calls[0] += 1
+        return A @ v if calls[0] < 3 else (A @ v)[:-1]
+
+    with pytest.raises(ValueError, match=r"A \(call 3\) returned shape \(4,\)"):
+        cg(from_matvec(late, (5, 5), np.float64), np.ones(5), rtol=1e-12)
 
 
 @settings(max_examples=20, deadline=None)

@@ -103,7 +103,7 @@ def test_low_rank_psd_direct_construction(xp):
     V = np.linalg.qr(rng.standard_normal((n, 3)))[0]
     s = np.array([5.0, 2.0, 0.5])
     L = LowRankPSD(from_numpy(xp, V), from_numpy(xp, s))
-    assert L.rank == 3 and L.factor is None and L.nu == 0.0
+    assert L.rank == 3 and L.factor is None and L.jitter == 0.0
     ref = (V * s) @ V.T
     np.testing.assert_allclose(dense(L), ref, rtol=1e-13, atol=1e-14)
     b = rng.standard_normal(n)
@@ -165,27 +165,27 @@ def test_operator_input_uses_only_block_products(xp):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_auto_rank_stops_when_smallest_eigenvalue_below_shift(xp, method):
+def test_auto_rank_stops_when_smallest_eigenvalue_below_damping(xp, method):
     n, mu = 80, 1e-4
     eig = np.logspace(0, -10, n)
     A = symmetric_matrix(eig, seed=11)
-    approx = nystrom(from_numpy(xp, A), "auto", shift=mu, seed=0, method=method)
+    approx = nystrom(from_numpy(xp, A), "auto", damping=mu, seed=0, method=method)
     # sketch sizes 10, 20, 40, ...: the first whose last eigenvalue is ≤ μ
     assert approx.rank in (10, 20, 40, 80)
     s = np.sort(np.linalg.eigvalsh(dense(approx)))[::-1][: approx.rank]
     assert s[-1] <= mu * (1 + 1e-6)
     if approx.rank > 10:  # half the sketch was not enough (same random stream)
-        smaller = nystrom(from_numpy(xp, A), "auto", shift=mu, seed=0, method=method, max_rank=approx.rank // 2)
+        smaller = nystrom(from_numpy(xp, A), "auto", damping=mu, seed=0, method=method, max_rank=approx.rank // 2)
         assert smaller.rank == approx.rank // 2
         assert np.sort(np.linalg.eigvalsh(dense(smaller)))[::-1][smaller.rank - 1] > mu
     # reproducible
-    again = nystrom(from_numpy(xp, A), "auto", shift=mu, seed=0, method=method)
+    again = nystrom(from_numpy(xp, A), "auto", damping=mu, seed=0, method=method)
     np.testing.assert_array_equal(dense(again), dense(approx))
 
 
 def test_auto_rank_respects_budget(xp):
     A = symmetric_matrix(np.linspace(1.0, 2.0, 50), seed=12)  # flat spectrum
-    approx = nystrom(from_numpy(xp, A), "auto", shift=1e-3, seed=0, max_rank=25)
+    approx = nystrom(from_numpy(xp, A), "auto", damping=1e-3, seed=0, max_rank=25)
     assert approx.rank == 25
     np.testing.assert_allclose(to_numpy(approx.V).T @ to_numpy(approx.V), np.eye(25), atol=1e-10)
 
@@ -237,14 +237,14 @@ def test_preconditioner_constant_condition_at_effective_dimension(xp):
     assert ell < n and (eig[0] + mu) / mu > 500  # unpreconditioned: 1000
 
 
-def test_preconditioner_with_zero_shift(xp):
+def test_preconditioner_with_zero_damping(xp):
     n = 30
     A = decaying_psd(n, seed=17, low=-3) + 1e-5 * np.eye(n)
     approx = nystrom(from_numpy(xp, low_rank_psd(n, 3, seed=18)), 8, seed=0)  # 5 zero eigenvalues
     P = NystromPreconditioner(approx, 0.0)
     Pinv = to_numpy(P.to_dense())
     assert np.all(np.isfinite(Pinv)) and np.linalg.eigvalsh(Pinv).min() > 0
-    res = nystrom_pcg(from_numpy(xp, A), from_numpy(xp, np.ones(n)), 15, shift=0.0, seed=1, rtol=1e-10)
+    res = nystrom_pcg(from_numpy(xp, A), from_numpy(xp, np.ones(n)), 15, damping=0.0, seed=1, rtol=1e-10)
     assert res.converged, res.info
     np.testing.assert_allclose(to_numpy(res.x), np.linalg.solve(A, np.ones(n)), rtol=1e-8 * np.linalg.cond(A))
 
@@ -255,11 +255,11 @@ def test_preconditioner_with_zero_shift(xp):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_nystrom_pcg_solves_the_shifted_system(xp, method):
+def test_nystrom_pcg_solves_the_damped_system(xp, method):
     n, mu, rtol = 150, 1e-2, 1e-9
     K = rbf_kernel(n, seed=19)
     b = np.random.default_rng(20).standard_normal(n)
-    res = nystrom_pcg(from_numpy(xp, K), from_numpy(xp, b), 80, shift=mu, seed=0, method=method, rtol=rtol)
+    res = nystrom_pcg(from_numpy(xp, K), from_numpy(xp, b), 80, damping=mu, seed=0, method=method, rtol=rtol)
     assert res.converged, res.info
     assert "rank 80" in res.info
     x = to_numpy(res.x)
@@ -276,7 +276,7 @@ def test_nystrom_pcg_operator_block_rhs_and_auto(xp):
     K_x = from_numpy(xp, K)
     op = from_matvec(lambda v: K_x @ v, (n, n), xp.float64, matmat=lambda V: K_x @ V)
     B = np.random.default_rng(22).standard_normal((n, 2))
-    res = nystrom_pcg(op, from_numpy(xp, B), "auto", shift=mu, seed=3, rtol=1e-8)
+    res = nystrom_pcg(op, from_numpy(xp, B), "auto", damping=mu, seed=3, rtol=1e-8)
     assert res.converged, res.info
     X = to_numpy(res.x)
     assert X.shape == (n, 2)
@@ -291,7 +291,7 @@ def test_sketch_and_solve(xp, method):
     b = rng.standard_normal(n)
     # exact when rank(A) ≤ ℓ
     A = low_rank_psd(n, 6, seed=24)
-    x = to_numpy(nystrom_solve(from_numpy(xp, A), from_numpy(xp, b), 10, shift=mu, seed=0, method=method))
+    x = to_numpy(nystrom_solve(from_numpy(xp, A), from_numpy(xp, b), 10, damping=mu, seed=0, method=method))
     ref = np.linalg.solve(A + mu * np.eye(n), b)
     np.testing.assert_allclose(x, ref, rtol=1e-8, atol=1e-8 * np.abs(ref).max())
     # otherwise ‖x − x*‖ ≤ ‖E‖/μ ‖x*‖
@@ -334,8 +334,8 @@ def test_inputs_not_mutated(xp):
     approx = nystrom(A, 10, seed=0)
     approx.solve(b, 0.1)
     NystromPreconditioner(approx, 0.1) @ b
-    nystrom_pcg(A, b, 10, shift=0.1, seed=0)
-    nystrom_solve(A, b, 10, shift=0.1, seed=0, method="cholesky")
+    nystrom_pcg(A, b, 10, damping=0.1, seed=0)
+    nystrom_solve(A, b, 10, damping=0.1, seed=0, method="cholesky")
     np.testing.assert_array_equal(to_numpy(A), A_np)
     np.testing.assert_array_equal(to_numpy(b), b_np)
 
@@ -352,13 +352,13 @@ def test_bad_rank(xp):
     for rank in (2.0, True, None):
         with pytest.raises(TypeError, match="rank must be an int"):
             nystrom(A, rank)
-    with pytest.raises(ValueError, match="rank='auto' needs shift"):
+    with pytest.raises(ValueError, match="rank='auto' needs damping"):
         nystrom(A, "auto")
-    with pytest.raises(ValueError, match="rank='auto' needs shift > 0"):
-        nystrom(A, "auto", shift=0.0)
+    with pytest.raises(ValueError, match="rank='auto' needs damping > 0"):
+        nystrom(A, "auto", damping=0.0)
     with pytest.raises(ValueError, match="max_rank must be at most"):
-        nystrom(A, "auto", shift=1.0, max_rank=20)
-    with pytest.raises(ValueError, match="rank='auto' needs shift"):
+        nystrom(A, "auto", damping=1.0, max_rank=20)
+    with pytest.raises(ValueError, match="rank='auto' needs damping"):
         nystrom_pcg(A, from_numpy(xp, np.ones(10)), "auto")
 
 
@@ -395,14 +395,14 @@ def test_bad_options():
         nystrom(A, 2, seed=1.5)
     with pytest.raises(TypeError, match="do not pass M"):
         nystrom_pcg(A, np.ones(6), 2, M=np.eye(6))
-    with pytest.raises(ValueError, match="shift"):
-        nystrom_pcg(A, np.ones(6), 2, shift=-1.0)
-    with pytest.raises(ValueError, match="shift must be positive"):
-        nystrom_solve(A, np.ones(6), 2, shift=0.0)
+    with pytest.raises(ValueError, match="damping must be a finite non-negative"):
+        nystrom_pcg(A, np.ones(6), 2, damping=-1.0)
+    with pytest.raises(ValueError, match="damping must be a finite positive"):
+        nystrom_solve(A, np.ones(6), 2, damping=0.0)
     with pytest.raises(ValueError, match=r"b must have shape \(6,\)"):
-        nystrom_pcg(A, np.ones(5), 2, shift=1.0)
+        nystrom_pcg(A, np.ones(5), 2, damping=1.0)
     with pytest.raises(ValueError, match="b contains NaN"):
-        nystrom_solve(A, np.full(6, np.nan), 2, shift=1.0)
+        nystrom_solve(A, np.full(6, np.nan), 2, damping=1.0)
 
 
 def test_bad_low_rank_and_preconditioner_arguments(xp):
@@ -420,13 +420,13 @@ def test_bad_low_rank_and_preconditioner_arguments(xp):
     with pytest.raises(ValueError, match="B must be 2-D"):
         LowRankPSD.from_factor(from_numpy(xp, np.ones((2, 3))))
     L = LowRankPSD(V, from_numpy(xp, np.array([2.0, 1.0])))
-    with pytest.raises(ValueError, match="shift must be positive"):
+    with pytest.raises(ValueError, match="damping must be a finite positive"):
         L.solve(from_numpy(xp, np.ones(6)), 0.0)
     with pytest.raises(ValueError, match=r"b must have shape \(6,\)"):
         L.solve(from_numpy(xp, np.ones(4)), 1.0)
     with pytest.raises(TypeError, match="approx must be a LowRankPSD"):
         NystromPreconditioner(np.eye(6), 1.0)
-    with pytest.raises(ValueError, match="shift must be a finite non-negative"):
+    with pytest.raises(ValueError, match="damping must be a finite non-negative"):
         NystromPreconditioner(L, -1.0)
 
 
@@ -434,7 +434,7 @@ def test_mixed_libraries_rejected():
     torch = pytest.importorskip("torch")
     A = low_rank_psd(6, 2, seed=33)
     with pytest.raises(TypeError, match="PyTorch"):
-        nystrom_pcg(A, torch.ones(6, dtype=torch.float64), 2, shift=1.0)
+        nystrom_pcg(A, torch.ones(6, dtype=torch.float64), 2, damping=1.0)
     L = nystrom(A, 2, seed=0)
     with pytest.raises(TypeError, match="PyTorch"):
         L.solve(torch.ones(6, dtype=torch.float64), 1.0)

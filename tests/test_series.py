@@ -509,11 +509,11 @@ def test_bad_input(xp, solve):
 
     with pytest.raises(TypeError, match="hvp must be callable"):
         call(hvp=H)
-    with pytest.raises(ValueError, match=r"hvp returned shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"hvp \(call 1\) returned shape \(5,\)"):
         call(hvp=lambda v: (H @ v)[:5])
-    with pytest.raises(TypeError, match="hvp returned dtype"):
+    with pytest.raises(TypeError, match=r"hvp \(call 1\) returned dtype"):
         call(hvp=lambda v: xp.astype(H @ v, xp.float32))
-    with pytest.raises(TypeError, match="hvp must return an array"):
+    with pytest.raises(TypeError, match=r"hvp \(call 1\) must return an array"):
         call(hvp=lambda v: [0.0] * n)
     with pytest.raises(ValueError, match="damping"):
         call(damping=-0.1)

@@ -2,7 +2,7 @@
 
 The public names of this package are the contract in ``DESIGN.md``:
 :class:`LinearOperator`, :func:`aslinearoperator`, :func:`from_matvec`,
-:class:`SolveResult`, :func:`cg`, :func:`minres`, :func:`lanczos`,
+:class:`SolveResult` (with :class:`SolveStatus` and :class:`SolveError`), :func:`cg`, :func:`minres`, :func:`lanczos`,
 :class:`Woodbury`, :func:`woodbury_solve`, :func:`nystrom`, :class:`LowRankPSD`,
 :class:`NystromPreconditioner`, :func:`nystrom_pcg`, :func:`neumann_solve`,
 :func:`saddle_free_solve`.
@@ -20,7 +20,7 @@ from .operators import (
     shifted,
 )
 from .nystrom import LowRankPSD, NystromPreconditioner, nystrom, nystrom_pcg, nystrom_solve
-from .result import SolveResult
+from .result import SolveError, SolveResult, SolveStatus
 from .series import WynnResult, neumann_solve, saddle_free_solve, wynn_epsilon
 from .woodbury import FactorizationWarning, Woodbury, woodbury_solve
 
@@ -34,6 +34,8 @@ __all__ = [
     "identity",
     "shifted",
     "SolveResult",
+    "SolveStatus",
+    "SolveError",
     "cg",
     "minres",
     "lanczos",

@@ -22,12 +22,13 @@ Examples
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple
 
-from .. import backend
+from .. import backend, validation
 from . import _checks
-from .operators import LinearOperator
-from .result import SolveResult
+from .operators import DenseOperator, LinearOperator
+from .result import SolveResult, SolveStatus
 
 __all__ = ["cg", "minres", "lanczos", "LanczosResult"]
 
@@ -35,6 +36,12 @@ __all__ = ["cg", "minres", "lanczos", "LanczosResult"]
 _REPLACE_EVERY = 50
 #: failed true-residual verifications before a solver declares stagnation
 _MAX_VERIFY_FAILURES = 4
+
+_CONVERGED = SolveStatus.CONVERGED
+_NONFINITE_MESSAGE = (
+    "non-finite values at iteration {it}: the operator or the preconditioner produced NaN "
+    "or Inf; x is the last finite iterate"
+)
 
 
 def _dot(xp: Any, a: Any, b: Any) -> Any:
@@ -44,7 +51,13 @@ def _dot(xp: Any, a: Any, b: Any) -> Any:
 
 
 class _Problem:
-    """Validated operator, right-hand side and preconditioner of one solve."""
+    """Validated operator, right-hand side and preconditioner of one solve.
+
+    ``A`` and ``M`` are the products as counted callables; a user's
+    operator has its output checked at every call (shape, dtype, library;
+    not finiteness, which the solvers test on their residual at their sync
+    points — see ``_checks.operator_calls``).
+    """
 
     def __init__(self, A: Any, b: Any, x0: Any, M: Any, name_b: str = "b") -> None:
         op = _checks.square_operator(A, "A")
@@ -53,50 +66,51 @@ class _Problem:
         self.xp = xp = backend.namespace(
             A=_checks.dense_array(op), b=b, x0=x0, M=_checks.dense_array(Mop)
         )
-        _checks.rhs(b, n, name_b)
+        validation.rhs(b, n, name_b)
         if x0 is not None:
-            _checks.same_shape(x0, b, "x0", name_b)
+            validation.same_shape(x0, b, "x0", name_b)
         dense_dtypes = [d for d in (_checks.dense_array(op), _checks.dense_array(Mop)) if d is not None]
         self.dtype = dtype = backend.float_dtype(xp, b, *dense_dtypes)
-        self.op = _cast_dense(op, dtype, xp)
-        self.M = _cast_dense(Mop, dtype, xp) if Mop is not None else None
+        self.A = _checks.operator_calls(_cast_dense(op, dtype, xp), "A")
+        self.M = None if Mop is None else _checks.operator_calls(_cast_dense(Mop, dtype, xp), "M")
         self.b = xp.astype(b, dtype) if b.dtype != dtype else b
-        self.x0 = None if x0 is None else xp.astype(x0, dtype, copy=True)
+        # The solvers never write into x, so x0 needs no defensive copy.
+        if x0 is not None and x0.dtype != dtype:
+            x0 = xp.astype(x0, dtype)
+        self.x0 = x0
         self.n = n
-        self._checked = set()
 
-    def apply(self, op: LinearOperator, x: Any, name: str) -> Any:
-        y = op.matvec(x)
-        if name not in self._checked:  # validate a user operator's output once
-            self._checked.add(name)
-            if tuple(getattr(y, "shape", ())) != tuple(x.shape):
-                raise ValueError(
-                    f"{name} returned shape {tuple(getattr(y, 'shape', ()))} for an "
-                    f"input of shape {tuple(x.shape)}"
-                )
-            backend.namespace(**{"input of " + name: x, "output of " + name: y})
-            if y.dtype != x.dtype:
-                raise TypeError(
-                    f"{name} returned dtype {y.dtype} for an input of dtype {x.dtype}"
-                )
-        return y
+    def precondition(self, r: Any) -> Any:
+        return r if self.M is None else self.M(r)
+
+    def stats(self, history: list[Any] | None, **extra: Any) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            "matvecs": self.A.calls,
+            "preconditioner_applications": 0 if self.M is None else self.M.calls,
+            **extra,
+        }
+        if history is not None:
+            # The norms stayed on the device during the solve: read them now.
+            stats["residual_history"] = [backend.to_float(h) for h in history]
+        return stats
 
 
 def _cast_dense(op: LinearOperator, dtype: Any, xp: Any) -> LinearOperator:
-    from .operators import DenseOperator
-
     if isinstance(op, DenseOperator) and op.array.dtype != dtype:
         # Mixed precision: cast the matrix once (a documented copy).
         return DenseOperator(xp.astype(op.array, dtype))
     return op
 
 
-def _check_common(rtol: Any, atol: Any, maxiter: Any, callback: Any) -> tuple[float, float]:
-    rtol = _checks.nonnegative(rtol, "rtol")
-    atol = _checks.nonnegative(atol, "atol")
-    if maxiter is not None:
-        _checks.positive_int(maxiter, "maxiter")
-    _checks.callback(callback)
+def _check_common(
+    rtol: Any, atol: Any, maxiter: Any, callback: Any, record_history: Any
+) -> tuple[float, float]:
+    rtol = validation.nonnegative(rtol, "rtol")
+    atol = validation.nonnegative(atol, "atol")
+    validation.optional_positive_int(maxiter, "maxiter")
+    validation.callable_arg(callback, "callback", optional=True)
+    if not isinstance(record_history, bool):
+        raise TypeError(f"record_history must be a bool, got {type(record_history).__name__}")
     return rtol, atol
 
 
@@ -118,6 +132,7 @@ def cg(
     maxiter: int | None = None,
     M: Any = None,
     callback: Callable[[Any], Any] | None = None,
+    record_history: bool = False,
 ) -> SolveResult:
     r"""Preconditioned conjugate gradients for ``A x = b``, ``A`` symmetric positive definite.
 
@@ -139,21 +154,36 @@ def cg(
         Preconditioner approximating ``A⁻¹`` (symmetric positive definite).
     callback : callable, optional
         ``callback(xk)`` after every iteration.
+    record_history : bool
+        Record the residual norm at each convergence check in
+        ``stats["residual_history"]`` (off by default).
 
     Returns
     -------
     SolveResult
         ``x`` in ``b``'s namespace, device and dtype (promoted with a dense
         ``A``'s dtype), ``converged``, ``iterations``, the true residual norm
-        (recomputed from ``x``) and ``info``.
+        (recomputed from ``x``), ``status``, ``stats`` and ``info``.
+        ``status`` is one of ``CONVERGED``, ``MAXITER``, ``INDEFINITE``
+        (``pᵀAp ≤ 0``: ``A`` is not positive definite, or ``rᵀMr ≤ 0``:
+        ``M`` is not; ``info`` says which), ``STAGNATION`` (the true residual
+        does not follow the recursive one below the tolerance) or
+        ``NONFINITE`` (NaN or Inf from ``A`` or ``M``; ``x`` is the last
+        finite iterate).  ``stats``: ``"matvecs"`` (calls of ``A``, each on
+        all of ``b``'s columns, including the true-residual checks),
+        ``"preconditioner_applications"`` and, with ``record_history``,
+        ``"residual_history"``.
 
     Raises
     ------
     ValueError
         Non-square ``A``, ``b``/``x0``/``M`` of the wrong shape, NaN or Inf in
-        a dense ``A``, ``b`` or ``x0``, negative tolerances, ``maxiter ≤ 0``.
+        a dense ``A``, ``b`` or ``x0``, negative tolerances, ``maxiter ≤ 0``;
+        an operator returning the wrong shape
+        (:class:`natgrad.validation.CallableOutputError`, naming the call).
     TypeError
-        Arrays from two libraries or devices; non-callable ``callback``.
+        Arrays from two libraries or devices (an operator's output
+        included); non-callable ``callback``; non-bool ``record_history``.
 
     Notes
     -----
@@ -170,11 +200,22 @@ def cg(
       ``b − A x`` is computed; if it does not meet it the recursion continues
       from the true residual, so a drifting recursion (float32, very
       ill-conditioned ``A``; cf. CuPy issue 7512) never reports false
-      convergence.  In float32 the residual is also replaced every 50
-      iterations.
-    * ``pᵀAp ≤ 0`` (``A`` not positive definite) or ``rᵀz ≤ 0`` (``M`` not
-      positive definite) stop the solve with ``converged=False`` and an
-      ``info`` that says so.
+      convergence (after five failed checks: ``STAGNATION``).  In float32
+      the residual is also replaced every 50 iterations.
+    * ``pᵀAp ≤ 0`` or ``rᵀz ≤ 0`` stop the solve before the step is taken
+      (``INDEFINITE``).
+    * NaN or Inf from ``A`` or ``M`` reaches the residual norm, which is
+      tested at every convergence check (``NONFINITE``).  Products are not
+      tested one by one: on a GPU each test would be a host
+      synchronisation per iteration.
+
+    Host synchronisations: on the CPU every iteration is a convergence check
+    (it costs nothing there), so the solve stops where SciPy's does; on an
+    accelerator only every ``natgrad.backend.sync_interval(b)`` iterations,
+    with converged columns frozen on the device in between.  The residual
+    history holds the recursive residual norm (the largest over the
+    columns) at those checks, the initial residual first; it is read from
+    the device only after the solve.
 
     Examples
     --------
@@ -189,59 +230,99 @@ def cg(
     >>> B = np.array([[1.0, 0.0], [2.0, 1.0]])
     >>> bool(np.allclose(A @ cg(A, B, rtol=1e-12).x, B))
     True
+
+    The residual history, and a failure a program can read:
+
+    >>> res = cg(np.diag([1.0, 10.0, 100.0]), np.ones(3), rtol=1e-12, record_history=True)
+    >>> len(res.stats["residual_history"]) == res.iterations + 1
+    True
+    >>> cg(np.diag([1.0, -1.0]), np.ones(2)).status
+    <SolveStatus.INDEFINITE: 'indefinite'>
     """
-    rtol, atol = _check_common(rtol, atol, maxiter, callback)
+    rtol, atol = _check_common(rtol, atol, maxiter, callback, record_history)
     prob = _Problem(A, b, x0, M)
-    xp, op, Mop, b = prob.xp, prob.op, prob.M, prob.b
-    n = prob.n
-    maxiter = 10 * n if maxiter is None else int(maxiter)
-    multi = b.ndim == 2
-    interval = backend.sync_interval(b)
-    masked = multi or interval > 1
-    low_precision = backend.is_low_precision(prob.dtype, xp)
-
+    xp, b = prob.xp, prob.b
+    maxiter = 10 * prob.n if maxiter is None else int(maxiter)
     tol = _tolerance(xp, xp.linalg.vector_norm(b, axis=0), rtol, atol)
-    tol2 = tol * tol
-
-    def true_residual(x: Any) -> Any:
-        return b - prob.apply(op, x, "A")
-
-    def precondition(r: Any) -> Any:
-        return r if Mop is None else prob.apply(Mop, r, "M")
+    history: list[Any] | None = [] if record_history else None
 
     if prob.x0 is None:
-        x = xp.zeros_like(b)
-        r = xp.asarray(b, copy=True)
+        x, r = xp.zeros_like(b), xp.asarray(b, copy=True)
     else:
         x = prob.x0
-        r = true_residual(x)
+        r = b - prob.A(x)
     rnorm2 = _dot(xp, r, r)
-    if bool(xp.all(rnorm2 <= tol2)):
-        return SolveResult(x, True, 0, _fmt(xp.sqrt(rnorm2), xp), "converged: initial residual meets the tolerance")
+    if history is not None:
+        history.append(xp.sqrt(xp.max(rnorm2)))
+    if backend.to_bool(xp.all(rnorm2 <= tol * tol)):
+        return SolveResult(x, True, 0, _fmt(xp.sqrt(rnorm2), xp), _CONVERGED, prob.stats(history),
+                           "converged: initial residual meets the tolerance")
 
-    z = precondition(r)
-    rho = _dot(xp, r, z)
+    it, x, r_true, status, message = _cg_iterate(prob, x, r, rnorm2, tol * tol, maxiter, callback, history)
+    if r_true is None:
+        r_true = b - prob.A(x)
+    rn = _fmt(xp.linalg.vector_norm(r_true, axis=0), xp)
+    if status is _CONVERGED:
+        message = f"converged in {it} iterations"
+    elif status is SolveStatus.MAXITER:
+        message = (
+            f"not converged: maxiter={maxiter} reached with residual {rn:.3e} "
+            f"> tolerance {_fmt(tol, xp):.3e}"
+        )
+    return SolveResult(x, status is _CONVERGED, it, rn, status, prob.stats(history), message)
+
+
+def _cg_iterate(
+    prob: _Problem, x: Any, r: Any, rnorm2: Any, tol2: Any, maxiter: int,
+    callback: Callable[[Any], Any] | None, history: list[Any] | None,
+) -> tuple[int, Any, Any, SolveStatus, str]:
+    """The CG loop from ``x`` with residual ``r``.
+
+    Returns ``(iterations, x, true residual of x or None, status, message)``.
+    The loop is one function, longer than most, because splitting it would
+    put a Python call and its argument passing into every iteration.
+    """
+    xp, b = prob.xp, prob.b
+    interval = backend.sync_interval(b)
+    # Masked: step lengths chosen per column with xp.where and every test
+    # deferred to the sync points (several columns, or an accelerator).
+    masked = b.ndim == 2 or interval > 1
+    low_precision = backend.is_low_precision(prob.dtype, xp)
+    preconditioned = prob.M is not None
+    z = prob.precondition(r)
+    rho = rnorm2 if not preconditioned else _dot(xp, r, z)
     p = xp.asarray(z, copy=True)
     active = rnorm2 > tol2
     broken = xp.zeros_like(active)  # columns where pᵀAp ≤ 0 or rᵀz ≤ 0 was met
+    x_good = x  # the iterate at the last passed check: finite
     verify_failures = 0
-    status = ""
-    converged = False
     it = 0
     while it < maxiter:
         it += 1
-        q = prob.apply(op, p, "A")
+        q = prob.A(p)
         pq = _dot(xp, p, q)
         if masked:
-            good = active & (pq > 0) & (rho > 0)
+            ok = (pq > 0) & (rho > 0)
+            alpha = rho / xp.where(ok, pq, 1.0)
+            good = active & ok & xp.isfinite(alpha)
             broken = broken | (active & ~good)
-            alpha = xp.where(good, rho / xp.where(good, pq, 1.0), 0.0)
+            alpha = xp.where(good, alpha, 0.0)
         else:
+            # One column on the CPU: test before the step, so that x never
+            # takes a step from a broken or non-finite recurrence.
+            pq_f, rho_f = backend.to_float(pq), backend.to_float(rho)
+            if not (math.isfinite(pq_f) and math.isfinite(rho_f)):
+                return it, x, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+            if not (pq_f > 0 and rho_f > 0):
+                return it, x, None, SolveStatus.INDEFINITE, _breakdown_message(
+                    it, preconditioned, not rho_f > 0, pq_f, rho_f
+                )
             alpha = rho / pq
-        x += alpha * p
+        # Not in place: x_good keeps a reference to an earlier iterate.
+        x = x + alpha * p
         r -= alpha * q
         if low_precision and it % _REPLACE_EVERY == 0:
-            r = true_residual(x)
+            r = b - prob.A(x)
         rnorm2 = _dot(xp, r, r)
         if callback is not None:
             callback(x)
@@ -249,43 +330,36 @@ def cg(
             active = active & ~broken & (rnorm2 > tol2)
 
         if it % interval == 0 or it == maxiter:
-            # One host synchronisation: breakdown, non-finite values, convergence.
-            if masked:
-                if bool(xp.any(broken)):
-                    status = _breakdown_message(it, Mop is not None)
-                    break
-                done = not bool(xp.any(active))
-            else:
-                pq_f, rho_f = backend.to_float(pq), backend.to_float(rho)
-                if not (pq_f > 0 and rho_f > 0):
-                    status = _breakdown_message(it, Mop is not None, pq_f, rho_f)
-                    break
-                done = bool(rnorm2 <= tol2)
-            if not bool(xp.all(xp.isfinite(rnorm2))):
-                status = (
-                    f"non-finite residual at iteration {it}: the operator or the "
-                    "preconditioner produced NaN or Inf"
+            if history is not None:
+                history.append(xp.sqrt(xp.max(rnorm2)))
+            # Host synchronisations: non-finite values, breakdown, convergence.
+            if not backend.to_bool(xp.all(xp.isfinite(rnorm2))):
+                return it, x_good, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+            if masked and backend.to_bool(xp.any(broken)):
+                # A frozen column keeps its r, so rᵀz ≤ 0 persists if M caused it.
+                m_side = preconditioned and backend.to_bool(xp.any(broken & (rho <= 0)))
+                return it, x, None, SolveStatus.INDEFINITE, _breakdown_message(
+                    it, preconditioned, m_side
                 )
-                break
+            done = not backend.to_bool(xp.any(active)) if masked else backend.to_bool(rnorm2 <= tol2)
             if done:
-                r = true_residual(x)
+                r = b - prob.A(x)
                 rnorm2 = _dot(xp, r, r)
-                if bool(xp.all(rnorm2 <= tol2)):
-                    converged = True
-                    break
+                if backend.to_bool(xp.all(rnorm2 <= tol2)):
+                    return it, x, r, _CONVERGED, ""
                 verify_failures += 1
                 if verify_failures > _MAX_VERIFY_FAILURES:
-                    status = (
+                    return it, x, r, SolveStatus.STAGNATION, (
                         "stagnated: the recursive residual meets the tolerance but the "
                         "true residual does not; the tolerance is below the accuracy "
                         "attainable in this precision for this operator"
                     )
-                    break
                 if masked:
                     active = rnorm2 > tol2
+            x_good = x
 
-        z = precondition(r)
-        rho_new = rnorm2 if Mop is None else _dot(xp, r, z)
+        z = prob.precondition(r)
+        rho_new = rnorm2 if not preconditioned else _dot(xp, r, z)
         if masked:
             beta = xp.where(active, rho_new / xp.where(active, rho, 1.0), 0.0)
         else:
@@ -293,32 +367,22 @@ def cg(
         p *= beta
         p += z
         rho = rho_new
-
-    res_norm = xp.linalg.vector_norm(true_residual(x), axis=0)
-    rn = _fmt(res_norm, xp)
-    if converged:
-        info = f"converged in {it} iterations"
-    elif status:
-        info = status
-    else:
-        info = (
-            f"not converged: maxiter={maxiter} reached with residual {rn:.3e} "
-            f"> tolerance {_fmt(tol, xp):.3e}"
-        )
-    return SolveResult(x, converged, it, rn, info)
+    return it, x, None, SolveStatus.MAXITER, ""
 
 
-def _breakdown_message(it: int, preconditioned: bool, pq: float | None = None, rho: float | None = None) -> str:
-    if rho is not None and not rho > 0 and preconditioned:
+def _breakdown_message(
+    it: int, preconditioned: bool, m_side: bool, pq: float | None = None, rho: float | None = None
+) -> str:
+    if m_side:
+        detail = f" = {rho:.3e}" if rho is not None else ""
         return (
-            f"breakdown at iteration {it}: rᵀMr = {rho:.3e} ≤ 0, the preconditioner M "
+            f"breakdown at iteration {it}: rᵀMr{detail} ≤ 0, the preconditioner M "
             "is not positive definite"
         )
     detail = f" = {pq:.3e}" if pq is not None else ""
     return (
         f"breakdown at iteration {it}: pᵀAp{detail} ≤ 0, A is not positive definite "
         "(use minres for symmetric indefinite systems)"
-        + (" or M is not positive definite" if preconditioned and pq is None else "")
     )
 
 
@@ -333,6 +397,7 @@ def minres(
     maxiter: int | None = None,
     M: Any = None,
     callback: Callable[[Any], Any] | None = None,
+    record_history: bool = False,
 ) -> SolveResult:
     r"""MINRES for symmetric (possibly indefinite) systems ``(A − shift·I) x = b``.
 
@@ -344,7 +409,8 @@ def minres(
         Right-hand side(s); columns are solved together, each with its own
         recurrence, and a converged column stops changing.
     shift : float
-        Solve with ``A − shift·I`` (SciPy's convention).
+        Solve with ``A − shift·I`` (SciPy's convention, and the one place in
+        natgrad where a multiple of the identity is not called ``damping``).
     x0 : array, optional
         Starting guess shaped like ``b``.
     rtol, atol : float
@@ -357,11 +423,23 @@ def minres(
         Symmetric positive definite preconditioner approximating ``(A − shift I)⁻¹``.
     callback : callable, optional
         ``callback(xk)`` after every iteration.
+    record_history : bool
+        Record the recursive residual estimate (``M``-norm when
+        preconditioned) at each convergence check in
+        ``stats["residual_history"]``.
 
     Returns
     -------
     SolveResult
         ``residual_norm`` is the true 2-norm residual recomputed from ``x``.
+        ``status``: ``CONVERGED``, ``MAXITER``, ``SINGULAR`` (``A − shift·I``
+        singular and ``b`` not in its range; ``x`` is a least-squares
+        solution), ``INDEFINITE`` (the preconditioner is not positive
+        definite), ``STAGNATION`` (the true residual stayed above the
+        tolerance after four restarts) or ``NONFINITE`` (``x`` is the last
+        finite iterate).  ``stats``: ``"matvecs"``,
+        ``"preconditioner_applications"``, ``"restarts"`` and, with
+        ``record_history``, ``"residual_history"``.
 
     Raises
     ------
@@ -377,11 +455,12 @@ def minres(
     space.  The recursively updated residual norm is verified against the true
     residual when it meets the tolerance; if the two disagree (rounding in
     long runs or low precision) the method restarts from the current iterate,
-    at most four times.  A singular, inconsistent system (``b`` not in the
-    range) is detected by ``‖(A − σI) r‖ ≤ √eps ‖A − σI‖ ‖r‖`` (SciPy's test
-    with ``√eps`` in place of ``rtol``; a matrix with condition number beyond
-    ``1/√eps`` counts as numerically singular) and reported with
-    ``converged=False``: ``x`` is then a least-squares solution.
+    at most four times (``stats["restarts"]``).  A singular, inconsistent
+    system (``b`` not in the range) is detected by ``‖(A − σI) r‖ ≤ √eps
+    ‖A − σI‖ ‖r‖`` (SciPy's test with ``√eps`` in place of ``rtol``; a
+    matrix with condition number beyond ``1/√eps`` counts as numerically
+    singular).  Host synchronisations and NaN detection follow :func:`cg`:
+    tests at the sync points only.
 
     Examples
     --------
@@ -390,148 +469,172 @@ def minres(
     >>> res = minres(A, np.ones(4), rtol=1e-12)
     >>> np.round(res.x, 6)
     array([-0.5     , -1.      ,  1.      ,  0.333333])
+    >>> minres(np.diag([0.0, 1.0]), np.ones(2)).status      # b not in range(A)
+    <SolveStatus.SINGULAR: 'singular'>
     """
-    rtol, atol = _check_common(rtol, atol, maxiter, callback)
-    shift = _checks.finite_real(shift, "shift")
+    rtol, atol = _check_common(rtol, atol, maxiter, callback, record_history)
+    shift = validation.finite_real(shift, "shift")
     prob = _Problem(A, b, x0, M)
     xp, b = prob.xp, prob.b
     maxiter = 5 * prob.n if maxiter is None else int(maxiter)
-    interval = backend.sync_interval(b)
-    machine_eps = backend.eps(prob.dtype, xp)
-    # ‖(A−σI) r‖ / (‖A−σI‖ ‖r‖) ≥ 1/cond for a nonsingular matrix.  SciPy
-    # tests it against rtol; a tolerance tied to rtol detects singularity too
-    # late when rtol is tiny (the iterate then grows without bound), so natgrad
-    # uses √eps: systems with cond ≳ 1/√eps count as numerically singular.
-    singular_tol = machine_eps**0.5
-
-    def apply_shifted(v: Any) -> Any:
-        y = prob.apply(prob.op, v, "A")
-        return y - shift * v if shift != 0.0 else y
-
-    def precondition(r: Any) -> Any:
-        return r if prob.M is None else prob.apply(prob.M, r, "M")
-
-    def m_norm(r: Any) -> Any:
-        return xp.sqrt(xp.clip(_dot(xp, r, precondition(r)), min=0.0))
-
-    tol = _tolerance(xp, m_norm(b), rtol, atol)
+    history: list[Any] | None = [] if record_history else None
+    solver = _Minres(prob, shift, maxiter, callback, history)
+    tol = solver.tol = _tolerance(xp, solver.m_norm(b), rtol, atol)
     x = xp.zeros_like(b) if prob.x0 is None else prob.x0
-    it = 0
-    info = ""
-    converged = False
-    for _restart in range(_MAX_VERIFY_FAILURES + 1):
-        it, x, state, info = _minres_cycle(
-            xp, apply_shifted, precondition, b, x, tol, it, maxiter, interval,
-            machine_eps, singular_tol, callback,
-        )
-        if state != "converged":
-            break
-        r = b - apply_shifted(x)
-        if bool(xp.all(m_norm(r) <= tol)):
-            converged = True
-            break
-        info = "stagnated: the recursive residual meets the tolerance but the true residual does not"
-    true_norm = _fmt(xp.linalg.vector_norm(b - apply_shifted(x), axis=0), xp)
-    if converged:
-        info = f"converged in {it} iterations"
-    elif not info:
-        info = (
-            f"not converged: maxiter={maxiter} reached with residual {true_norm:.3e}"
-        )
-    return SolveResult(x, converged, it, true_norm, info)
+    r = b if prob.x0 is None else None  # the cycles only read r
+    it, restarts = 0, 0
+    if not backend.all_finite(tol):
+        status, message = SolveStatus.NONFINITE, "the preconditioner M returned NaN or Inf for b"
+    else:
+        it, x, r, restarts, status, message = _minres_restarts(solver, x, r)
+    if r is None:
+        r = b - solver.apply(x)
+    true_norm = _fmt(xp.linalg.vector_norm(r, axis=0), xp)
+    if status is _CONVERGED:
+        message = f"converged in {it} iterations"
+    elif status is SolveStatus.MAXITER:
+        message = f"not converged: maxiter={maxiter} reached with residual {true_norm:.3e}"
+    stats = prob.stats(history, restarts=restarts)
+    return SolveResult(x, status is _CONVERGED, it, true_norm, status, stats, message)
 
 
-def _minres_cycle(
-    xp: Any,
-    apply_shifted: Callable[[Any], Any],
-    precondition: Callable[[Any], Any],
-    b: Any,
-    x: Any,
-    tol: Any,
-    it: int,
-    maxiter: int,
-    interval: int,
-    machine_eps: float,
-    singular_tol: float,
-    callback: Callable[[Any], Any] | None,
-) -> tuple[int, Any, str, str]:
-    """One MINRES run from ``x``; returns (iterations, x, state, info)."""
-    r1 = b - apply_shifted(x) if it > 0 or bool(xp.any(x != 0)) else xp.asarray(b, copy=True)
-    y = precondition(r1)
-    beta1_sq = _dot(xp, r1, y)
-    if bool(xp.any(beta1_sq < 0)):
-        return it, x, "error", "the preconditioner M is not positive definite (rᵀMr < 0)"
-    beta = xp.sqrt(beta1_sq)
-    if bool(xp.all(beta <= tol)):
-        return it, x, "converged", ""
-    zero = xp.zeros_like(beta)
-    oldb, dbar, epsln = zero, zero, zero
-    phibar = beta
-    cs, sn = zero - 1.0, zero
-    tnorm2 = zero
-    w = xp.zeros_like(b)
-    w2 = xp.zeros_like(b)
-    r2 = r1
-    active = beta > tol
-    first = True
-    while it < maxiter:
-        it += 1
-        safe_beta = xp.where(beta > 0, beta, 1.0)
-        v = y / safe_beta
-        y = apply_shifted(v)
-        if not first:
-            y = y - (beta / xp.where(oldb > 0, oldb, 1.0)) * r1
-        first = False
-        alfa = _dot(xp, v, y)
-        y = y - (alfa / safe_beta) * r2
-        r1, r2 = r2, y
-        y = precondition(r2)
-        oldb = beta
-        beta_sq = _dot(xp, r2, y)
-        beta = xp.sqrt(xp.clip(beta_sq, min=0.0))
-        tnorm2 = tnorm2 + alfa * alfa + oldb * oldb + beta * beta
-        # Apply the previous rotation, then form the new one (Paige–Saunders).
-        oldeps = epsln
-        delta = cs * dbar + sn * alfa
-        gbar = sn * dbar - cs * alfa
-        epsln = sn * beta
-        dbar = -cs * beta
-        root = xp.sqrt(gbar * gbar + dbar * dbar)
-        gamma = xp.clip(xp.sqrt(gbar * gbar + beta * beta), min=machine_eps)
-        cs = gbar / gamma
-        sn = beta / gamma
-        phi = cs * phibar
-        phibar = sn * phibar
-        w1, w2 = w2, w
-        w = (v - oldeps * w1 - delta * w2) / gamma
-        step = xp.where(active, phi, 0.0)
-        x = x + step * w
-        if callback is not None:
-            callback(x)
-        # ‖(A − σI) r‖ = phibar·root.  Relative to ‖A‖‖r‖ it is at least
-        # 1/cond(A − σI) for a nonsingular matrix; below singular_tol the residual
-        # lies in the (numerical) null space: singular and inconsistent.
-        anorm = xp.sqrt(tnorm2)
-        singular = active & (root <= singular_tol * anorm) & (phibar > tol)
-        active = active & (phibar > tol) & ~singular
-        if it % interval == 0 or it == maxiter:
-            if bool(xp.any(beta_sq < 0)):
-                return it, x, "error", (
-                    f"breakdown at iteration {it}: the preconditioner M is not positive definite"
-                )
-            if not bool(xp.all(xp.isfinite(phibar))):
-                return it, x, "error", (
-                    f"non-finite values at iteration {it}: the operator or "
-                    "preconditioner produced NaN or Inf"
-                )
-            if not bool(xp.any(active)):
-                if bool(xp.any(singular)):
-                    return it, x, "singular", (
-                        f"A − shift·I is singular and b is not in its range (detected at "
-                        f"iteration {it}): x is a least-squares solution"
+def _minres_restarts(solver: "_Minres", x: Any, r: Any) -> tuple[int, Any, Any, int, SolveStatus, str]:
+    """MINRES cycles from ``x``, each verified against the true residual.
+
+    Returns ``(iterations, x, its true residual or None, restarts, status,
+    message)``.
+    """
+    xp, b, it = solver.xp, solver.prob.b, 0
+    status, message, restarts = SolveStatus.MAXITER, "", 0
+    for restarts in range(_MAX_VERIFY_FAILURES + 1):
+        it, x, status, message = solver.cycle(x, r, it)
+        r = None
+        if status is not _CONVERGED:
+            break
+        r = b - solver.apply(x)
+        if backend.to_bool(xp.all(solver.m_norm(r) <= solver.tol)):
+            break
+        # The recursion drifted from the true residual: restart from x and r.
+        status, message = SolveStatus.STAGNATION, (
+            "stagnated: the recursive residual meets the tolerance but the true residual does not"
+        )
+    return it, x, r, restarts, status, message
+
+
+class _Minres:
+    """The MINRES recurrences for one validated problem (restartable)."""
+
+    def __init__(self, prob: _Problem, shift: float, maxiter: int,
+                 callback: Callable[[Any], Any] | None, history: list[Any] | None) -> None:
+        self.prob, self.xp, self.shift = prob, prob.xp, shift
+        self.maxiter, self.callback, self.history = maxiter, callback, history
+        self.interval = backend.sync_interval(prob.b)
+        self.machine_eps = backend.eps(prob.dtype, prob.xp)
+        # ‖(A−σI) r‖ / (‖A−σI‖ ‖r‖) ≥ 1/cond for a nonsingular matrix.  SciPy
+        # tests it against rtol; a tolerance tied to rtol detects singularity too
+        # late when rtol is tiny (the iterate then grows without bound), so natgrad
+        # uses √eps: systems with cond ≳ 1/√eps count as numerically singular.
+        self.singular_tol = self.machine_eps**0.5
+        self.tol: Any = None
+
+    def apply(self, v: Any) -> Any:
+        y = self.prob.A(v)
+        return y - self.shift * v if self.shift != 0.0 else y
+
+    def m_norm(self, r: Any) -> Any:
+        xp = self.xp
+        return xp.sqrt(xp.clip(_dot(xp, r, self.prob.precondition(r)), min=0.0))
+
+    def cycle(self, x: Any, r1: Any, it: int) -> tuple[int, Any, SolveStatus, str]:
+        """One MINRES run from ``x`` (residual ``r1``, computed when None).
+
+        Returns ``(iterations, x, status, message)``; the recurrences are one
+        loop, longer than most, for the reason given in ``_cg_iterate``.
+        """
+        xp, b, tol, precondition = self.xp, self.prob.b, self.tol, self.prob.precondition
+        if r1 is None:
+            r1 = b - self.apply(x)
+        y = precondition(r1)
+        beta1_sq = _dot(xp, r1, y)
+        if backend.to_bool(xp.any(beta1_sq < 0)):
+            return it, x, SolveStatus.INDEFINITE, (
+                "the preconditioner M is not positive definite (rᵀMr < 0)"
+            )
+        beta = xp.sqrt(beta1_sq)
+        if self.history is not None:
+            self.history.append(xp.max(beta))
+        if backend.to_bool(xp.all(beta <= tol)):
+            return it, x, _CONVERGED, ""
+        zero = xp.zeros_like(beta)
+        oldb, dbar, epsln = zero, zero, zero
+        phibar = beta
+        cs, sn = zero - 1.0, zero
+        tnorm2 = zero
+        w = xp.zeros_like(b)
+        w2 = xp.zeros_like(b)
+        r2 = r1
+        active = beta > tol
+        first = True
+        x_good = x  # the iterate at the last passed check: finite
+        while it < self.maxiter:
+            it += 1
+            safe_beta = xp.where(beta > 0, beta, 1.0)
+            v = y / safe_beta
+            y = self.apply(v)
+            if not first:
+                y = y - (beta / xp.where(oldb > 0, oldb, 1.0)) * r1
+            first = False
+            alfa = _dot(xp, v, y)
+            y = y - (alfa / safe_beta) * r2
+            r1, r2 = r2, y
+            y = precondition(r2)
+            oldb = beta
+            beta_sq = _dot(xp, r2, y)
+            beta = xp.sqrt(xp.clip(beta_sq, min=0.0))
+            tnorm2 = tnorm2 + alfa * alfa + oldb * oldb + beta * beta
+            # Apply the previous rotation, then form the new one (Paige–Saunders).
+            oldeps = epsln
+            delta = cs * dbar + sn * alfa
+            gbar = sn * dbar - cs * alfa
+            epsln = sn * beta
+            dbar = -cs * beta
+            root = xp.sqrt(gbar * gbar + dbar * dbar)
+            gamma = xp.clip(xp.sqrt(gbar * gbar + beta * beta), min=self.machine_eps)
+            cs = gbar / gamma
+            sn = beta / gamma
+            phi = cs * phibar
+            phibar = sn * phibar
+            w1, w2 = w2, w
+            w = (v - oldeps * w1 - delta * w2) / gamma
+            step = xp.where(active, phi, 0.0)
+            x = x + step * w
+            if self.callback is not None:
+                self.callback(x)
+            # ‖(A − σI) r‖ = phibar·root.  Relative to ‖A‖‖r‖ it is at least
+            # 1/cond(A − σI) for a nonsingular matrix; below singular_tol the residual
+            # lies in the (numerical) null space: singular and inconsistent.
+            anorm = xp.sqrt(tnorm2)
+            singular = active & (root <= self.singular_tol * anorm) & (phibar > tol)
+            active = active & (phibar > tol) & ~singular
+            if it % self.interval == 0 or it == self.maxiter:
+                if self.history is not None:
+                    self.history.append(xp.max(phibar))
+                if backend.to_bool(xp.any(beta_sq < 0)):
+                    return it, x_good, SolveStatus.INDEFINITE, (
+                        f"breakdown at iteration {it}: the preconditioner M is not positive "
+                        "definite; x is the iterate before it"
                     )
-                return it, x, "converged", ""
-    return it, x, "maxiter", ""
+                if not backend.to_bool(xp.all(xp.isfinite(phibar))):
+                    return it, x_good, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+                if not backend.to_bool(xp.any(active)):
+                    if backend.to_bool(xp.any(singular)):
+                        return it, x, SolveStatus.SINGULAR, (
+                            f"A − shift·I is singular and b is not in its range (detected at "
+                            f"iteration {it}): x is a least-squares solution"
+                        )
+                    return it, x, _CONVERGED, ""
+                x_good = x
+        return it, x, SolveStatus.MAXITER, ""
 
 
 class LanczosResult(NamedTuple):
@@ -632,7 +735,13 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
     ------
     ValueError
         Non-square ``A``, ``v0`` not of shape ``(n,)``, zero or non-finite
-        ``v0``, ``k`` outside ``[1, n]``.
+        ``v0``, ``k`` outside ``[1, n]``; ``A`` returning the wrong shape
+        (:class:`~natgrad.validation.CallableOutputError`).
+    natgrad.validation.NonFiniteOutputError
+        ``A`` produced NaN or Inf (a ``ValueError``; the coefficients would
+        be meaningless).
+    TypeError
+        ``A`` returning an array of another library, device or dtype.
 
     Notes
     -----
@@ -640,6 +749,10 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
 
         q₁ = v₀/‖v₀‖,  w = A qⱼ − βⱼ₋₁ qⱼ₋₁,  αⱼ = qⱼᵀw,  w ← w − αⱼ qⱼ,
         βⱼ = ‖w‖,  qⱼ₊₁ = w/βⱼ
+
+    ``A`` is applied once per step: ``m`` products for ``m`` returned
+    columns.  Each step reads ``βⱼ`` on the host (the early-stop test),
+    and one final test checks the coefficients for NaN/Inf.
 
     Examples
     --------
@@ -653,12 +766,12 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
     op = _checks.square_operator(A, "A")
     n = op.shape[0]
     xp = backend.namespace(A=_checks.dense_array(op), v0=v0)
-    _checks.rhs(v0, n, "v0", allow_block=False)
-    k = _checks.positive_int(k, "k")
+    validation.rhs(v0, n, "v0", allow_block=False)
+    k = validation.positive_int(k, "k")
     if k > n:
         raise ValueError(f"k must be at most n={n}, got {k}")
     dtype = backend.float_dtype(xp, v0, *([op.array] if hasattr(op, "array") else []))
-    op = _cast_dense(op, dtype, xp)
+    apply = _checks.operator_calls(_cast_dense(op, dtype, xp), "A")
     v0 = xp.astype(v0, dtype) if v0.dtype != dtype else v0
     norm0 = xp.linalg.vector_norm(v0)
     if not backend.to_float(norm0) > 0:
@@ -671,9 +784,7 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
     scale = 0.0
     q_prev, beta_prev = None, None
     for j in range(k):
-        w = op.matvec(q)
-        if j == 0 and tuple(w.shape) != (n,):
-            raise ValueError(f"A returned shape {tuple(w.shape)} for a vector of shape ({n},)")
+        w = apply(q)
         if q_prev is not None:
             w = w - beta_prev * q_prev
         alpha = _dot(xp, q, w)
@@ -696,4 +807,9 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
         basis.append(q)
     alpha_arr = xp.stack(alphas)
     beta_arr = xp.stack(betas) if betas else xp.zeros((0,), dtype=dtype)
+    if not backend.all_finite(alpha_arr):
+        # NaN in w also stops the loop above (NaN > tol is False): report it.
+        raise validation.NonFiniteOutputError(
+            f"A produced NaN or Inf during Lanczos ({apply.calls} products)", "A", apply.calls
+        )
     return LanczosResult(alpha_arr, beta_arr, xp.stack(basis, axis=1))

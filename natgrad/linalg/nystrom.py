@@ -11,10 +11,10 @@ matrix ``Ω`` with ``ℓ`` orthonormal columns, the Nyström approximation is
 computed from ``ℓ`` products with ``A`` (one ``(n, ℓ)`` block).  It serves
 two purposes:
 
-* a preconditioner for ``(A + μI) x = b`` (Frangella, Tropp & Udell, "Randomized
-  Nyström preconditioning", SIAM J. Matrix Anal. Appl. 44, 2023), used by
-  :func:`nystrom_pcg`;
-* an approximate direct solve ``(Â + μI)⁻¹ b`` ("sketch-and-solve",
+* a preconditioner for ``(A + damping·I) x = b`` (Frangella, Tropp & Udell,
+  "Randomized Nyström preconditioning", SIAM J. Matrix Anal. Appl. 44, 2023),
+  used by :func:`nystrom_pcg`;
+* an approximate direct solve ``(Â + damping·I)⁻¹ b`` ("sketch-and-solve",
   :func:`nystrom_solve`, :meth:`LowRankPSD.solve`), as in the randomized
   ENGD of Guzmán-Cordero et al., arXiv 2505.12149.
 
@@ -35,11 +35,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import backend
+from .. import backend, validation
 from . import _checks
 from .krylov import cg
 from .operators import DenseOperator, LinearOperator, shifted
-from .result import SolveResult
+from .result import SolveResult, SolveStatus
 from .woodbury import Woodbury
 
 __all__ = [
@@ -82,8 +82,13 @@ class LowRankPSD(LinearOperator):
         ``B`` of :meth:`from_factor`, else None.
     rank : int
         ``ℓ``.
-    nu : float
-        The stabilising shift used by :func:`nystrom` (0 when built directly).
+    jitter : float
+        The stabilising ``ν`` of the stable Nyström algorithm that built it
+        (0 when built directly): ``νI`` was added to ``A`` on the sketched
+        range so that the ``ℓ × ℓ`` Cholesky exists, and removed again from
+        the eigenvalues (``s = max(0, σ² − ν)``).  A rounding-level
+        quantity, like ``Woodbury.jitter``; not a
+        damping.
 
     Raises
     ------
@@ -94,10 +99,11 @@ class LowRankPSD(LinearOperator):
 
     Notes
     -----
-    ``solve(b, μ) = (V S Vᵀ + μI)⁻¹ b = V (S + μI)⁻¹ Vᵀ b + (b − V Vᵀ b)/μ``
-    for orthonormal ``V`` (the second term vanishes when ``ℓ = n``); for the factor form ``(BBᵀ + μI)⁻¹ b`` is computed
-    by the Woodbury identity with a Cholesky of the ``ℓ × ℓ`` matrix
-    ``BᵀB + μI`` (no SVD), see :class:`natgrad.linalg.woodbury.Woodbury`.
+    ``solve(b, λ) = (V S Vᵀ + λI)⁻¹ b = V (S + λI)⁻¹ Vᵀ b + (b − V Vᵀ b)/λ``
+    (``λ`` the damping) for orthonormal ``V`` (the second term vanishes when
+    ``ℓ = n``); for the factor form ``(BBᵀ + λI)⁻¹ b`` is computed by the
+    Woodbury identity with a Cholesky of the ``ℓ × ℓ`` matrix ``BᵀB + λI``
+    (no SVD), see :class:`natgrad.linalg.woodbury.Woodbury`.
 
     Examples
     --------
@@ -110,7 +116,9 @@ class LowRankPSD(LinearOperator):
     True
     """
 
-    def __init__(self, V: Any, s: Any, *, nu: float = 0.0) -> None:
+    _native = True
+
+    def __init__(self, V: Any, s: Any, *, jitter: float = 0.0) -> None:
         xp = backend.namespace(V=V, s=s)
         if V.ndim != 2:
             raise ValueError(f"V must be 2-D (n, ℓ), got shape {tuple(V.shape)}")
@@ -130,11 +138,11 @@ class LowRankPSD(LinearOperator):
         self._V = xp.astype(V, dtype) if V.dtype != dtype else V
         self._s = xp.astype(s, dtype) if s.dtype != dtype else s
         self.factor = None
-        self.nu = float(nu)
+        self.jitter = validation.nonnegative(jitter, "jitter")
         self._solvers: dict[float, Woodbury] = {}
 
     @classmethod
-    def from_factor(cls, B: Any, *, nu: float = 0.0) -> "LowRankPSD":
+    def from_factor(cls, B: Any, *, jitter: float = 0.0) -> "LowRankPSD":
         """The operator ``B Bᵀ`` for ``B`` of shape ``(n, ℓ)``, ``ℓ ≤ n``, kept in
         factored form (no SVD unless ``.V`` or ``.s`` is asked for)."""
         xp = backend.namespace(B=B)
@@ -148,7 +156,7 @@ class LowRankPSD(LinearOperator):
         self.xp = xp
         self.factor = xp.astype(B, dtype) if B.dtype != dtype else B
         self._V = self._s = None
-        self.nu = float(nu)
+        self.jitter = validation.nonnegative(jitter, "jitter")
         self._solvers = {}
         return self
 
@@ -189,13 +197,13 @@ class LowRankPSD(LinearOperator):
         W = self._V * self._s
         return W @ xp.matrix_transpose(self._V)
 
-    def solve(self, b: Any, shift: float) -> Any:
-        """``x = (Â + shift·I)⁻¹ b`` with ``Â`` this operator.
+    def solve(self, b: Any, damping: float) -> Any:
+        """``x = (Â + damping·I)⁻¹ b`` with ``Â`` this operator.
 
         Parameters
         ----------
         b : array, shape (n,) or (n, k)
-        shift : float
+        damping : float
             ``> 0``.
 
         Returns
@@ -205,32 +213,32 @@ class LowRankPSD(LinearOperator):
         Raises
         ------
         ValueError
-            ``shift ≤ 0``; ``b`` of the wrong shape or with NaN/Inf.
+            ``damping ≤ 0``; ``b`` of the wrong shape or with NaN/Inf.
         TypeError
             ``b`` from another library or device.
         """
-        mu = _checks.positive(shift, "shift")
+        damping = validation.positive(damping, "damping")
         xp = backend.namespace(approximation=self._V if self.factor is None else self.factor, b=b)
-        _checks.rhs(b, self.shape[0], "b")
+        validation.rhs(b, self.shape[0], "b")
         if b.dtype != self.dtype:
             b = xp.astype(b, self.dtype)
         if self.factor is not None:
-            solver = self._solvers.get(mu)
+            solver = self._solvers.get(damping)
             if solver is None:
-                # Factor form: (BBᵀ + μI)⁻¹ by Woodbury on the ℓ × ℓ side; at
-                # ℓ = n factor BBᵀ + μI itself, which avoids the cancellation
-                # in (b − B K⁻¹ Bᵀ b)/μ for μ ≪ ‖B‖².
+                # Factor form: (BBᵀ + λI)⁻¹ by Woodbury on the ℓ × ℓ side; at
+                # ℓ = n factor BBᵀ + λI itself, which avoids the cancellation
+                # in (b − B K⁻¹ Bᵀ b)/λ for λ ≪ ‖B‖².
                 side = "parameter" if self.rank == self.shape[0] else "sample"
-                solver = Woodbury(xp.matrix_transpose(self.factor), mu, side=side)
-                self._solvers = {mu: solver}  # keep one: the optimisers reuse a shift
+                solver = Woodbury(xp.matrix_transpose(self.factor), damping, side=side)
+                self._solvers = {damping: solver}  # keep one: the optimisers reuse a damping
             return solver.solve(b)
         V = self._V
         c = xp.matrix_transpose(V) @ b
-        y = V @ _column_scale(xp, 1.0 / (self._s + mu), c)
+        y = V @ _column_scale(xp, 1.0 / (self._s + damping), c)
         if self.rank == self.shape[0]:
-            # I − VVᵀ = 0: dropping the term avoids amplifying its rounding by 1/μ
+            # I − VVᵀ = 0: dropping the term avoids amplifying its rounding by 1/λ
             return y
-        return y + (b - V @ c) / mu
+        return y + (b - V @ c) / damping
 
 
 # ---------------------------------------------------------------------------
@@ -249,16 +257,15 @@ def _orthonormal_block(xp: Any, n: int, k: int, dtype: Any, dev: Any, seed: Any,
     return Q
 
 
-def _apply(op: LinearOperator, X: Any, xp: Any, dtype: Any) -> Any:
-    Y = op.matvec(X)
-    if tuple(getattr(Y, "shape", ())) != tuple(X.shape):
-        raise ValueError(f"A returned shape {tuple(getattr(Y, 'shape', ()))} for a block of shape {tuple(X.shape)}")
-    backend.namespace(**{"sketch input": X, "output of A": Y})
-    if Y.dtype != dtype:
-        Y = xp.astype(Y, dtype)
-    if not backend.all_finite(Y):
-        raise ValueError("A produced NaN or Inf on the random test block")
-    return Y
+def _sketch_products(op: LinearOperator, dtype: Any) -> validation.CheckedCallable:
+    """``X ↦ A X`` for the sketch blocks: every output checked, finiteness
+    included (one host synchronisation per block, not per column), and cast
+    to the sketch's dtype."""
+    return validation.CheckedCallable(op.matvec, "A", dtype=dtype, check_finite=True)
+
+
+class _NotPSD(ValueError):
+    """The sketch proved ``A`` not positive semidefinite."""
 
 
 def _core(Y: Any, Omega: Any, method: str, xp: Any) -> LowRankPSD:
@@ -272,31 +279,31 @@ def _core(Y: Any, Omega: Any, method: str, xp: Any) -> LowRankPSD:
         if method == "cholesky":
             return LowRankPSD.from_factor(xp.zeros_like(Y))
         return LowRankPSD(Omega, zeros)
-    nu = machine_eps * norm_y
+    jitter = machine_eps * norm_y
     limit = math.sqrt(machine_eps) * norm_y
     while True:
-        Y_nu = Y + nu * Omega
+        Y_nu = Y + jitter * Omega
         core = xp.matrix_transpose(Omega) @ Y_nu
         core = 0.5 * (core + xp.matrix_transpose(core))
         try:
             L = backend.cholesky(core)  # ΩᵀY_ν = L Lᵀ
             break
         except backend.CholeskyError:
-            # Rounding in ΩᵀAΩ exceeded the shift: grow it; beyond √eps·‖Y‖
+            # Rounding in ΩᵀAΩ exceeded the jitter: grow it; beyond √eps·‖Y‖
             # the negative curvature is real.
-            nu *= 10.0
-            if nu > limit:
-                raise ValueError(
+            jitter *= 10.0
+            if jitter > limit:
+                raise _NotPSD(
                     "A is not positive semidefinite: ΩᵀAΩ has a negative eigenvalue "
                     "beyond the rounding level (Nyström needs a PSD A)"
                 ) from None
     # B = Y_ν L⁻ᵀ, so that B Bᵀ = Y_ν (ΩᵀY_ν)⁻¹ Y_νᵀ.
     B = xp.matrix_transpose(backend.solve_triangular(L, xp.matrix_transpose(Y_nu), lower=True))
     if method == "cholesky":
-        return LowRankPSD.from_factor(B, nu=nu)
+        return LowRankPSD.from_factor(B, jitter=jitter)
     V, sig, _ = backend.svd(B)
-    s = xp.clip(sig * sig - nu, min=0.0)
-    return LowRankPSD(V, s, nu=nu)
+    s = xp.clip(sig * sig - jitter, min=0.0)
+    return LowRankPSD(V, s, jitter=jitter)
 
 
 def _check_seed(seed: Any) -> None:
@@ -320,7 +327,7 @@ def nystrom(
     *,
     seed: Any = None,
     method: str = "svd",
-    shift: float | None = None,
+    damping: float | None = None,
     max_rank: int | None = None,
     like: Any = None,
 ) -> LowRankPSD:
@@ -334,7 +341,7 @@ def nystrom(
     rank : int or "auto"
         Sketch size ``ℓ``, ``1 ≤ ℓ ≤ n``.  ``"auto"``: start at 10 and double
         the sketch (reusing it) until the smallest eigenvalue of the
-        approximation is ``≤ shift`` or ``max_rank`` is reached.
+        approximation is ``≤ damping`` or ``max_rank`` is reached.
     seed : int, numpy.random.Generator or None
         An int gives the same sketch on every CPU backend.
     method : {"svd", "cholesky"}
@@ -342,8 +349,11 @@ def nystrom(
         result.  ``"cholesky"``: the same up to the final SVD, returned in
         factor form ``B Bᵀ`` (GPU-friendly: only GEMM, Cholesky and
         triangular solves); ``.V``/``.s`` are computed lazily if asked for.
-    shift : float, optional
-        The target regularisation ``μ > 0``; required with ``rank="auto"``.
+    damping : float, optional
+        The damping ``λ > 0`` the approximation will be used with (in
+        ``(Â + λI)⁻¹`` or a preconditioner for ``A + λI``); required with
+        ``rank="auto"``, whose stopping rule it sets: eigenvalues below
+        ``λ`` need not be captured.
     max_rank : int, optional
         Budget for ``rank="auto"`` (default ``min(n, 512)``).
     like : array, optional
@@ -358,8 +368,10 @@ def nystrom(
     ------
     ValueError
         ``rank`` not in ``[1, n]`` (or not ``"auto"``), unknown ``method``,
-        ``rank="auto"`` without a positive ``shift``, non-square ``A``, NaN/Inf
-        in ``A`` or in its products, ``A`` not PSD.
+        ``rank="auto"`` without a positive ``damping``, non-square ``A``, NaN/Inf
+        in ``A`` or in its products
+        (:class:`~natgrad.validation.NonFiniteOutputError`, naming the call),
+        ``A`` not PSD.
     TypeError
         Wrong types; ``A`` a callable operator without ``like``.
 
@@ -373,17 +385,18 @@ def nystrom(
         L = chol(ΩᵀY_ν),      B = Y_ν L⁻ᵀ
         V, Σ = svd(B),        s = max(0, Σ² − ν)
 
-    The shift ``ν`` keeps the Cholesky of the ``ℓ × ℓ`` core well defined
-    when ``A`` has (numerical) rank below ``ℓ``; if rounding still breaks it,
-    ``ν`` grows by 10 up to ``√eps·‖Y‖_F``, beyond which ``A`` is reported
-    as not PSD.  ``method="cholesky"`` returns ``B Bᵀ`` (Guzmán-Cordero et al.,
-    arXiv 2505.12149, Alg. 2), which approximates ``A`` up to the ``ν``
-    shift on the sketched range (``ν`` is at the rounding level).
+    The jitter ``ν`` (the papers' "shift"; :attr:`LowRankPSD.jitter`) keeps
+    the Cholesky of the ``ℓ × ℓ`` core well defined when ``A`` has
+    (numerical) rank below ``ℓ``; if rounding still breaks it, ``ν`` grows
+    by 10 up to ``√eps·‖Y‖_F``, beyond which ``A`` is reported as not PSD.
+    ``method="cholesky"`` returns ``B Bᵀ`` (Guzmán-Cordero et al., arXiv
+    2505.12149, Alg. 2), which approximates ``A`` up to the jitter ``ν`` on
+    the sketched range (``ν`` is at the rounding level).
 
     Adaptive rank (Frangella et al. §5.4): ``Ω`` grows by random columns made
     orthogonal to the previous ones, so earlier products ``AΩ`` are reused;
-    the stopping rule ``ŝ_ℓ ≤ μ`` targets a preconditioned condition number
-    ``≲ (ŝ_ℓ + μ + ‖A − Â‖)/μ``.
+    the stopping rule ``ŝ_ℓ ≤ λ`` targets a preconditioned condition number
+    ``≲ (ŝ_ℓ + λ + ‖A − Â‖)/λ`` for ``A + λI``.
 
     Examples
     --------
@@ -391,14 +404,14 @@ def nystrom(
     >>> rng = np.random.default_rng(0)
     >>> Q = np.linalg.qr(rng.standard_normal((40, 40)))[0]
     >>> A = (Q * np.logspace(0, -8, 40)) @ Q.T
-    >>> approx = nystrom(A, "auto", shift=1e-3, seed=0)
+    >>> approx = nystrom(A, "auto", damping=1e-3, seed=0)
     >>> approx.rank, bool(approx.s[-1] <= 1e-3)
     (20, True)
     """
-    return _nystrom(_checks.square_operator(A, "A"), rank, seed, method, shift, max_rank, like)
+    return _nystrom(_checks.square_operator(A, "A"), rank, seed, method, damping, max_rank, like)
 
 
-def _nystrom(op: LinearOperator, rank: Any, seed: Any, method: str, shift: Any, max_rank: Any,
+def _nystrom(op: LinearOperator, rank: Any, seed: Any, method: str, damping: Any, max_rank: Any,
              like: Any) -> LowRankPSD:
     """:func:`nystrom` on an operator already checked by ``square_operator``."""
     n = op.shape[0]
@@ -421,25 +434,27 @@ def _nystrom(op: LinearOperator, rank: Any, seed: Any, method: str, shift: Any, 
     if dense is not None and dense.dtype != dtype:
         op = DenseOperator(xp.astype(dense, dtype))
 
+    products = _sketch_products(op, dtype)
     if rank == "auto":
-        if shift is None or (isinstance(shift, (int, float)) and not shift > 0):
-            raise ValueError(f"rank='auto' needs shift > 0 (the target eigenvalue), got {shift}")
-        mu = _checks.positive(shift, "shift")
-        budget = min(n, _AUTO_MAX_RANK) if max_rank is None else _checks.positive_int(max_rank, "max_rank")
+        if damping is None or (isinstance(damping, (int, float)) and not damping > 0):
+            raise ValueError(
+                f"rank='auto' needs damping > 0 (the eigenvalue level to capture), got {damping}"
+            )
+        damping = validation.positive(damping, "damping")
+        budget = min(n, _AUTO_MAX_RANK) if max_rank is None else validation.positive_int(max_rank, "max_rank")
         if budget > n:
             raise ValueError(f"max_rank must be at most n = {n}, got {budget}")
-        return _adaptive(op, xp, n, dtype, dev, seed, method, mu, budget)
+        return _adaptive(products, xp, n, dtype, dev, seed, method, damping, budget)
     if isinstance(rank, str):
         raise ValueError(f"rank must be a positive int or 'auto', got {rank!r}")
-    ell = _checks.positive_int(rank, "rank")
+    ell = validation.positive_int(rank, "rank")
     if ell > n:
         raise ValueError(f"rank must be at most n = {n}, got {ell}")
-    if shift is not None:
-        _checks.positive(shift, "shift")
-    if max_rank is not None:
-        _checks.positive_int(max_rank, "max_rank")
+    if damping is not None:
+        validation.positive(damping, "damping")
+    validation.optional_positive_int(max_rank, "max_rank")
     Omega = _orthonormal_block(xp, n, ell, dtype, dev, seed, None)
-    return _core(_apply(op, Omega, xp, dtype), Omega, method, xp)
+    return _core(products(Omega), Omega, method, xp)
 
 
 def _smallest_eigenvalue(approx: LowRankPSD, xp: Any) -> float:
@@ -450,22 +465,22 @@ def _smallest_eigenvalue(approx: LowRankPSD, xp: Any) -> float:
     return max(backend.to_float(xp.linalg.eigvalsh(xp.matrix_transpose(B) @ B)[0]), 0.0)
 
 
-def _adaptive(op: LinearOperator, xp: Any, n: int, dtype: Any, dev: Any, seed: Any,
-              method: str, mu: float, budget: int) -> LowRankPSD:
+def _adaptive(products: validation.CheckedCallable, xp: Any, n: int, dtype: Any, dev: Any,
+              seed: Any, method: str, damping: float, budget: int) -> LowRankPSD:
     ell = min(_AUTO_INITIAL_RANK, budget)
     Omega = _orthonormal_block(xp, n, ell, dtype, dev, _block_seed(seed, 0), None)
-    Y = _apply(op, Omega, xp, dtype)
+    Y = products(Omega)
     step = 0
     while True:
         approx = _core(Y, Omega, method, xp)
         # One host sync per doubling: the stopping decision needs a scalar.
-        if ell >= budget or _smallest_eigenvalue(approx, xp) <= mu:
+        if ell >= budget or _smallest_eigenvalue(approx, xp) <= damping:
             return approx
         step += 1
         k = min(ell, budget - ell)
         Q = _orthonormal_block(xp, n, k, dtype, dev, _block_seed(seed, step), Omega)
         Omega = xp.concat([Omega, Q], axis=1)
-        Y = xp.concat([Y, _apply(op, Q, xp, dtype)], axis=1)
+        Y = xp.concat([Y, products(Q)], axis=1)
         ell += k
 
 
@@ -475,34 +490,41 @@ def _adaptive(op: LinearOperator, xp: Any, n: int, dtype: Any, dev: Any, seed: A
 
 
 class NystromPreconditioner(LinearOperator):
-    r"""The Nyström preconditioner for ``A + μI`` as a :class:`LinearOperator`.
+    r"""The Nyström preconditioner for ``A + damping·I`` as a :class:`LinearOperator`.
 
-    Applies ``P⁻¹ = (ŝ_ℓ + μ) V (diag(s) + μI)⁻¹ Vᵀ + (I − V Vᵀ)``; pass it as
-    ``cg(A + μI, b, M=P)``.
+    Applies ``P⁻¹ = (ŝ_ℓ + λ) V (diag(s) + λI)⁻¹ Vᵀ + (I − V Vᵀ)`` (``λ`` the
+    damping); pass it as ``cg(A + λI, b, M=P)``.
 
     Parameters
     ----------
     approx : LowRankPSD
         A Nyström approximation of ``A`` (from :func:`nystrom`).  A factor-form
         approximation is converted to eigen-form once (one thin SVD).
-    shift : float
-        ``μ ≥ 0``, the shift of the system being solved.  With ``μ = 0``
+    damping : float
+        ``λ ≥ 0``, the damping of the system being solved.  With ``λ = 0``
         eigenpairs with ``s_j ≤ n·eps·s_1`` are dropped, so that ``ŝ_ℓ > 0``.
+
+    Attributes
+    ----------
+    approx : LowRankPSD
+        The approximation it was built from.
+    damping : float
+        ``λ``.
 
     Raises
     ------
     TypeError
-        ``approx`` not a :class:`LowRankPSD`, non-real ``shift``.
+        ``approx`` not a :class:`LowRankPSD`, non-real ``damping``.
     ValueError
-        ``shift < 0`` or not finite.
+        ``damping < 0`` or not finite.
 
     Notes
     -----
     Frangella, Tropp & Udell, SIAM J. Matrix Anal. Appl. 44 (2023), eq. (5.3).
     With ``A = Â + E``, ``E ⪰ 0`` (true of the Nyström approximation), the
-    preconditioned matrix ``P^{-1/2}(A + μI)P^{-1/2}`` has its eigenvalues in
-    ``[μ, ŝ_ℓ + μ + ‖E‖]``, so ``κ ≤ (ŝ_ℓ + μ + ‖E‖)/μ``: ``P^{-1/2}(Â + μI)
-    P^{-1/2}`` equals ``ŝ_ℓ + μ`` on range(V) and ``μ`` on its complement,
+    preconditioned matrix ``P^{-1/2}(A + λI)P^{-1/2}`` has its eigenvalues in
+    ``[λ, ŝ_ℓ + λ + ‖E‖]``, so ``κ ≤ (ŝ_ℓ + λ + ‖E‖)/λ``: ``P^{-1/2}(Â + λI)
+    P^{-1/2}`` equals ``ŝ_ℓ + λ`` on range(V) and ``λ`` on its complement,
     and ``‖P⁻¹‖ ≤ 1``.  Applying it costs ``4nℓ`` flops.
 
     Examples
@@ -520,25 +542,27 @@ class NystromPreconditioner(LinearOperator):
     (True, True)
     """
 
-    def __init__(self, approx: LowRankPSD, shift: float) -> None:
+    _native = True
+
+    def __init__(self, approx: LowRankPSD, damping: float) -> None:
         if not isinstance(approx, LowRankPSD):
             raise TypeError(f"approx must be a LowRankPSD (from nystrom), got {type(approx).__name__}")
-        mu = _checks.nonnegative(shift, "shift")
+        damping = validation.nonnegative(damping, "damping")
         super().__init__(approx.shape, approx.dtype)
         xp = self.xp = approx.xp
         V, s = approx.V, approx.s
         n = approx.shape[0]
-        if mu == 0.0 and s.shape[0] > 0:
+        if damping == 0.0 and s.shape[0] > 0:
             s_max = backend.to_float(s[0])
-            keep = int(backend.to_float(xp.sum(xp.astype(s > n * backend.eps(s.dtype, xp) * s_max, s.dtype))))
+            keep = backend.to_int(xp.sum(xp.astype(s > n * backend.eps(s.dtype, xp) * s_max, s.dtype)))
             V, s = V[:, :keep], s[:keep]
-        self.approx, self.shift = approx, mu
+        self.approx, self.damping = approx, damping
         self._V = V
         if s.shape[0] == 0:
             self._weights = None  # nothing captured: the identity
         else:
-            # P⁻¹x = x + V ((ŝ_ℓ + μ)/(s + μ) − 1) Vᵀx
-            self._weights = (s[-1] + mu) / (s + mu) - 1.0
+            # P⁻¹x = x + V ((ŝ_ℓ + λ)/(s + λ) − 1) Vᵀx
+            self._weights = (s[-1] + damping) / (s + damping) - 1.0
 
     def _matvec(self, x: Any) -> Any:
         if self._weights is None:
@@ -555,7 +579,7 @@ def _prepare_system(A: Any, b: Any) -> tuple[LinearOperator, Any, Any]:
     op = _checks.square_operator(A, "A")
     dense = _checks.dense_array(op)
     xp = backend.namespace(A=dense, b=b)
-    _checks.rhs(b, op.shape[0], "b")
+    validation.rhs(b, op.shape[0], "b")
     dtype = backend.float_dtype(xp, b, *([dense] if dense is not None else []))
     if dense is not None and dense.dtype != dtype:
         op = DenseOperator(xp.astype(dense, dtype))
@@ -564,51 +588,71 @@ def _prepare_system(A: Any, b: Any) -> tuple[LinearOperator, Any, Any]:
     return op, b, xp
 
 
+class _CountedOperator(LinearOperator):
+    """``A`` counting its products, so that the sketch's and CG's add up."""
+
+    def __init__(self, base: LinearOperator) -> None:
+        super().__init__(base.shape, base.dtype)
+        self.base, self.xp, self._native, self.calls = base, base.xp, base._native, 0
+
+    def _matvec(self, x: Any) -> Any:
+        self.calls += 1
+        return self.base._matvec(x)
+
+
 def nystrom_pcg(
     A: Any,
     b: Any,
     rank: int | str,
     *,
-    shift: float = 0.0,
+    damping: float = 0.0,
     seed: Any = None,
     method: str = "svd",
     max_rank: int | None = None,
     **cg_kwargs: Any,
 ) -> SolveResult:
-    r"""Solve ``(A + shift·I) x = b`` by CG preconditioned with a Nyström sketch of ``A``.
+    r"""Solve ``(A + damping·I) x = b`` by CG preconditioned with a Nyström sketch of ``A``.
 
     Parameters
     ----------
     A : array, LinearOperator or scipy operator, shape (n, n)
-        Symmetric positive semidefinite (definite when ``shift = 0``).
+        Symmetric positive semidefinite (definite when ``damping = 0``).
     b : array, shape (n,) or (n, k)
     rank : int or "auto"
-        Sketch size, see :func:`nystrom` (``"auto"`` needs ``shift > 0``).
-    shift : float
-        ``μ ≥ 0``.  CG iterates on ``A + μI`` itself.
+        Sketch size, see :func:`nystrom` (``"auto"`` needs ``damping > 0``).
+    damping : float
+        ``λ ≥ 0``.  CG iterates on ``A + λI`` itself.
     seed, method, max_rank
         As for :func:`nystrom`.
     **cg_kwargs
-        ``x0``, ``rtol``, ``atol``, ``maxiter``, ``callback`` of
-        :func:`natgrad.linalg.cg` (not ``M``).
+        ``x0``, ``rtol``, ``atol``, ``maxiter``, ``callback``,
+        ``record_history`` of :func:`natgrad.linalg.cg` (not ``M``).
 
     Returns
     -------
     SolveResult
-        From :func:`~natgrad.linalg.cg`; ``info`` begins with the sketch rank.
+        From :func:`~natgrad.linalg.cg`, with its statuses; ``info`` begins
+        with the sketch rank.  ``stats``: ``"matvecs"`` (every call of ``A``:
+        the sketch's block products, one per doubling with ``rank="auto"``,
+        and CG's), ``"preconditioner_applications"``, ``"rank"`` (the sketch
+        rank ``ℓ`` used) and CG's ``"residual_history"`` when asked for.
+        When the sketch itself fails the solve stops before CG, with ``x``
+        zero: ``NONFINITE`` for NaN or Inf in ``A``'s products,
+        ``INDEFINITE`` when the sketch proves ``A`` not positive
+        semidefinite.
 
     Raises
     ------
     ValueError, TypeError
-        As :func:`nystrom` and :func:`~natgrad.linalg.cg`; ``M`` in
-        ``cg_kwargs`` is a TypeError.
+        As :func:`nystrom` and :func:`~natgrad.linalg.cg` for bad arguments;
+        ``M`` in ``cg_kwargs`` is a TypeError.
 
     Notes
     -----
     Nyström PCG (Frangella, Tropp & Udell 2023, Alg. 5.1): with
-    ``ℓ ≥ 2⌈1.5 d_eff(μ)⌉ + 1`` the expected condition number of the
-    preconditioned system is below 28, ``d_eff(μ) = tr(A(A + μI)⁻¹)``.
-    The operator CG sees is ``A + μI``, never ``A`` alone (the shifted
+    ``ℓ ≥ 2⌈1.5 d_eff(λ)⌉ + 1`` the expected condition number of the
+    preconditioned system is below 28, ``d_eff(λ) = tr(A(A + λI)⁻¹)``.
+    The operator CG sees is ``A + λI``, never ``A`` alone (the damped
     system is the one the preconditioner was built for).
 
     Examples
@@ -618,21 +662,33 @@ def nystrom_pcg(
     >>> X = rng.standard_normal((200, 3))
     >>> K = np.exp(-0.5 * ((X[:, None] - X[None]) ** 2).sum(-1))
     >>> b = rng.standard_normal(200)
-    >>> res = nystrom_pcg(K, b, 100, shift=1e-2, seed=0, rtol=1e-8)
+    >>> res = nystrom_pcg(K, b, 100, damping=1e-2, seed=0, rtol=1e-8)
     >>> res.converged, res.iterations < 20      # plain CG: 186 iterations
     (True, True)
     >>> bool(np.linalg.norm((K + 1e-2 * np.eye(200)) @ res.x - b) <= 1e-8 * np.linalg.norm(b))
     True
+    >>> res.stats["rank"], res.stats["matvecs"] == res.iterations + 2   # sketch + verification
+    (100, True)
     """
     if "M" in cg_kwargs:
         raise TypeError("nystrom_pcg builds its own preconditioner; do not pass M")
-    op, b, _ = _prepare_system(A, b)
-    mu = _checks.nonnegative(shift, "shift")
-    approx = _nystrom(op, rank, seed, method, mu if rank == "auto" else None, max_rank, b)
-    P = NystromPreconditioner(approx, mu)
-    system = shifted(op, mu) if mu > 0 else op
+    op, b, xp = _prepare_system(A, b)
+    damping = validation.nonnegative(damping, "damping")
+    counted = _CountedOperator(op)
+    try:
+        approx = _nystrom(counted, rank, seed, method, damping if rank == "auto" else None, max_rank, b)
+    except (validation.NonFiniteOutputError, _NotPSD) as err:
+        # A numerical failure of the sketch, not a bad argument: a result.
+        status = SolveStatus.NONFINITE if isinstance(err, validation.NonFiniteOutputError) else SolveStatus.INDEFINITE
+        norm_b = backend.to_float(xp.max(xp.linalg.vector_norm(b, axis=0)))
+        stats = {"matvecs": counted.calls, "preconditioner_applications": 0, "rank": 0}
+        return SolveResult(xp.zeros_like(b), False, 0, norm_b, status, stats,
+                           f"Nyström-PCG: the sketch failed before CG ({err}); x is zero")
+    P = NystromPreconditioner(approx, damping)
+    system = shifted(counted, damping) if damping > 0 else counted
     res = cg(system, b, M=P, **cg_kwargs)
-    return SolveResult(res.x, res.converged, res.iterations, res.residual_norm,
+    stats = {**res.stats, "matvecs": counted.calls, "rank": approx.rank}
+    return SolveResult(res.x, res.converged, res.iterations, res.residual_norm, res.status, stats,
                        f"Nyström-PCG (rank {approx.rank}, {method}): {res.info}")
 
 
@@ -641,12 +697,12 @@ def nystrom_solve(
     b: Any,
     rank: int | str,
     *,
-    shift: float,
+    damping: float,
     seed: Any = None,
     method: str = "svd",
     max_rank: int | None = None,
 ) -> Any:
-    r"""Sketch-and-solve: ``x = (Â + shift·I)⁻¹ b`` with ``Â`` a Nyström sketch of ``A``.
+    r"""Sketch-and-solve: ``x = (Â + damping·I)⁻¹ b`` with ``Â`` a Nyström sketch of ``A``.
 
     Parameters
     ----------
@@ -654,8 +710,8 @@ def nystrom_solve(
         Symmetric positive semidefinite.
     b : array, shape (n,) or (n, k)
     rank : int or "auto"
-    shift : float
-        ``μ > 0``.
+    damping : float
+        ``λ > 0``.
     seed, method, max_rank
         As for :func:`nystrom`; ``method="cholesky"`` never computes an SVD.
 
@@ -666,13 +722,13 @@ def nystrom_solve(
     Raises
     ------
     ValueError, TypeError
-        As :func:`nystrom`; ``shift ≤ 0``.
+        As :func:`nystrom`; ``damping ≤ 0``.
 
     Notes
     -----
     An approximate solve, exact when ``rank(A) ≤ ℓ``: the error is
-    ``(Â + μI)⁻¹ − (A + μI)⁻¹ = (Â + μI)⁻¹ E (A + μI)⁻¹`` with ``E = A − Â``,
-    so ``‖x − x*‖ ≤ ‖E‖/μ · ‖x*‖``.  This is the randomized ENGD step of
+    ``(Â + λI)⁻¹ − (A + λI)⁻¹ = (Â + λI)⁻¹ E (A + λI)⁻¹`` with ``E = A − Â``,
+    so ``‖x − x*‖ ≤ ‖E‖/λ · ‖x*‖``.  This is the randomized ENGD step of
     Guzmán-Cordero et al. (arXiv 2505.12149, §3.3) when ``A = JJᵀ``.  Use
     :func:`nystrom_pcg` for a solve to a tolerance.
 
@@ -683,11 +739,11 @@ def nystrom_solve(
     >>> J = rng.standard_normal((50, 8))
     >>> A = J @ J.T                                  # rank 8
     >>> b = rng.standard_normal(50)
-    >>> x = nystrom_solve(A, b, 10, shift=1e-3, seed=0)
+    >>> x = nystrom_solve(A, b, 10, damping=1e-3, seed=0)
     >>> bool(np.allclose((A + 1e-3 * np.eye(50)) @ x, b))
     True
     """
     op, b, _ = _prepare_system(A, b)
-    mu = _checks.positive(shift, "shift")
-    approx = _nystrom(op, rank, seed, method, mu if rank == "auto" else None, max_rank, b)
-    return approx.solve(b, mu)
+    damping = validation.positive(damping, "damping")
+    approx = _nystrom(op, rank, seed, method, damping if rank == "auto" else None, max_rank, b)
+    return approx.solve(b, damping)

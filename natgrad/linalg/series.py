@@ -38,11 +38,10 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from .. import backend
-from . import _checks
+from .. import backend, validation
 from .krylov import lanczos
 from .operators import from_matvec
-from .result import SolveResult
+from .result import SolveResult, SolveStatus
 
 __all__ = ["neumann_solve", "saddle_free_solve", "wynn_epsilon", "WynnResult"]
 
@@ -67,53 +66,26 @@ _MAX_ORDER = 8
 # ---------------------------------------------------------------------------
 
 
-class _Hvp:
-    """``hvp`` with first-call validation and a product counter."""
-
-    def __init__(self, hvp: Any, ref: Any, name: str = "hvp") -> None:
-        if not callable(hvp):
-            raise TypeError(f"{name} must be callable (v -> H v), got {type(hvp).__name__}")
-        self.fn = hvp
-        self.name = name
-        self.count = 0
-        self._checked = False
-
-    def __call__(self, v: Any) -> Any:
-        y = self.fn(v)
-        self.count += 1
-        if not self._checked:
-            self._checked = True
-            if not backend.is_array(y):
-                raise TypeError(f"{self.name} must return an array, got {type(y).__name__}")
-            backend.namespace(**{f"input of {self.name}": v, f"output of {self.name}": y})
-            if tuple(y.shape) != tuple(v.shape):
-                raise ValueError(
-                    f"{self.name} returned shape {tuple(y.shape)} for an input of shape "
-                    f"{tuple(v.shape)}"
-                )
-            if y.dtype != v.dtype:
-                raise TypeError(
-                    f"{self.name} returned dtype {y.dtype} for an input of dtype {v.dtype}"
-                )
-        return y
+_Hvp = validation.CheckedCallable
 
 
 def _prepare(hvp: Any, v: Any, name: str) -> tuple[Any, Any, _Hvp]:
-    """Validated ``(xp, v as float vector, counted hvp)``."""
-    if not callable(hvp):
-        raise TypeError(f"hvp must be callable (v -> H v), got {type(hvp).__name__}")
-    if not backend.is_array(v):
-        raise TypeError(f"{name} must be an array, got {type(v).__name__}")
+    """Validated ``(xp, v as float vector, checked and counted hvp)``.
+
+    The HVP's output is checked at every call for shape, dtype, library and
+    device (metadata, no host synchronisation), not for finiteness: that
+    would be a synchronisation per product on an accelerator, and the series
+    test their term norms at their sync points anyway, where NaN or Inf from
+    any product shows up (and the last finite partial sum is returned).
+    """
+    validation.callable_arg(hvp, "hvp")
+    validation.array(v, name)
     xp = backend.namespace(**{name: v})
-    if v.ndim != 1:
-        raise ValueError(f"{name} must be a vector of shape (n,), got shape {tuple(v.shape)}")
-    if v.shape[0] == 0:
-        raise ValueError(f"{name} must not be empty")
-    _checks.rhs(v, v.shape[0], name, allow_block=False)
+    validation.vector(v, name)
     dtype = backend.float_dtype(xp, v)
     if v.dtype != dtype:
         v = xp.astype(v, dtype)
-    return xp, v, _Hvp(hvp, v)
+    return xp, v, validation.CheckedCallable(hvp, "hvp", check_finite=False)
 
 
 def _norm(xp: Any, x: Any) -> float:
@@ -136,7 +108,10 @@ def _ritz_extremes(H: _Hvp, xp: Any, n: int, dtype: Any, dev: Any) -> tuple[floa
     """Smallest and largest Ritz values of ``H`` after a few Lanczos steps from
     a fixed random start (every eigenvector is present in it, unlike in ``g``)."""
     v0 = backend.normal(xp, (n,), dtype=dtype, device=dev, seed=0)
-    res = lanczos(from_matvec(H, (n, n), dtype), v0, min(_ESTIMATE_STEPS, n))
+    try:
+        res = lanczos(from_matvec(H, (n, n), dtype), v0, min(_ESTIMATE_STEPS, n))
+    except validation.NonFiniteOutputError:
+        raise _NonFinite() from None
     theta, _ = backend.eigh(_tridiagonal(xp, res.alpha, res.beta))
     lo, hi = backend.to_float(theta[0]), backend.to_float(theta[-1])
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -149,7 +124,7 @@ class _NonFinite(Exception):
 
 
 def _hvps(H: _Hvp) -> str:
-    return f"{H.count} Hessian-vector products"
+    return f"{H.calls} Hessian-vector products"
 
 
 # ---------------------------------------------------------------------------
@@ -255,35 +230,35 @@ def neumann_solve(
     (False, True)
     """
     xp, v, A = _prepare(hvp, v, "v")
-    damping = _checks.nonnegative(damping, "damping")
-    terms = _checks.positive_int(terms, "terms")
+    damping = validation.nonnegative(damping, "damping")
+    terms = validation.positive_int(terms, "terms")
     if rtol is not None:
-        rtol = _checks.nonnegative(rtol, "rtol")
+        rtol = validation.nonnegative(rtol, "rtol")
     auto = isinstance(alpha, str)
     if auto:
         if alpha != "auto":
             raise ValueError(f"alpha must be a positive number or 'auto', got {alpha!r}")
     else:
-        alpha = _checks.positive(alpha, "alpha")
+        alpha = validation.positive(alpha, "alpha")
 
-    n, dtype, dev = v.shape[0], v.dtype, backend.device(v)
     norm_v = _norm(xp, v)
     if norm_v == 0.0:
-        return SolveResult(xp.zeros_like(v), True, 0, 0.0, "v is zero: x = 0 (0 Hessian-vector products)")
+        return SolveResult(xp.zeros_like(v), True, 0, 0.0, SolveStatus.CONVERGED,
+                           {"hvps": 0, "restarts": 0}, "v is zero: x = 0 (0 Hessian-vector products)")
 
     extra = ""
     if auto:
         try:
-            lo, hi = _ritz_extremes(A, xp, n, dtype, dev)
+            lo, hi = _ritz_extremes(A, xp, v.shape[0], v.dtype, backend.device(v))
         except _NonFinite:
             return SolveResult(
-                xp.zeros_like(v), False, 0, norm_v,
+                xp.zeros_like(v), False, 0, norm_v, SolveStatus.NONFINITE, {"hvps": A.calls, "restarts": 0},
                 f"hvp returned NaN or Inf while estimating the spectrum ({_hvps(A)})",
             )
         if lo + damping <= 0.0:
             # A Ritz value is a Rayleigh quotient: λ_min(A) ≤ θ_min certifies it.
             return SolveResult(
-                xp.zeros_like(v), False, 0, norm_v,
+                xp.zeros_like(v), False, 0, norm_v, SolveStatus.INDEFINITE, {"hvps": A.calls, "restarts": 0},
                 f"A + damping·I is not positive definite: A has an eigenvalue ≤ {lo:.3e} "
                 f"(Lanczos estimate), so the Neumann series diverges; increase damping "
                 f"above {-lo:.3e} or use saddle_free_solve ({_hvps(A)})",
@@ -291,97 +266,114 @@ def neumann_solve(
         alpha = 2.0 / (_MARGIN * (hi + damping) + (lo + damping))
         extra = f", alpha='auto' = {alpha:.3e}"
 
-    machine_eps = backend.eps(dtype, xp)
-    interval = backend.sync_interval(v)
-    for attempt in range(_MAX_RESTARTS + 1):
-        a = alpha
-        t = v  # t_k = (I − αB)^k v, the residual of x_k
-        x = a * v  # x_k: the partial sum of k terms
-        k = 1
-        best = (math.inf, x, 1)
-        min_norm = norm_v
-        status, stop, rho_seen, tn = "", False, 0.0, norm_v
-        while True:
-            At = A(t)
-            t_prev, t = t, t - a * (At + damping * t)
-            if k % interval == 0 or k == terms:
-                tn = _norm(xp, t)
-                if not math.isfinite(tn):
-                    status = "nonfinite"
-                    break
-                # Rayleigh quotient of A on t_{k−1} (its product is at hand).
-                p2 = backend.to_float(xp.vecdot(t_prev, t_prev))
-                rho = backend.to_float(xp.vecdot(t_prev, At)) / p2 if p2 > 0 else 0.0
-                rho_seen = rho
-                if rho + damping <= 0.0:
-                    status = "negative"
-                    break
-                if a * (rho + damping) >= 2.0 * (1.0 + 100 * machine_eps):
-                    status = "alpha"
-                    break
-                if tn > _GROWTH * min_norm + 1e3 * machine_eps * norm_v:
-                    status = "growth"
-                    break
-                min_norm = min(min_norm, tn)
-                if tn < best[0]:
-                    best = (tn, x, k)
-                if rtol is not None and tn <= rtol * norm_v:
-                    stop = True
-                    break
-            if k == terms:
-                break
-            x = x + a * t
-            k += 1
-        if status in ("alpha", "growth") and auto and attempt < _MAX_RESTARTS:
+    restarts = 0
+    while True:
+        run = _neumann_sum(xp, A, v, norm_v, alpha, damping, terms, rtol)
+        if run.status in ("alpha", "growth") and auto and restarts < _MAX_RESTARTS:
             # The estimate missed the top of the spectrum: restart with a step
             # from the Rayleigh quotient that proved it (a lower bound on λ_max).
-            top = max(rho_seen, 0.0) + damping
+            top = max(run.rho, 0.0) + damping
             alpha = min(alpha / 2.0, 2.0 / (_MARGIN * 1.5 * top)) if top > 0 else alpha / 2.0
             extra = f", alpha='auto' reduced to {alpha:.3e} after divergence"
+            restarts += 1
             continue
         break
+    return _neumann_result(xp, run, A, v, norm_v, alpha, damping, rtol,
+                           {"hvps": A.calls, "restarts": restarts}, extra)
 
-    if status:
-        res_norm, x_best, k_best = best
-        if not math.isfinite(res_norm):
-            res_norm, x_best, k_best = norm_v, xp.zeros_like(v), 0
-        if status == "nonfinite":
-            why = (
-                f"non-finite values after {k} terms: hvp returned NaN or Inf (or the "
-                "series overflowed)"
+
+class _NeumannRun(NamedTuple):
+    """One pass of the Neumann sum (see ``_neumann_sum``)."""
+
+    status: str  # "", "nonfinite", "negative", "alpha", "growth" or "tolerance"
+    x: Any  # the last partial sum
+    k: int  # terms summed
+    residual: float  # ‖t_k‖ at the last check
+    best: tuple[float, Any, int]  # (residual, partial sum, terms) with the smallest residual
+    rho: float  # the last Rayleigh quotient of A
+
+
+def _neumann_sum(xp: Any, A: _Hvp, v: Any, norm_v: float, a: float, damping: float,
+                 terms: int, rtol: float | None) -> _NeumannRun:
+    """Sum the series with step ``a``, testing for divergence at the sync points."""
+    machine_eps = backend.eps(v.dtype, xp)
+    interval = backend.sync_interval(v)
+    t = v  # t_k = (I − αB)^k v, the residual of x_k
+    x = a * v  # x_k: the partial sum of k terms
+    k = 1
+    best = (math.inf, x, 1)
+    min_norm, rho, tn = norm_v, 0.0, norm_v
+    while True:
+        At = A(t)
+        t_prev, t = t, t - a * (At + damping * t)
+        if k % interval == 0 or k == terms:
+            tn = _norm(xp, t)
+            if not math.isfinite(tn):
+                return _NeumannRun("nonfinite", x, k, tn, best, rho)
+            # Rayleigh quotient of A on t_{k−1} (its product is at hand).
+            p2 = backend.to_float(xp.vecdot(t_prev, t_prev))
+            rho = backend.to_float(xp.vecdot(t_prev, At)) / p2 if p2 > 0 else 0.0
+            if rho + damping <= 0.0:
+                return _NeumannRun("negative", x, k, tn, best, rho)
+            if a * (rho + damping) >= 2.0 * (1.0 + 100 * machine_eps):
+                return _NeumannRun("alpha", x, k, tn, best, rho)
+            if tn > _GROWTH * min_norm + 1e3 * machine_eps * norm_v:
+                return _NeumannRun("growth", x, k, tn, best, rho)
+            min_norm = min(min_norm, tn)
+            if tn < best[0]:
+                best = (tn, x, k)
+            if rtol is not None and tn <= rtol * norm_v:
+                return _NeumannRun("tolerance", x, k, tn, best, rho)
+        if k == terms:
+            return _NeumannRun("", x, k, tn, best, rho)
+        x = x + a * t
+        k += 1
+
+
+def _neumann_result(xp: Any, run: _NeumannRun, A: _Hvp, v: Any, norm_v: float, alpha: float,
+                    damping: float, rtol: float | None, stats: dict[str, Any], extra: str) -> SolveResult:
+    """The :class:`SolveResult` of a finished Neumann sum: status and sentence."""
+    k, rho = run.k, run.rho
+    if run.status in ("", "tolerance"):
+        if rtol is not None and run.status != "tolerance":
+            return SolveResult(
+                run.x, False, k, run.residual, SolveStatus.MAXITER, stats,
+                f"not converged: {k} terms summed, residual {run.residual:.3e} > rtol·‖v‖ = "
+                f"{rtol * norm_v:.3e}; increase terms or damping ({_hvps(A)}{extra})",
             )
-        elif status == "negative":
-            why = (
-                f"the series diverges: A has negative curvature not covered by the "
-                f"damping (Rayleigh quotient {rho_seen:.3e} ≤ −damping = {-damping:.3e}); "
-                f"increase damping above {-rho_seen:.3e} or use saddle_free_solve"
-            )
-        elif status == "alpha":
-            why = (
-                f"the series diverges: alpha = {alpha:.3e} is too large (A + damping·I has "
-                f"an eigenvalue ≥ {rho_seen + damping:.3e} and alpha·λ must stay below 2); "
-                f"use alpha < {2.0 / (rho_seen + damping):.3e} or alpha='auto'"
-            )
-        else:
-            why = (
-                f"the series diverges: the terms grew after {k} terms; alpha is too "
-                "large or A + damping·I has eigenvalues ≤ 0 (use a smaller alpha or "
-                "alpha='auto', or increase damping)"
-            )
-        return SolveResult(
-            x_best, False, k_best, res_norm,
-            f"{why}; x is the partial sum of {k_best} terms with the smallest residual "
-            f"({_hvps(A)}{extra})",
+        how = f"converged: residual {run.residual:.3e} ≤ rtol·‖v‖" if run.status else "summed"
+        return SolveResult(run.x, True, k, run.residual, SolveStatus.CONVERGED, stats,
+                           f"{how} after {k} terms ({_hvps(A)}{extra})")
+    res_norm, x_best, k_best = run.best
+    if not math.isfinite(res_norm):
+        res_norm, x_best, k_best = norm_v, xp.zeros_like(v), 0
+    if run.status == "nonfinite":
+        status, why = SolveStatus.NONFINITE, (
+            f"non-finite values after {k} terms: hvp returned NaN or Inf (or the series overflowed)"
         )
-    res_norm = tn
-    if rtol is not None and not stop:
-        return SolveResult(
-            x, False, k, res_norm,
-            f"not converged: {k} terms summed, residual {res_norm:.3e} > rtol·‖v‖ = "
-            f"{rtol * norm_v:.3e}; increase terms or damping ({_hvps(A)}{extra})",
+    elif run.status == "negative":
+        status, why = SolveStatus.INDEFINITE, (
+            f"the series diverges: A has negative curvature not covered by the "
+            f"damping (Rayleigh quotient {rho:.3e} ≤ −damping = {-damping:.3e}); "
+            f"increase damping above {-rho:.3e} or use saddle_free_solve"
         )
-    how = f"converged: residual {res_norm:.3e} ≤ rtol·‖v‖" if stop else "summed"
-    return SolveResult(x, True, k, res_norm, f"{how} after {k} terms ({_hvps(A)}{extra})")
+    elif run.status == "alpha":
+        status, why = SolveStatus.DIVERGED, (
+            f"the series diverges: alpha = {alpha:.3e} is too large (A + damping·I has "
+            f"an eigenvalue ≥ {rho + damping:.3e} and alpha·λ must stay below 2); "
+            f"use alpha < {2.0 / (rho + damping):.3e} or alpha='auto'"
+        )
+    else:
+        status, why = SolveStatus.DIVERGED, (
+            f"the series diverges: the terms grew after {k} terms; alpha is too "
+            "large or A + damping·I has eigenvalues ≤ 0 (use a smaller alpha or "
+            "alpha='auto', or increase damping)"
+        )
+    return SolveResult(
+        x_best, False, k_best, res_norm, status, stats,
+        f"{why}; x is the partial sum of {k_best} terms with the smallest residual "
+        f"({_hvps(A)}{extra})",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -533,7 +525,7 @@ def wynn_epsilon(sequence: Any, *, order: int | None = None) -> WynnResult:
     if not backend.all_finite(E):
         raise ValueError("sequence contains NaN or Inf")
     if order is not None:
-        order = _checks.positive_int(order, "order")
+        order = validation.positive_int(order, "order")
         if 2 * order + 1 > L:
             raise ValueError(
                 f"order={order} needs at least {2 * order + 1} entries, got {L}"
@@ -558,7 +550,7 @@ def _wynn(xp: Any, E: Any, order: int | None) -> WynnResult:
         D = cur[1:, :] - cur[:-1, :]
         d2 = xp.sum(D * D, axis=1)
         scale2 = xp.maximum(xp.sum(cur[1:, :] ** 2, axis=1), xp.sum(cur[:-1, :] ** 2, axis=1))
-        if bool(xp.any(d2 <= tiny * tiny * scale2)):
+        if backend.to_bool(xp.any(d2 <= tiny * tiny * scale2)):
             # Consecutive entries coincide: an even column has converged (its
             # last entry is the limit); in an odd one the next column would
             # divide by zero, so the last even column is the answer.
@@ -584,8 +576,9 @@ def _wynn(xp: Any, E: Any, order: int | None) -> WynnResult:
 # ---------------------------------------------------------------------------
 
 
-def _damped_coefficients(terms: int, mu: float) -> list[float]:
-    """Taylor coefficients ``c_k`` of ``1/(√(1 − x) + μ)``.
+def _damped_coefficients(terms: int, damping: float) -> list[float]:
+    """Taylor coefficients ``c_k`` of ``1/(√(1 − x) + μ)``, ``μ = damping``
+    (the damping in units of ``√V``, as the paper writes it).
 
     The paper's recursion ``c_k = (c_{k−1} + (−1)^k binom(1/2, k)) / (1 − μ²)``
     subtracts nearly equal numbers and multiplies the rounding error by
@@ -598,9 +591,9 @@ def _damped_coefficients(terms: int, mu: float) -> list[float]:
     a = [1.0]  # a_j = −(−1)^j binom(1/2, j) > 0 for j ≥ 1 (a_0 unused)
     for j in range(1, terms):
         a.append(a[-1] * (j - 1.5) / j if j > 1 else 0.5)
-    c = [1.0 / (1.0 + mu)]
+    c = [1.0 / (1.0 + damping)]
     for k in range(1, terms):
-        c.append(math.fsum(a[j] * c[k - j] for j in range(1, k + 1)) / (1.0 + mu))
+        c.append(math.fsum(a[j] * c[k - j] for j in range(1, k + 1)) / (1.0 + damping))
     return c
 
 
@@ -751,14 +744,12 @@ def saddle_free_solve(
     (False, True)
     """
     xp, g, H = _prepare(hvp, g, "g")
-    damping = _checks.nonnegative(damping, "damping")
-    terms = _checks.positive_int(terms, "terms")
-    if variant not in _VARIANTS:
-        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    damping = validation.nonnegative(damping, "damping")
+    terms = validation.positive_int(terms, "terms")
+    validation.choice(variant, _VARIANTS, "variant")
+    validation.choice(method, _METHODS, "method")
     if scale is not None:
-        scale = _checks.positive(scale, "scale")
+        scale = validation.positive(scale, "scale")
     if isinstance(accelerate, bool):
         order = None if accelerate else 0
     elif isinstance(accelerate, int):
@@ -771,31 +762,91 @@ def saddle_free_solve(
     norm_g = _norm(xp, g)
     if norm_g == 0.0:
         return SolveResult(
-            xp.zeros_like(g), True, 0, 0.0, "g is zero: x = 0 (0 Hessian-vector products)"
+            xp.zeros_like(g), True, 0, math.nan, SolveStatus.CONVERGED,
+            {"hvps": 0, "error_estimate": 0.0}, "g is zero: x = 0 (0 Hessian-vector products)"
         )
     if method == "lanczos":
         return _sfn_lanczos(xp, H, g, norm_g, damping, terms, variant)
     return _sfn_series(xp, H, g, norm_g, damping, scale, terms, order, variant)
 
 
+def _sfn_failure(g: Any, k: int, status: SolveStatus, stats: dict[str, Any], info: str,
+                 x: Any = None) -> SolveResult:
+    """A failed saddle-free result: no error estimate (``nan``); ``x`` zero unless given."""
+    x = g * 0.0 if x is None else x
+    return SolveResult(x, False, k, math.nan, status, {**stats, "error_estimate": math.nan}, info)
+
+
+class _SeriesRun(NamedTuple):
+    """One pass of the saddle-free series (see ``_sfn_sum``)."""
+
+    status: str  # "", "nonfinite", "scale" or "growth"
+    S: Any  # the last partial sum
+    k: int  # terms summed
+    sums: list[Any]  # the last partial sums, for the ε-algorithm
+    best: tuple[float, Any, int]  # (term norm, partial sum, terms) at the smallest term
+    rho_max: float  # the largest Rayleigh quotient of H² seen
+    last: float  # the size of the last term (the plain series' error estimate)
+
+
+def _sfn_sum(xp: Any, H: _Hvp, g: Any, norm_g: float, V: float, coef: list[float],
+             h2_damping: float, terms: int, keep: int) -> _SeriesRun:
+    """Sum ``Σ c_k X^k g`` with ``X = I − (H² + h2_damping)/V``, testing for
+    divergence at the sync points."""
+    machine_eps = backend.eps(g.dtype, xp)
+    interval = backend.sync_interval(g)
+    decay = 1.0 - h2_damping / V
+    u = g
+    S = coef[0] * g
+    sums = [S] if keep else []
+    best = (norm_g, S, 1)
+    min_norm, rho_max, last = norm_g, 0.0, coef[0] * norm_g
+    k = 1
+    while k < terms:
+        w = H(u)
+        z = H(w)
+        u_next = (u - z / V) if decay == 1.0 else (decay * u - z / V)
+        S = S + coef[k] * u_next
+        k += 1
+        if keep:
+            sums.append(S)
+            if len(sums) > keep:
+                sums.pop(0)
+        if k % interval == 0 or k == terms:
+            un = _norm(xp, u_next)
+            if not math.isfinite(un) or not math.isfinite(_norm(xp, S)):
+                return _SeriesRun("nonfinite", S, k, sums, best, rho_max, last)
+            u2 = backend.to_float(xp.vecdot(u, u))
+            rho = backend.to_float(xp.vecdot(w, w)) / u2 if u2 > 0 else 0.0
+            rho_max = max(rho_max, rho)
+            # ρ ≤ λ_max(H²) on the Krylov space of g: a proof of divergence.
+            if rho + h2_damping > 2.0 * V * (1.0 + 100 * machine_eps):
+                return _SeriesRun("scale", S, k, sums, best, rho_max, last)
+            if un > _GROWTH * min_norm + 1e3 * machine_eps * norm_g:
+                return _SeriesRun("growth", S, k, sums, best, rho_max, last)
+            min_norm = min(min_norm, un)
+            last = abs(coef[k - 1]) * un
+            if un <= best[0]:
+                best = (un, S, k)
+        u = u_next
+    return _SeriesRun("", S, k, sums, best, rho_max, last)
+
+
 def _sfn_series(
-    xp: Any, H: _Hvp, g: Any, norm_g: float, lam: float, scale: float | None,
+    xp: Any, H: _Hvp, g: Any, norm_g: float, damping: float, scale: float | None,
     terms: int, order: int | None, variant: str,
 ) -> SolveResult:
-    n, dtype, dev = g.shape[0], g.dtype, backend.device(g)
     auto = scale is None
-    shift = lam if variant == "quasi" else 0.0  # X = I − (H² + shift)/V
+    h2_damping = damping if variant == "quasi" else 0.0  # X = I − (H² + h2_damping)/V
     extra = ""
     if auto:
         try:
-            lo, hi = _ritz_extremes(H, xp, n, dtype, dev)
+            lo, hi = _ritz_extremes(H, xp, g.shape[0], g.dtype, backend.device(g))
         except _NonFinite:
-            return SolveResult(
-                g * 0.0, False, 0, math.nan,
-                f"hvp returned NaN or Inf while estimating the scale ({_hvps(H)})",
-            )
+            return _sfn_failure(g, 0, SolveStatus.NONFINITE, {"hvps": H.calls, "restarts": 0},
+                                f"hvp returned NaN or Inf while estimating the scale ({_hvps(H)})")
         top = max(abs(lo), abs(hi))
-        scale = (_MARGIN * top) ** 2 / 2.0 + shift / 2.0
+        scale = (_MARGIN * top) ** 2 / 2.0 + h2_damping / 2.0
         if not scale > 0.0:  # H = 0 on the sampled space; any scale works
             scale = 1.0
         extra = f", scale=None → V = {scale:.3e}"
@@ -809,108 +860,76 @@ def _sfn_series(
                 f"accelerate={m} needs terms ≥ {2 * m + 1} partial sums, got terms={terms}"
             )
     keep = 0 if m == 0 else min(terms, 2 * m + 2)
-    machine_eps = backend.eps(dtype, xp)
-    interval = backend.sync_interval(g)
 
-    for attempt in range(_MAX_RESTARTS + 1):
+    restarts = 0
+    while True:
         V = scale
         if variant == "damped":
-            coef = _damped_coefficients(terms, lam / math.sqrt(V))
+            coef = _damped_coefficients(terms, damping / math.sqrt(V))
         else:
             coef = _quasi_coefficients(terms)
-        decay = 1.0 - shift / V
-        u = g
-        S = coef[0] * g
-        sums = [S] if keep else []
-        best = (norm_g, S, 1)
-        min_norm = norm_g
-        status, rho_max, last = "", 0.0, coef[0] * norm_g
-        k = 1
-        while k < terms:
-            w = H(u)
-            z = H(w)
-            u_next = (u - z / V) if decay == 1.0 else (decay * u - z / V)
-            S = S + coef[k] * u_next
-            k += 1
-            if keep:
-                sums.append(S)
-                if len(sums) > keep:
-                    sums.pop(0)
-            if k % interval == 0 or k == terms:
-                un = _norm(xp, u_next)
-                if not math.isfinite(un) or not math.isfinite(_norm(xp, S)):
-                    status = "nonfinite"
-                    break
-                u2 = backend.to_float(xp.vecdot(u, u))
-                rho = backend.to_float(xp.vecdot(w, w)) / u2 if u2 > 0 else 0.0
-                rho_max = max(rho_max, rho)
-                # ρ ≤ λ_max(H²) on the Krylov space of g: a proof of divergence.
-                if rho + shift > 2.0 * V * (1.0 + 100 * machine_eps):
-                    status = "scale"
-                    break
-                if un > _GROWTH * min_norm + 1e3 * machine_eps * norm_g:
-                    status = "growth"
-                    break
-                min_norm = min(min_norm, un)
-                last = abs(coef[k - 1]) * un
-                if un <= best[0]:
-                    best = (un, S, k)
-            u = u_next
-        if status in ("scale", "growth") and auto and attempt < _MAX_RESTARTS:
-            scale = max(2.0 * V, (_MARGIN**2 * rho_max + shift) / 2.0)
+        run = _sfn_sum(xp, H, g, norm_g, V, coef, h2_damping, terms, keep)
+        if run.status in ("scale", "growth") and auto and restarts < _MAX_RESTARTS:
+            scale = max(2.0 * V, (_MARGIN**2 * run.rho_max + h2_damping) / 2.0)
             extra = f", scale=None → V = {scale:.3e} after restarting on divergence"
+            restarts += 1
             continue
         break
+    return _sfn_series_result(xp, run, H, V, h2_damping, m, keep, restarts, extra)
 
+
+def _sfn_series_result(xp: Any, run: _SeriesRun, H: _Hvp, V: float, h2_damping: float, m: int,
+                       keep: int, restarts: int, extra: str) -> SolveResult:
+    """The :class:`SolveResult` of a finished series: status, estimate, sentence."""
     root = math.sqrt(V)
-    if status:
-        _, S_best, k_best = best
-        if status == "nonfinite":
-            why = (
-                f"non-finite values after {k} terms: hvp returned NaN or Inf (or the "
+    stats: dict[str, Any] = {"hvps": H.calls, "restarts": restarts}
+    if run.status:
+        _, S_best, k_best = run.best
+        if run.status == "nonfinite":
+            status, why = SolveStatus.NONFINITE, (
+                f"non-finite values after {run.k} terms: hvp returned NaN or Inf (or the "
                 "series overflowed)"
             )
         else:
-            need = (rho_max + shift) / 2.0
-            why = (
+            need = (run.rho_max + h2_damping) / 2.0
+            status, why = SolveStatus.DIVERGED, (
                 f"the series diverges: scale V = {V:.3e} is too small "
-                + (f"(λ_max(H²) ≥ {rho_max:.3e} needs V > {need:.3e}); " if rho_max + shift > 2 * V
-                   else "(the terms grew); ")
+                + (f"(λ_max(H²) ≥ {run.rho_max:.3e} needs V > {need:.3e}); "
+                   if run.rho_max + h2_damping > 2 * V else "(the terms grew); ")
                 + f"use scale ≥ {max(_MARGIN**2 * need, 2 * V):.3e} or scale=None"
             )
-        return SolveResult(
-            S_best / root, False, k_best, math.nan,
+        return _sfn_failure(
+            None, k_best, status, stats,
             f"{why}; x is the partial sum of {k_best} terms at the smallest term "
             f"({_hvps(H)}{extra})",
+            x=S_best / root,
         )
-    x, err, how = S, last, "plain series"
-    if keep and len(sums) >= 3:
-        acc = _wynn(xp, xp.stack(sums, axis=0), m)
+    x, err, how = run.S, run.last, "plain series"
+    if keep and len(run.sums) >= 3:
+        acc = _wynn(xp, xp.stack(run.sums, axis=0), m)
         if backend.all_finite(acc.x):
             x, err = acc.x, acc.error
-            how = f"Wynn ε of order {acc.order} on the last {len(sums)} partial sums"
+            how = f"Wynn ε of order {acc.order} on the last {len(run.sums)} partial sums"
         else:
             how = "plain series (the ε-table was not finite)"
+    rel = err / max(_norm(xp, x), 1e-300)
     return SolveResult(
-        x / root, True, k, math.nan,
-        f"summed {k} terms, {how}; estimated relative error "
-        f"{err / max(_norm(xp, x), 1e-300):.3e} "
-        f"({_hvps(H)}{extra})",
+        x / root, True, run.k, math.nan, SolveStatus.CONVERGED, {**stats, "error_estimate": rel},
+        f"summed {run.k} terms, {how}; estimated relative error {rel:.3e} ({_hvps(H)}{extra})",
     )
 
 
 def _sfn_lanczos(
-    xp: Any, H: _Hvp, g: Any, norm_g: float, lam: float, terms: int, variant: str
+    xp: Any, H: _Hvp, g: Any, norm_g: float, damping: float, terms: int, variant: str
 ) -> SolveResult:
     n, dtype = g.shape[0], g.dtype
-    res = lanczos(from_matvec(H, (n, n), dtype), g, min(terms + 1, n))
+    try:
+        res = lanczos(from_matvec(H, (n, n), dtype), g, min(terms + 1, n))
+    except validation.NonFiniteOutputError:
+        return _sfn_failure(g, 0, SolveStatus.NONFINITE, {"hvps": H.calls},
+                            f"hvp returned NaN or Inf during Lanczos ({_hvps(H)})")
     T = _tridiagonal(xp, res.alpha, res.beta)
     m = res.Q.shape[1]
-    if not backend.all_finite(T):
-        return SolveResult(
-            g * 0.0, False, 0, math.nan,
-            f"hvp returned NaN or Inf during Lanczos ({_hvps(H)})",
-        )
     if m == terms + 1:
         # H Q_k = Q_{k+1} T̲_k with T̲_k the first k columns of T_{k+1}.
         k, exact = terms, False
@@ -924,19 +943,19 @@ def _sfn_lanczos(
         # right singular vectors of T̲, which the SVD gets to eps·‖H‖ absolute
         # accuracy (forming T̲ᵀT̲ would lose half the digits near h = 0).
         _, sig, Vh = backend.svd(Tk)
-        f = 1.0 / (sig + lam) if variant == "damped" else 1.0 / xp.sqrt(sig * sig + lam)
+        f = 1.0 / (sig + damping) if variant == "damped" else 1.0 / xp.sqrt(sig * sig + damping)
         return xp.matrix_transpose(Vh) @ (f * Vh[:, 0]), backend.to_float(xp.min(sig)), backend.to_float(xp.max(sig))
 
     y, s_min, s_max = coefficients(T[:, :k])
     # Singular values carry absolute errors ~eps·‖H‖: a denominator below that
     # is rounding noise, not curvature.
     if variant == "damped":
-        floor, denom = 10.0 * machine_eps * s_max, s_min + lam
+        floor, denom = 10.0 * machine_eps * s_max, s_min + damping
     else:
-        floor, denom = (10.0 * machine_eps * s_max) ** 2, s_min * s_min + lam
+        floor, denom = (10.0 * machine_eps * s_max) ** 2, s_min * s_min + damping
     if not denom > floor or not backend.all_finite(y):
-        return SolveResult(
-            g * 0.0, False, k, math.nan,
+        return _sfn_failure(
+            g, k, SolveStatus.SINGULAR, {"hvps": H.calls},
             f"{'|H|' if variant == 'damped' else 'H²'} + damping·I is numerically singular on "
             "the Krylov space of g (H has an eigenvalue within rounding of 0), so the "
             f"result would be noise; use damping ≥ {max(10 * floor, 1e-300):.1e} ({_hvps(H)})",
@@ -953,4 +972,5 @@ def _sfn_lanczos(
     norm_x = _norm(xp, x)
     rel = err / norm_x if norm_x > 0 else err
     how = "exact (invariant Krylov space)" if exact else f"estimated relative error {rel:.3e}"
-    return SolveResult(x, True, k, math.nan, f"{k} Lanczos steps, {how} ({_hvps(H)})")
+    return SolveResult(x, True, k, math.nan, SolveStatus.CONVERGED, {"hvps": H.calls, "error_estimate": rel},
+                       f"{k} Lanczos steps, {how} ({_hvps(H)})")
