@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import natgrad.linalg.krylov as krylov
 from helpers import from_numpy, spd_matrix, symmetric_matrix, to_numpy
-from natgrad.linalg import aslinearoperator, cg, from_matvec, lanczos, minres
+from natgrad.linalg import SolveError, SolveStatus, aslinearoperator, cg, from_matvec, lanczos, minres
 
 
 def scipy_cg_iterations(A, b, rtol, M=None, maxiter=None):
@@ -484,3 +484,219 @@ def test_lanczos_accepts_operators():
     np.testing.assert_allclose(dense.alpha, via_op.alpha, rtol=1e-12)
     np.testing.assert_allclose(dense.beta, via_op.beta, rtol=1e-12)
     assert aslinearoperator(A).shape == (20, 20)
+
+
+# ---------------------------------------------------------------------------
+# status and stats: every status on a constructed problem, counts against a
+# counting operator, NaN injected mid-solve
+# ---------------------------------------------------------------------------
+
+
+class CountingOperator:
+    """``v ↦ A v`` on the backend, counting calls; NaN from call ``nan_at`` on."""
+
+    def __init__(self, xp, A, nan_at=None, once=False):
+        self.A = from_numpy(xp, A)
+        self.calls, self.nan_at, self.once = 0, nan_at, once
+
+    def __call__(self, v):
+        self.calls += 1
+        y = self.A @ v
+        hit = self.nan_at is not None and (self.calls == self.nan_at if self.once else self.calls >= self.nan_at)
+        return y * float("nan") if hit else y
+
+    def op(self, xp, n):
+        return from_matvec(self, (n, n), xp.float64, matmat=self)
+
+
+def numpy_cg_iterates(A, b, steps):
+    """The first ``steps`` CG iterates in float64 NumPy (textbook, unpreconditioned)."""
+    x, r = np.zeros_like(b), b.copy()
+    p, rho, out = r.copy(), r @ r, []
+    for _ in range(steps):
+        q = A @ p
+        alpha = rho / (p @ q)
+        x, r = x + alpha * p, r - alpha * q
+        rho, rho_old = r @ r, rho
+        p = r + (rho / rho_old) * p
+        out.append(x)
+    return out
+
+
+def test_cg_statuses_and_matvec_counts(xp):
+    n = 40
+    A = spd_matrix(n, 1e2, seed=60)
+    b = np.random.default_rng(61).standard_normal(n)
+    for maxiter, status in ((None, SolveStatus.CONVERGED), (3, SolveStatus.MAXITER)):
+        A_op = CountingOperator(xp, A)
+        M_op = CountingOperator(xp, np.diag(1.0 / np.diag(A)))
+        res = cg(A_op.op(xp, n), from_numpy(xp, b), rtol=1e-10, maxiter=maxiter, M=M_op)
+        assert res.status is status and res.converged == (status is SolveStatus.CONVERGED)
+        assert res.stats["matvecs"] == A_op.calls
+        assert res.stats["preconditioner_applications"] == M_op.calls
+        # one product per iteration, plus the true-residual check(s) at the end
+        assert res.iterations + 1 <= A_op.calls <= res.iterations + 2
+        assert "residual_history" not in res.stats
+    assert res.iterations == 3
+
+
+def test_cg_indefinite_status_names_the_operator(xp):
+    A = symmetric_matrix(np.linspace(-1.0, 2.0, 30) + 0.013, seed=62)
+    b = np.random.default_rng(63).standard_normal(30)
+    res = cg(from_numpy(xp, A), from_numpy(xp, b), rtol=1e-10)
+    assert res.status is SolveStatus.INDEFINITE and "A is not positive definite" in res.info
+    assert np.all(np.isfinite(to_numpy(res.x)))
+    S = spd_matrix(30, 10.0, seed=64)
+    for B in (b, np.column_stack([b, -b])):  # one column, and the masked block path
+        res = cg(from_numpy(xp, S), from_numpy(xp, B), M=from_numpy(xp, -np.eye(30)))
+        assert res.status is SolveStatus.INDEFINITE and "M is not positive definite" in res.info
+        assert not res.converged and np.all(np.isfinite(to_numpy(res.x)))
+
+
+@pytest.mark.parametrize("interval", [1, 7])
+def test_cg_nonfinite_operator_mid_solve_keeps_last_finite_iterate(xp, monkeypatch, interval):
+    # NaN from A at its 5th call: interval 1 is the CPU path (tested before the
+    # step), interval 7 simulates a GPU (tested at the sync point).
+    monkeypatch.setattr(krylov.backend, "sync_interval", lambda x, **kw: interval)
+    n = 30
+    A = spd_matrix(n, 1e3, seed=65)
+    b = np.random.default_rng(66).standard_normal(n)
+    A_op = CountingOperator(xp, A, nan_at=5, once=True)
+    res = cg(A_op.op(xp, n), from_numpy(xp, b), rtol=1e-12)
+    assert res.status is SolveStatus.NONFINITE and not res.converged
+    assert "NaN" in res.info
+    assert res.stats["matvecs"] == A_op.calls
+    x = to_numpy(res.x)
+    # the last iterate tested finite: after 4 steps (CPU), before the first sync point (GPU)
+    expected = numpy_cg_iterates(A, b, 4)[-1] if interval == 1 else np.zeros(n)
+    np.testing.assert_allclose(x, expected, rtol=1e-10, atol=1e-12)
+    # the NaN was injected once: the reported residual is that of x
+    assert res.residual_norm == pytest.approx(np.linalg.norm(b - A @ x), rel=1e-8)
+
+
+def test_cg_stagnation_status_float32(xp):
+    # rtol below float32 accuracy: the recursive residual meets it, the true one cannot
+    n = 40
+    A = spd_matrix(n, 10.0, seed=67)
+    b = np.random.default_rng(68).standard_normal(n)
+    res = cg(from_numpy(xp, A, "float32"), from_numpy(xp, b, "float32"), rtol=1e-12)
+    assert res.status is SolveStatus.STAGNATION and not res.converged
+    assert res.stats["restarts"] == 4
+    assert res.iterations < 10 * n  # it stopped on the verifications, not on maxiter
+    # x is as good as float32 allows: the true residual at its attainable level
+    x = to_numpy(res.x).astype(np.float64)
+    A32, b32 = A.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64)
+    assert np.linalg.norm(b32 - A32 @ x) <= 1e-5 * np.linalg.norm(b32)
+
+
+def test_cg_float32_ill_conditioned_never_returns_garbage(xp):
+    # Beyond float32's attainable accuracy CG must stop honestly with an
+    # iterate no worse than where it got to; a residual replacement that kept
+    # the old direction once drove this solve to a residual of 3e10.
+    n = 60
+    A = spd_matrix(n, 1e3, seed=5)
+    b = np.random.default_rng(68).standard_normal(n)
+    res = cg(from_numpy(xp, A, "float32"), from_numpy(xp, b, "float32"), rtol=1e-6, maxiter=3000)
+    assert res.status in (SolveStatus.STAGNATION, SolveStatus.CONVERGED)
+    x = to_numpy(res.x).astype(np.float64)
+    assert np.linalg.norm(b - A @ x) <= 1e-4 * np.linalg.norm(b)
+
+
+def test_cg_residual_history_matches_numpy(xp):
+    n = 40
+    A = spd_matrix(n, 10.0, seed=69)  # few iterations: no loss-of-orthogonality phase
+    b = np.random.default_rng(70).standard_normal(n)
+    res = cg(from_numpy(xp, A), from_numpy(xp, b), rtol=1e-10, record_history=True)
+    hist = res.stats["residual_history"]
+    assert res.converged and len(hist) == res.iterations + 1
+    assert all(isinstance(h, float) for h in hist)
+    ref = [np.linalg.norm(b)] + [np.linalg.norm(b - A @ x) for x in numpy_cg_iterates(A, b, res.iterations)]
+    # recursive vs true residual: equal up to rounding, eps·cond·‖b‖
+    np.testing.assert_allclose(hist, ref, rtol=1e-6, atol=1e-12 * np.linalg.norm(b))
+    assert hist[-1] <= 1e-10 * np.linalg.norm(b)
+
+
+def test_cg_history_and_checks_only_at_sync_points(xp, monkeypatch):
+    # Simulated GPU (checks every 7 iterations): the history has one entry per
+    # check, and the solve syncs with the host only at the checks.
+    monkeypatch.setattr(krylov.backend, "sync_interval", lambda x, **kw: 7)
+    syncs = []
+    for name in ("to_bool", "to_float"):
+        real = getattr(krylov.backend, name)
+        monkeypatch.setattr(krylov.backend, name, lambda x, _real=real, _name=name: syncs.append(_name) or _real(x))
+    n = 60
+    A = spd_matrix(n, 1e3, seed=71)
+    b = np.random.default_rng(72).standard_normal(n)
+    res = cg(from_numpy(xp, A), from_numpy(xp, b), rtol=1e-8, record_history=True)
+    assert res.converged and res.iterations % 7 == 0
+    checks = res.iterations // 7
+    hist = res.stats["residual_history"]
+    assert len(hist) == checks + 1
+    # at most 3 syncs per check (non-finite, breakdown, convergence) + the
+    # verification, the initial test, the final norm and the history read at the end
+    assert len(syncs) <= 3 * checks + 1 + 1 + 1 + len(hist)
+    assert len(syncs) < res.iterations
+
+
+def test_minres_statuses_and_counts(xp):
+    n = 40
+    A = symmetric_matrix(np.linspace(-1.0, 2.0, n) + 0.011, seed=73)
+    b = np.random.default_rng(74).standard_normal(n)
+    for maxiter, status in ((None, SolveStatus.CONVERGED), (4, SolveStatus.MAXITER)):
+        A_op = CountingOperator(xp, A)
+        M_op = CountingOperator(xp, np.eye(n) * 0.5)
+        res = minres(A_op.op(xp, n), from_numpy(xp, b), rtol=1e-9, maxiter=maxiter, M=M_op,
+                     record_history=True)
+        assert res.status is status
+        assert res.stats["matvecs"] == A_op.calls and res.stats["preconditioner_applications"] == M_op.calls
+        assert res.stats["restarts"] == 0
+        assert len(res.stats["residual_history"]) == res.iterations + 1
+    # singular inconsistent system
+    eigs = np.linspace(-1.0, 2.0, n)
+    eigs[10] = 0.0
+    res = minres(from_numpy(xp, symmetric_matrix(eigs, seed=75)), from_numpy(xp, b), rtol=1e-10)
+    assert res.status is SolveStatus.SINGULAR and not res.converged
+    # a preconditioner that is not positive definite
+    res = minres(from_numpy(xp, A), from_numpy(xp, b), M=from_numpy(xp, -np.eye(n)))
+    assert res.status is SolveStatus.INDEFINITE and "preconditioner" in res.info
+
+
+def test_minres_nonfinite_operator_mid_solve(xp):
+    n = 30
+    A = symmetric_matrix(np.linspace(-1.0, 2.0, n) + 0.011, seed=76)
+    b = np.random.default_rng(77).standard_normal(n)
+    A_op = CountingOperator(xp, A, nan_at=6, once=True)
+    res = minres(A_op.op(xp, n), from_numpy(xp, b), rtol=1e-12)
+    assert res.status is SolveStatus.NONFINITE and not res.converged
+    assert res.stats["matvecs"] == A_op.calls
+    x = to_numpy(res.x)
+    assert np.all(np.isfinite(x)) and np.any(x != 0)
+    assert res.residual_norm == pytest.approx(np.linalg.norm(b - A @ x), rel=1e-8)
+    assert res.residual_norm < np.linalg.norm(b)  # the iterate made progress before the NaN
+
+
+def test_minres_stagnation_float32(xp):
+    n = 40
+    A = symmetric_matrix(np.linspace(-1.0, 2.0, n) + 0.05, seed=78)
+    b = np.random.default_rng(79).standard_normal(n)
+    # each restart rebuilds the Krylov space: room for all of them
+    res = minres(from_numpy(xp, A, "float32"), from_numpy(xp, b, "float32"), rtol=1e-12, maxiter=2000)
+    assert res.status is SolveStatus.STAGNATION and res.stats["restarts"] == 4
+    assert res.iterations < 2000 and np.all(np.isfinite(to_numpy(res.x)))
+
+
+def test_raise_if_failed_carries_the_result(xp):
+    A = from_numpy(xp, spd_matrix(20, 1e3, seed=80))
+    b = from_numpy(xp, np.ones(20))
+    res = cg(A, b, maxiter=2)
+    with pytest.raises(SolveError, match=r"solve failed \(maxiter\)") as err:
+        res.raise_if_failed()
+    assert err.value.result is res and err.value.status is SolveStatus.MAXITER
+    assert isinstance(err.value, RuntimeError)
+    ok = cg(A, b, rtol=1e-10)
+    assert ok.raise_if_failed() is ok
+
+
+def test_record_history_must_be_bool():
+    with pytest.raises(TypeError, match="record_history must be a bool"):
+        cg(np.eye(3), np.ones(3), record_history=1)

@@ -32,8 +32,6 @@ from .result import SolveResult, SolveStatus
 
 __all__ = ["cg", "minres", "lanczos", "LanczosResult"]
 
-#: iterations between true-residual replacements in low precision (float32)
-_REPLACE_EVERY = 50
 #: failed true-residual verifications before a solver declares stagnation
 _MAX_VERIFY_FAILURES = 4
 
@@ -171,7 +169,8 @@ def cg(
         ``NONFINITE`` (NaN or Inf from ``A`` or ``M``; ``x`` is the last
         finite iterate).  ``stats``: ``"matvecs"`` (calls of ``A``, each on
         all of ``b``'s columns, including the true-residual checks),
-        ``"preconditioner_applications"`` and, with ``record_history``,
+        ``"preconditioner_applications"``, ``"restarts"`` (after a failed
+        true-residual check, see Notes) and, with ``record_history``,
         ``"residual_history"``.
 
     Raises
@@ -197,11 +196,15 @@ def cg(
     Safeguards beyond the textbook loop:
 
     * when the recursive residual meets the tolerance, the true residual
-      ``b − A x`` is computed; if it does not meet it the recursion continues
-      from the true residual, so a drifting recursion (float32, very
-      ill-conditioned ``A``; cf. CuPy issue 7512) never reports false
-      convergence (after five failed checks: ``STAGNATION``).  In float32
-      the residual is also replaced every 50 iterations.
+      ``b − A x`` is computed; if it does not meet it CG restarts from ``x``
+      with the true residual (``p = M r``), so a drifting recursion
+      (float32, very ill-conditioned ``A``; cf. CuPy issue 7512) never
+      reports false convergence; after five failed checks the tolerance is
+      out of reach in this precision: ``STAGNATION``
+      (``stats["restarts"]`` counts the restarts).  The residual is not
+      replaced at other times: a replacement that keeps the old direction
+      ``p`` derails the recursion once the residual is at the attainable
+      accuracy (float32 solves then drifted to residuals of 1e10).
     * ``pᵀAp ≤ 0`` or ``rᵀz ≤ 0`` stop the solve before the step is taken
       (``INDEFINITE``).
     * NaN or Inf from ``A`` or ``M`` reaches the residual norm, which is
@@ -255,10 +258,12 @@ def cg(
     if history is not None:
         history.append(xp.sqrt(xp.max(rnorm2)))
     if backend.to_bool(xp.all(rnorm2 <= tol * tol)):
-        return SolveResult(x, True, 0, _fmt(xp.sqrt(rnorm2), xp), _CONVERGED, prob.stats(history),
+        return SolveResult(x, True, 0, _fmt(xp.sqrt(rnorm2), xp), _CONVERGED, prob.stats(history, restarts=0),
                            "converged: initial residual meets the tolerance")
 
-    it, x, r_true, status, message = _cg_iterate(prob, x, r, rnorm2, tol * tol, maxiter, callback, history)
+    restarts, it, x, r_true, status, message = _cg_iterate(
+        prob, x, r, rnorm2, tol * tol, maxiter, callback, history
+    )
     if r_true is None:
         r_true = b - prob.A(x)
     rn = _fmt(xp.linalg.vector_norm(r_true, axis=0), xp)
@@ -269,16 +274,18 @@ def cg(
             f"not converged: maxiter={maxiter} reached with residual {rn:.3e} "
             f"> tolerance {_fmt(tol, xp):.3e}"
         )
-    return SolveResult(x, status is _CONVERGED, it, rn, status, prob.stats(history), message)
+    return SolveResult(x, status is _CONVERGED, it, rn, status,
+                       prob.stats(history, restarts=restarts), message)
 
 
 def _cg_iterate(
     prob: _Problem, x: Any, r: Any, rnorm2: Any, tol2: Any, maxiter: int,
     callback: Callable[[Any], Any] | None, history: list[Any] | None,
-) -> tuple[int, Any, Any, SolveStatus, str]:
+) -> tuple[int, int, Any, Any, SolveStatus, str]:
     """The CG loop from ``x`` with residual ``r``.
 
-    Returns ``(iterations, x, true residual of x or None, status, message)``.
+    Returns ``(restarts, iterations, x, true residual of x or None, status,
+    message)``.
     The loop is one function, longer than most, because splitting it would
     put a Python call and its argument passing into every iteration.
     """
@@ -287,7 +294,6 @@ def _cg_iterate(
     # Masked: step lengths chosen per column with xp.where and every test
     # deferred to the sync points (several columns, or an accelerator).
     masked = b.ndim == 2 or interval > 1
-    low_precision = backend.is_low_precision(prob.dtype, xp)
     preconditioned = prob.M is not None
     z = prob.precondition(r)
     rho = rnorm2 if not preconditioned else _dot(xp, r, z)
@@ -295,7 +301,8 @@ def _cg_iterate(
     active = rnorm2 > tol2
     broken = xp.zeros_like(active)  # columns where pᵀAp ≤ 0 or rᵀz ≤ 0 was met
     x_good = x  # the iterate at the last passed check: finite
-    verify_failures = 0
+    restarts = 0  # after failed true-residual checks
+    restart = False
     it = 0
     while it < maxiter:
         it += 1
@@ -312,17 +319,15 @@ def _cg_iterate(
             # takes a step from a broken or non-finite recurrence.
             pq_f, rho_f = backend.to_float(pq), backend.to_float(rho)
             if not (math.isfinite(pq_f) and math.isfinite(rho_f)):
-                return it, x, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+                return restarts, it, x, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             if not (pq_f > 0 and rho_f > 0):
-                return it, x, None, SolveStatus.INDEFINITE, _breakdown_message(
+                return restarts, it, x, None, SolveStatus.INDEFINITE, _breakdown_message(
                     it, preconditioned, not rho_f > 0, pq_f, rho_f
                 )
             alpha = rho / pq
         # Not in place: x_good keeps a reference to an earlier iterate.
         x = x + alpha * p
         r -= alpha * q
-        if low_precision and it % _REPLACE_EVERY == 0:
-            r = b - prob.A(x)
         rnorm2 = _dot(xp, r, r)
         if callback is not None:
             callback(x)
@@ -334,11 +339,11 @@ def _cg_iterate(
                 history.append(xp.sqrt(xp.max(rnorm2)))
             # Host synchronisations: non-finite values, breakdown, convergence.
             if not backend.to_bool(xp.all(xp.isfinite(rnorm2))):
-                return it, x_good, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+                return restarts, it, x_good, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             if masked and backend.to_bool(xp.any(broken)):
                 # A frozen column keeps its r, so rᵀz ≤ 0 persists if M caused it.
                 m_side = preconditioned and backend.to_bool(xp.any(broken & (rho <= 0)))
-                return it, x, None, SolveStatus.INDEFINITE, _breakdown_message(
+                return restarts, it, x, None, SolveStatus.INDEFINITE, _breakdown_message(
                     it, preconditioned, m_side
                 )
             done = not backend.to_bool(xp.any(active)) if masked else backend.to_bool(rnorm2 <= tol2)
@@ -346,28 +351,36 @@ def _cg_iterate(
                 r = b - prob.A(x)
                 rnorm2 = _dot(xp, r, r)
                 if backend.to_bool(xp.all(rnorm2 <= tol2)):
-                    return it, x, r, _CONVERGED, ""
-                verify_failures += 1
-                if verify_failures > _MAX_VERIFY_FAILURES:
-                    return it, x, r, SolveStatus.STAGNATION, (
+                    return restarts, it, x, r, _CONVERGED, ""
+                if restarts == _MAX_VERIFY_FAILURES:
+                    return restarts, it, x, r, SolveStatus.STAGNATION, (
                         "stagnated: the recursive residual meets the tolerance but the "
                         "true residual does not; the tolerance is below the accuracy "
                         "attainable in this precision for this operator"
                     )
+                restarts += 1
+                restart = True
                 if masked:
                     active = rnorm2 > tol2
             x_good = x
 
         z = prob.precondition(r)
         rho_new = rnorm2 if not preconditioned else _dot(xp, r, z)
-        if masked:
-            beta = xp.where(active, rho_new / xp.where(active, rho, 1.0), 0.0)
+        if restart:
+            # r is now the true residual, far from the recursion's: p from the
+            # old recursion would be a meaningless direction (β = ρ_true/ρ_rec
+            # is huge), so restart CG from the current iterate.
+            p = xp.asarray(z, copy=True)
+            restart = False
         else:
-            beta = rho_new / rho
-        p *= beta
-        p += z
+            if masked:
+                beta = xp.where(active, rho_new / xp.where(active, rho, 1.0), 0.0)
+            else:
+                beta = rho_new / rho
+            p *= beta
+            p += z
         rho = rho_new
-    return it, x, None, SolveStatus.MAXITER, ""
+    return restarts, it, x, None, SolveStatus.MAXITER, ""
 
 
 def _breakdown_message(

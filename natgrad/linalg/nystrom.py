@@ -679,7 +679,8 @@ def nystrom_pcg(
         approx = _nystrom(counted, rank, seed, method, damping if rank == "auto" else None, max_rank, b)
     except (validation.NonFiniteOutputError, _NotPSD) as err:
         # A numerical failure of the sketch, not a bad argument: a result.
-        status = SolveStatus.NONFINITE if isinstance(err, validation.NonFiniteOutputError) else SolveStatus.INDEFINITE
+        nonfinite = isinstance(err, validation.NonFiniteOutputError)
+        status = SolveStatus.NONFINITE if nonfinite else SolveStatus.INDEFINITE
         norm_b = backend.to_float(xp.max(xp.linalg.vector_norm(b, axis=0)))
         stats = {"matvecs": counted.calls, "preconditioner_applications": 0, "rank": 0}
         return SolveResult(xp.zeros_like(b), False, 0, norm_b, status, stats,

@@ -220,7 +220,7 @@ class SolveResult:
     >>> res.converged, res.status, res.iterations, res.info
     (True, <SolveStatus.CONVERGED: 'converged'>, 3, 'converged in 3 iterations')
     >>> res.stats
-    {'matvecs': 4, 'preconditioner_applications': 0}
+    {'matvecs': 4, 'preconditioner_applications': 0, 'restarts': 0}
     >>> bool(res.residual_norm <= 1e-10 * np.linalg.norm(b))
     True
     >>> bool(np.allclose(A @ res.x, b))
