@@ -387,3 +387,21 @@ def test_optimiser_step_under_jax_transforms_raises_the_traced_error(name, trans
     with pytest.raises(backend.TracedArrayError) as err:
         _under(transform, lambda p: opt.step(p, model, (X, y))[0], theta)
     _assert_traced_error(err, "params")
+
+
+def test_to_list_reads_values_in_one_transfer(xp):
+    values = np.array([1.5, -2.0, 3.25])
+    assert backend.to_list(from_numpy(xp, values)) == [1.5, -2.0, 3.25]
+    M = np.arange(6.0).reshape(2, 3)
+    assert backend.to_list(from_numpy(xp, M)) == M.tolist()
+
+
+def test_host_syncs_return_python_numbers(xp):
+    x = from_numpy(xp, np.array([1.0, 5.0, 2.0]))
+    value, index, flag = backend.to_float(xp.sum(x)), backend.to_int(xp.argmax(x)), backend.to_bool(xp.all(x > 0))
+    assert (value, index, flag) == (8.0, 1, True)
+    assert type(value) is float and type(index) is int and type(flag) is bool
+
+
+def test_numpy_namespace_is_the_namespace_of_numpy_arrays():
+    assert backend.numpy_namespace() is backend.namespace(np.ones(2))

@@ -38,7 +38,8 @@ module                 concern
 ``dtypes``             :func:`float_dtype`, :func:`eps`,
                        :func:`is_low_precision`
 ``sync``               every host synchronisation: :func:`to_float`,
-                       :func:`to_bool`, :func:`to_int`, :func:`all_finite`,
+                       :func:`to_bool`, :func:`to_int`, :func:`to_list`,
+                       :func:`all_finite`,
                        and :func:`sync_interval`, how often to pay for one
 ``dense``              :func:`cholesky`, :func:`cho_solve`,
                        :func:`solve_triangular`, :func:`eigh`, :func:`qr`,
@@ -77,6 +78,7 @@ from ._namespaces import (
     is_torch,
     library_name,
     namespace,
+    numpy_namespace,
     to_namespace,
 )
 from .dense import (
@@ -91,7 +93,7 @@ from .dense import (
 )
 from .dtypes import eps, float_dtype, is_low_precision
 from .random import normal
-from .sync import all_finite, sync_interval, to_bool, to_float, to_int
+from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
 from .syrk import gram
 
 __all__ = [
@@ -112,6 +114,7 @@ __all__ = [
     "to_float",
     "to_bool",
     "to_int",
+    "to_list",
     "all_finite",
     "add_identity",
     "cholesky",
@@ -124,4 +127,5 @@ __all__ = [
     "normal",
     "to_namespace",
     "is_scipy_operator",
+    "numpy_namespace",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "library_name",
     "to_namespace",
     "is_scipy_operator",
+    "numpy_namespace",
 ]
 
 _SCALARS = (bool, int, float, complex)
@@ -504,6 +505,39 @@ def to_namespace(x: Any, xp: ModuleType) -> Any:
         if _on_accelerator(x):
             raise
         return xp.asarray(numpy.asarray(x))
+
+
+def numpy_namespace() -> ModuleType:
+    """The array-API namespace of NumPy arrays.
+
+    Returns
+    -------
+    module
+        ``array_api_compat.numpy``, the namespace :func:`namespace` returns
+        for NumPy arrays.
+
+    Raises
+    ------
+    ImportError
+        Never in practice: NumPy and array-api-compat are required
+        dependencies.
+
+    Notes
+    -----
+    For objects that compute on NumPy arrays but are not arrays themselves,
+    so that :func:`namespace` cannot be asked (a SciPy ``LinearOperator`` or
+    sparse matrix, see :func:`is_scipy_operator`).  The core names no array
+    library; it asks here instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> numpy_namespace() is namespace(np.ones(2))
+    True
+    """
+    import array_api_compat.numpy as np_xp
+
+    return np_xp
 
 
 def is_scipy_operator(obj: Any) -> bool:

@@ -5,7 +5,8 @@ On a GPU, turning a device value into a Python number makes the host wait for
 all queued work that produces it.  The core (``natgrad.linalg``,
 ``natgrad.hmatrix``, ``natgrad.optim``) therefore never writes a bare
 ``bool(xp.…)``, ``int(xp.…)``, ``float(xp.…)`` or ``.item()``: it calls
-:func:`to_bool`, :func:`to_int`, :func:`to_float` or :func:`all_finite`, so
+:func:`to_bool`, :func:`to_int`, :func:`to_float`, :func:`to_list` or
+:func:`all_finite`, so
 that each synchronisation is named and easy to find (``tests/test_architecture.py``
 scans the core for bare ones), and :func:`sync_interval` tells the iterative
 solvers how often to pay for one.
@@ -23,10 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
+import numpy
 
 from ._namespaces import _is_jax_tracer, _on_accelerator, _traced_error
 
-__all__ = ["sync_interval", "to_float", "to_bool", "to_int", "all_finite"]
+__all__ = ["sync_interval", "to_float", "to_bool", "to_int", "to_list", "all_finite"]
 
 
 def sync_interval(x: Any, *, accelerator_interval: int = 10) -> int:
@@ -188,6 +190,55 @@ def to_int(x: Any) -> int:
     if _is_jax_tracer(x):
         raise _traced_error(x, reader="to_int")
     return int(x)
+
+
+def to_list(x: Any) -> list:
+    """An array's values as (nested) Python lists: one host synchronisation.
+
+    Parameters
+    ----------
+    x : array
+        Any array of a supported library, typically a small 1-D array of
+        values the host needs together (a few norms, the ends of a cumulative
+        sum).
+
+    Returns
+    -------
+    list
+        ``x.tolist()``: Python numbers, nested as ``x`` is (a 0-d array gives
+        the number itself).
+
+    Raises
+    ------
+    TracedArrayError
+        If ``x`` is a JAX tracer (see :func:`to_float`).
+    TypeError
+        If ``x`` is not an array NumPy can read through DLPack (for libraries
+        without ``tolist``).
+
+    Notes
+    -----
+    Reading ``k`` values with one transfer instead of ``k`` calls of
+    :func:`to_float` waits for the device once.  Libraries with a
+    ``tolist`` method (NumPy, CuPy, PyTorch, JAX) use it; others (e.g.
+    array-api-strict) are read through ``numpy.from_dlpack``, which shares
+    host memory and copies nothing.
+
+    Examples
+    --------
+    >>> import array_api_compat.numpy as xp
+    >>> to_list(xp.asarray([1.0, 2.5]))
+    [1.0, 2.5]
+    """
+    if _is_jax_tracer(x):
+        raise _traced_error(x, reader="to_list")
+    tolist = getattr(x, "tolist", None)
+    if tolist is not None:
+        return tolist()
+    try:
+        return numpy.from_dlpack(x).tolist()
+    except (TypeError, RuntimeError, BufferError) as err:
+        raise TypeError(f"cannot read a {type(x).__name__} on the host: {err}") from None
 
 
 def all_finite(x: Any) -> bool:
