@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import backend
+
 __all__ = ["Group", "Plan", "StackedBlocks", "bucket", "array_nbytes"]
 
 #: products with many right-hand sides run in column chunks whose
@@ -85,7 +87,7 @@ class Plan:
         rows = xp.arange(n_out, device=device)
         first = xp.searchsorted(sorted_out, rows, side="left")
         count = xp.searchsorted(sorted_out, rows, side="right") - first
-        c_max = max(int(xp.max(count)), 1)
+        c_max = max(backend.to_int(xp.max(count)), 1)
         j = xp.arange(c_max, device=device)
         pos = xp.clip(first[:, None] + j[None, :], max=total - 1)
         gathered = xp.reshape(xp.take(order, xp.reshape(pos, (-1,))), (n_out, c_max))
@@ -121,7 +123,7 @@ class Plan:
             else:
                 z = (xp.matrix_transpose(A) if transpose else A) @ xs
             parts.append(xp.reshape(z, (-1, k)))
-        parts.append(xp.zeros((1, k), dtype=x.dtype, device=_device_of(x)))
+        parts.append(xp.zeros((1, k), dtype=x.dtype, device=backend.device(x)))
         Z = xp.concat(parts, axis=0)
         Y = xp.reshape(xp.take(Z, self.assemble, axis=0), (self.n_out, self.c_max, k))
         return xp.sum(Y, axis=1)
@@ -171,7 +173,7 @@ class StackedBlocks:
                 self._where[i] = (len(self.groups), slot)
             self.groups.append(Group(kind, A, B, [b[1] for b in members], [b[3] for b in members],
                                      [b[2] for b in members], [b[4] for b in members], mirror))
-        self.device = _device_of(self.groups[0].A) if self.groups else None
+        self.device = backend.device(self.groups[0].A) if self.groups else None
         # the forward plan is built now (its indices are part of the storage);
         # the transposed one on first use
         self._plans: dict[bool, Plan] = {}
@@ -187,7 +189,7 @@ class StackedBlocks:
         """``A @ x`` (or ``Aᵀ @ x``) for ``x`` of shape ``(n_in, k)``."""
         if not self.groups:
             n_out = self.shape[1] if transpose else self.shape[0]
-            return self.xp.zeros((n_out, x.shape[1]), dtype=x.dtype, device=_device_of(x))
+            return self.xp.zeros((n_out, x.shape[1]), dtype=x.dtype, device=backend.device(x))
         if transpose not in self._plans:
             self._plans[transpose] = self._plan(transpose)
         return self._plans[transpose].apply(x)
@@ -215,9 +217,9 @@ class StackedBlocks:
 def _pad(xp: Any, M: Any, rows: int, cols: int) -> Any:
     m, n = M.shape
     if n < cols:
-        M = xp.concat([M, xp.zeros((m, cols - n), dtype=M.dtype, device=_device_of(M))], axis=1)
+        M = xp.concat([M, xp.zeros((m, cols - n), dtype=M.dtype, device=backend.device(M))], axis=1)
     if m < rows:
-        M = xp.concat([M, xp.zeros((rows - m, cols), dtype=M.dtype, device=_device_of(M))], axis=0)
+        M = xp.concat([M, xp.zeros((rows - m, cols), dtype=M.dtype, device=backend.device(M))], axis=0)
     return M
 
 
@@ -232,11 +234,6 @@ def array_nbytes(xp: Any, a: Any) -> int:
         size *= int(s)
     return size * bits // 8
 
-
-def _device_of(x: Any) -> Any:
-    from .. import backend
-
-    return backend.device(x)
 
 
 def _ranges(xp: Any, device: Any, start: list[int], length: list[int], pad: int, fill: int) -> Any:

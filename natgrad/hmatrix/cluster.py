@@ -124,10 +124,7 @@ class Cluster:
 
 def _host_floats(x: Any) -> list[float]:
     """A small 1-D array as Python floats (tree bookkeeping lives on the host)."""
-    tolist = getattr(x, "tolist", None)
-    if tolist is not None:
-        return [float(v) for v in tolist()]
-    return [float(x[i]) for i in range(x.shape[0])]
+    return [float(v) for v in backend.to_list(x)]
 
 
 class ClusterTree:
@@ -420,7 +417,7 @@ def _build(
     if split == "bisect":
         axis = max(range(d), key=lambda a: hi[a] - lo[a])
         below = P[:, axis] <= 0.5 * (lo[axis] + hi[axis])
-        count = int(xp.sum(xp.astype(below, xp.int32)))
+        count = backend.to_int(xp.sum(xp.astype(below, xp.int32)))
         if 0 < count < m:
             # stable sort of the boolean key puts the lower half first
             order = xp.argsort(xp.astype(~below, xp.int32), stable=True)

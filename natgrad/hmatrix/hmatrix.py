@@ -316,10 +316,10 @@ class _Builder:
         sorted_ratio = xp.take(ratio, order)
         cum = xp.cumulative_sum(xp.take(s2, order))
         for shrink in (1.0, 0.9, 0.5, 0.0):  # re-run with less if rounding overshot
-            cut = int(xp.sum(xp.astype(cum <= shrink * budget2, xp.int32)))
+            cut = backend.to_int(xp.sum(xp.astype(cum <= shrink * budget2, xp.int32)))
             if cut == 0:
                 return [len(p.vals) for p in self.pool]
-            thresh = math.inf if cut == ratio.shape[0] else float(sorted_ratio[cut])
+            thresh = math.inf if cut == ratio.shape[0] else backend.to_float(sorted_ratio[cut])
             keep = xp.cumulative_sum(xp.astype(ratio >= thresh, xp.int64))
             ends, pos = [], 0
             for p in cands:

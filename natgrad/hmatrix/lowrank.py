@@ -366,8 +366,8 @@ def aca(
         if U is not None:
             r = r - V @ U[i, :]
         used_r = used_r | (ar_m == i)
-        j = int(xp.argmax(xp.where(used_c, -1.0, xp.abs(r))))
-        piv = float(r[j])
+        j = backend.to_int(xp.argmax(xp.where(used_c, -1.0, xp.abs(r))))
+        piv = backend.to_float(r[j])
         # a (numerically) zero residual row says nothing about the rest of
         # the block: try another unused row before trusting it
         if abs(piv) == 0.0 or abs(piv) * math.sqrt(n) <= 1e-3 * tol * math.sqrt(norm2):
@@ -377,12 +377,14 @@ def aca(
             zero_err = max(zero_err, abs(piv) * math.sqrt(m * n))
             # before the first cross nothing is known about the block, so
             # every row is tried (a zero block costs one full evaluation)
-            if (U is not None and zero_tries > _ZERO_ROW_TRIES) or bool(xp.all(used_r)):
+            if (U is not None and zero_tries > _ZERO_ROW_TRIES) or backend.to_bool(xp.all(used_r)):
                 converged = True
                 err = zero_err
                 break
-            i = int(xp.argmin(xp.astype(used_r, xp.int32) * m + ar_m)) if U is None else int(
-                xp.argmax(xp.where(used_r, -1.0, xp.abs(U[:, -1])))
+            i = backend.to_int(
+                xp.argmin(xp.astype(used_r, xp.int32) * m + ar_m)
+                if U is None
+                else xp.argmax(xp.where(used_r, -1.0, xp.abs(U[:, -1])))
             )
             r = None
             continue
@@ -402,10 +404,10 @@ def aca(
         V = v[:, None] if V is None else xp.concat([V, v[:, None]], axis=1)
         err = math.sqrt(vals[0] * vals[1])
         small = small + 1 if err <= tol * math.sqrt(norm2) else 0
-        if small >= _CONFIRM or bool(xp.all(used_r)) or bool(xp.all(used_c)):
+        if small >= _CONFIRM or backend.to_bool(xp.all(used_r)) or backend.to_bool(xp.all(used_c)):
             converged = True  # the cross interpolates every row or column: exact
             break
-        i = int(xp.argmax(xp.where(used_r, -1.0, xp.abs(u))))
+        i = backend.to_int(xp.argmax(xp.where(used_r, -1.0, xp.abs(u))))
         r = None
     if U is None:  # every tried row was zero
         z = xp.zeros((m, 0), dtype=r0.dtype, device=dev)
