@@ -122,17 +122,18 @@ def _is_jax_tracer(x: Any) -> bool:
     return any(k.__name__ == "Tracer" and k.__module__.startswith("jax") for k in cls.__mro__)
 
 
-def _traced_error(
-    x: Any, *, argument: str | None = None, reader: str | None = None
-) -> TracedArrayError:
-    """The error for a tracer passed as ``argument``, or met by the host
-    synchronisation ``reader`` (a value natgrad computed from one)."""
+def _refuse_tracer(x: Any, *, argument: str | None = None, reader: str | None = None) -> None:
+    """Raise :class:`TracedArrayError` if ``x`` is a JAX tracer, passed as
+    ``argument`` or met by the host synchronisation ``reader`` (a value
+    natgrad computed from one)."""
+    if not _is_jax_tracer(x):
+        return
     kind = type(x).__name__
     if argument is not None:
         what = f"{argument} is a JAX tracer ({kind})"
     else:
         what = f"{reader}() was handed a JAX tracer ({kind}), which has no value on the host"
-    return TracedArrayError(
+    raise TracedArrayError(
         f"{what}: natgrad was called inside a JAX transformation. {_TRACED_ADVICE}"
     )
 
@@ -197,8 +198,8 @@ def namespace(*arrays: Any, allow_traced: bool = False, **named_arrays: Any) -> 
     for name, value in items:
         if value is None or isinstance(value, _SCALARS):
             continue
-        if not allow_traced and _is_jax_tracer(value):
-            raise _traced_error(value, argument=name)
+        if not allow_traced:
+            _refuse_tracer(value, argument=name)
         try:
             xp = array_api_compat.array_namespace(value)
         except TypeError:

@@ -26,7 +26,7 @@ from typing import Any
 import array_api_compat
 import numpy
 
-from ._namespaces import _is_jax_tracer, _on_accelerator, _traced_error
+from ._namespaces import _on_accelerator, _refuse_tracer
 
 __all__ = ["sync_interval", "to_float", "to_bool", "to_int", "to_list", "all_finite"]
 
@@ -111,8 +111,7 @@ def to_float(x: Any) -> float:
     >>> to_float(xp.sum(xp.asarray([1.0, 2.5])))
     3.5
     """
-    if _is_jax_tracer(x):
-        raise _traced_error(x, reader="to_float")
+    _refuse_tracer(x, reader="to_float")
     return float(x)
 
 
@@ -151,8 +150,7 @@ def to_bool(x: Any) -> bool:
     >>> to_bool(xp.all(xp.asarray([1.0, 2.0]) > 0))
     True
     """
-    if _is_jax_tracer(x):
-        raise _traced_error(x, reader="to_bool")
+    _refuse_tracer(x, reader="to_bool")
     return bool(x)
 
 
@@ -187,8 +185,7 @@ def to_int(x: Any) -> int:
     >>> to_int(xp.argmax(xp.asarray([1.0, 5.0, 2.0])))
     1
     """
-    if _is_jax_tracer(x):
-        raise _traced_error(x, reader="to_int")
+    _refuse_tracer(x, reader="to_int")
     return int(x)
 
 
@@ -230,8 +227,7 @@ def to_list(x: Any) -> list:
     >>> to_list(xp.asarray([1.0, 2.5]))
     [1.0, 2.5]
     """
-    if _is_jax_tracer(x):
-        raise _traced_error(x, reader="to_list")
+    _refuse_tracer(x, reader="to_list")
     tolist = getattr(x, "tolist", None)
     if tolist is not None:
         return tolist()
@@ -277,8 +273,7 @@ def all_finite(x: Any) -> bool:
     >>> all_finite(np.arange(3))
     True
     """
-    if _is_jax_tracer(x):
-        raise _traced_error(x, reader="all_finite")
+    _refuse_tracer(x, reader="all_finite")
     xp = array_api_compat.array_namespace(x)
     if not xp.isdtype(x.dtype, ("real floating", "complex floating")):
         return True
