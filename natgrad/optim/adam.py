@@ -83,16 +83,17 @@ class Adam(_common.Stateful):
         return {"m": None, "v": None, "steps": 0}
 
     def step(self, params: Any, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
-        """One Adam step.
+        """One Adam step (the model needs ``loss_and_grad``).
 
         Parameters
         ----------
         params, model, batch
-            As for :meth:`ENGD.step`; the model needs ``loss_and_grad``.
+            As for :meth:`ENGD.step`.
 
         Returns
         -------
         params : array
+            The new parameters, or ``params`` when no step was taken.
         info : dict
             ``loss`` (at ``params``), ``lr``, ``step_taken``, ``time`` and,
             when no step was taken, ``message``.

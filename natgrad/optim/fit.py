@@ -174,7 +174,7 @@ class _Run:
         self.params, self.done = params, step
 
     def record_metric(self, step: int) -> None:
-        value = float(self.metric(self.params))
+        value = backend.to_float(self.metric(self.params))
         for key, v in zip(METRIC_KEYS, (step, value, self.elapsed)):
             self.history[key].append(v)
 
