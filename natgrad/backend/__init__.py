@@ -33,8 +33,9 @@ One concern a module; every public name is re-exported here, so callers write
 module                 concern
 =====================  ====================================================
 ``_namespaces``        :func:`namespace`, :func:`device`, the library tests
-                       (:func:`is_numpy`, ...), :func:`to_namespace`, and
-                       the refusal of JAX tracers (:class:`TracedArrayError`)
+                       (:func:`is_numpy`, ...), :func:`to_namespace`,
+                       :func:`numpy_namespace`, and the refusal of JAX
+                       tracers (:class:`TracedArrayError`)
 ``dtypes``             :func:`float_dtype`, :func:`eps`,
                        :func:`is_low_precision`
 ``sync``               every host synchronisation: :func:`to_float`,
@@ -47,6 +48,9 @@ module                 concern
 ``syrk``               :func:`gram` (``U Uᵀ`` by BLAS ``syrk``) and the
                        BLAS thread-pool rules
 ``random``             :func:`normal`, reproducible across backends
+``io``                 checkpoint files (``.npz`` plus JSON, never pickled,
+                       written atomically); not re-exported: ``from
+                       natgrad.backend import io``
 =====================  ====================================================
 
 Every host synchronisation of natgrad (a device value read as a Python
