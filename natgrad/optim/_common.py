@@ -214,11 +214,12 @@ def check_state_shape(who: str, key: str, value: Any, params: Any) -> None:
 STATE_KINDS = ("count", "positive", "vector", "param_vector", "vector_list", "count_list", "key_list")
 
 
-def _json_key(value: Any) -> bool:
-    """None, a bool, int, float or str, or a list/tuple of them (a batch key)."""
+def plain_key(value: Any) -> bool:
+    """True for None, a bool, int, float or str, or a list/tuple of them: a
+    batch key that a state dict can hold as plain data."""
     if value is None or isinstance(value, (bool, Integral, Real, str)):
         return True
-    return isinstance(value, (list, tuple)) and all(_json_key(v) for v in value)
+    return isinstance(value, (list, tuple)) and all(plain_key(v) for v in value)
 
 
 def _as_key(value: Any) -> Any:
@@ -238,7 +239,7 @@ def _check_entry(who: str, key: str, kind: str, value: Any) -> Any:
             raise ValueError(f"{where} must be a finite positive number, got {value!r}")
         return float(value)
     if kind == "key":
-        if not _json_key(value):
+        if not plain_key(value):
             raise ValueError(f"{where} must be None, a number, a str or a list of them, got {value!r}")
         return _as_key(value)
     if kind in ("vector", "param_vector"):

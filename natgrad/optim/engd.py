@@ -20,6 +20,7 @@ from .. import backend, validation
 from ..linalg.krylov import cg
 from ..linalg.nystrom import nystrom, nystrom_pcg
 from ..linalg.operators import from_matvec, shifted
+from ..linalg.result import SolveStatus
 from ..linalg.woodbury import SPDFactor, Woodbury
 from . import _common
 
@@ -275,6 +276,14 @@ class ENGD(_common.Stateful):
         details : dict
             What the solver did (see :func:`gauss_newton_direction`; for
             ``"cg"`` the iterations, convergence and ``info`` of CG).
+
+        Raises
+        ------
+        ValueError
+            NaN or Inf in the residuals or the Jacobian, or met by CG
+            (:meth:`step` turns these into a step not taken).
+        TypeError
+            A model without the methods the solver needs.
         """
         r, J = self._residuals_and_jacobian(params, model, batch)
         d, details = self._solve(params, model, batch, r, J)
@@ -305,7 +314,7 @@ class ENGD(_common.Stateful):
             res = nystrom_pcg(K, r, min(self.rank, N), damping=self.damping, seed=self.seed,
                               rtol=self.cg_rtol, maxiter=self.cg_maxiter)
         details = {"cg_iterations": res.iterations, "cg_converged": res.converged, "cg_info": res.info}
-        if res.status == "nonfinite":  # NaN/Inf from the JVPs/VJPs: no direction
+        if res.status is SolveStatus.NONFINITE:  # NaN/Inf from the JVPs/VJPs: no direction
             return None, details
         return model.vjp(params, batch, res.x), details
 

@@ -132,7 +132,7 @@ class FNGD(_common.Stateful):
 
     def _export_state(self) -> dict[str, Any]:
         for key in self._cache:
-            if not _common._json_key(key):
+            if not _common.plain_key(key):
                 raise TypeError(
                     f"FNGD.state_dict: batch_key {key!r} is not None, a number, a str or a tuple of them, "
                     "so the state cannot be saved as plain data"

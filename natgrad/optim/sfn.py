@@ -3,9 +3,11 @@ r"""Saddle-free Newton from Hessian-vector products only."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from .. import backend, validation
+from ..linalg.result import SolveStatus
 from ..linalg.series import saddle_free_solve
 from . import _common
 
@@ -46,6 +48,7 @@ class SaddleFreeNewton(_common.Stateful):
         ``m(s) = gᵀs + ½ sᵀHs`` (one extra HVP and one extra loss per step),
         ``λ ← 0.9λ`` when ``ρ > ¾`` and ``λ ← λ/0.9`` when ``ρ < ¼``; a step
         that does not decrease the loss (or makes it NaN/Inf) is rejected.
+        ``λ`` never drops below the smallest normal float.
 
     Raises
     ------
@@ -148,7 +151,7 @@ class SaddleFreeNewton(_common.Stateful):
         )
         timer.lap("direction")
         info.update(series_converged=res.converged, series_info=res.info, hvps=res.stats["hvps"])
-        if res.status == "nonfinite":  # NaN/Inf from the HVPs: the iterate is no direction
+        if res.status is SolveStatus.NONFINITE:  # NaN/Inf from the HVPs: the iterate is no direction
             info.update(_common.rejection(loss0, "a Hessian-vector product"), time=timer.total())
             return params, info
         step = -self.lr * res.x
@@ -186,7 +189,7 @@ class SaddleFreeNewton(_common.Stateful):
             rho = 1.0 if actual > 0 else 0.0
         damping = self.damping
         if rho > 0.75:
-            damping *= 0.9
+            damping = max(0.9 * damping, sys.float_info.min)  # stays a valid (positive) damping
         elif rho < 0.25:
             damping /= 0.9
         info["rho"] = rho
