@@ -274,15 +274,18 @@ def fit(
     Raises
     ------
     ValueError
-        ``steps``, ``metric_every`` or ``checkpoint_every`` not a positive
-        int, ``time_budget`` not positive, ``resume=True`` without
+        ``steps``, ``metric_every`` or ``checkpoint_every`` below 1,
+        ``time_budget`` not positive, ``resume=True`` without
         ``checkpoint``, a checkpoint of another model (parameters of another
         shape or dtype) or another optimiser (the error of
         ``load_state_dict``, naming the entry).
     TypeError
+        ``steps``, ``metric_every`` or ``checkpoint_every`` not an int,
         ``callback`` or ``metric`` not callable, ``checkpoint`` not a path,
         an optimiser without ``state_dict``/``load_state_dict`` when
         ``checkpoint`` is given.
+    IsADirectoryError
+        ``checkpoint`` names a folder.
     FileNotFoundError
         The folder of ``checkpoint`` does not exist (checked before the first
         step).
