@@ -67,6 +67,7 @@ default_role = "literal"
 #: placeholder page.  Modules are documented by their ``__all__``.
 API_MODULES = [
     ("natgrad.backend", "Array namespaces, devices, dtypes and native linear algebra (layer 0)."),
+    ("natgrad.backend.io", "Checkpoint files: arrays and JSON metadata in one npz, written atomically (layer 0)."),
     ("natgrad.hmatrix._numba_store", "Compiled CPU kernels for H-matrix products (part of the H-matrix layer, needs numba)."),
     ("natgrad.validation", "Argument checks and the checked wrapper for user callables, shared by every layer (layer 0)."),
     ("natgrad.linalg", "Operators and solvers on raw arrays (layer 1)."),

@@ -20,6 +20,7 @@ docscrape = pytest.importorskip("numpydoc.docscrape", reason="numpydoc is in the
 
 MODULES = [
     "natgrad.backend",
+    "natgrad.backend.io",
     "natgrad.hmatrix._numba_store",
     "natgrad.validation",
     "natgrad.linalg",
@@ -37,6 +38,7 @@ NOTHING_TO_RAISE = {
     "natgrad.backend.dense.CholeskyError",
     "natgrad.backend._namespaces.TracedArrayError",
     "natgrad.validation.CallableOutputError",
+    "natgrad.backend.io.CheckpointError",
     "natgrad.validation.NonFiniteOutputError",
     "natgrad.backend._namespaces.is_array",
     "natgrad.backend._namespaces.is_scipy_operator",

@@ -53,6 +53,11 @@ class CheckpointError(ValueError):
     message : str
         What is wrong, naming the file.
 
+    Notes
+    -----
+    A ``ValueError`` (the file's content is wrong, not the call); a missing
+    file raises ``FileNotFoundError`` instead.
+
     Examples
     --------
     >>> raise CheckpointError("run.npz: no metadata")
@@ -103,6 +108,11 @@ def save_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any], metadata
     OSError
         The folder does not exist or cannot be written; the previous file at
         ``path``, if any, is left as it was.
+
+    Returns
+    -------
+    None
+        The file at ``path`` is the new checkpoint once this returns.
 
     Notes
     -----
@@ -167,6 +177,12 @@ def load_checkpoint(path: str | os.PathLike, like: Any = None) -> tuple[dict[str
         The file is not an npz archive written by :func:`save_checkpoint`
         (no metadata, metadata that is not JSON, or pickled content, which is
         never loaded).
+
+    Notes
+    -----
+    ``numpy.load(..., allow_pickle=False)``: an archive holding an object
+    array is refused rather than unpickled, so a checkpoint from an untrusted
+    source cannot run code.
 
     Examples
     --------
@@ -242,6 +258,11 @@ def split_arrays(tree: Any, prefix: str = "") -> tuple[Any, dict[str, Any]]:
         A leaf that is neither an array nor a JSON value, or a dict key that
         is not a str (or that is the reserved ``"__array__"``).
 
+    Notes
+    -----
+    The inverse is :func:`join_arrays`: ``join_arrays(*split_arrays(t))``
+    rebuilds ``t`` with tuples as lists and NumPy scalars as Python numbers.
+
     Examples
     --------
     >>> import numpy as np
@@ -287,6 +308,11 @@ def join_arrays(skeleton: Any, arrays: Mapping[str, Any]) -> Any:
     ------
     CheckpointError
         The skeleton names an array that ``arrays`` does not have.
+
+    Notes
+    -----
+    A dict whose only key is ``"__array__"`` stands for an array; every other
+    JSON value is kept as it is.
 
     Examples
     --------
