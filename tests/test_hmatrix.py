@@ -4,6 +4,8 @@ matvec, transpose, storage, permutation, bad input."""
 from __future__ import annotations
 
 import array_api_compat
+import math
+
 import numpy as np
 import pytest
 from helpers import from_numpy, to_numpy
@@ -357,14 +359,33 @@ def test_from_kernel_bad_points_and_kernels(xp):
         HMatrix.from_kernel(k, from_numpy(xp, np.array([[0.0], [np.nan]])))
     with pytest.raises(TypeError, match="kernel must be callable"):
         HMatrix.from_kernel(None, from_numpy(xp, np.ones((4, 1))))
-    with pytest.raises(ValueError, match=r"must return shape \(len\(X\), len\(Y\)\)"):
+    with pytest.raises(ValueError, match=r"kernel \(call 1\) returned shape \(\d+, 1\) \(expected \(\d+, \d+\)\)"):
         HMatrix.from_kernel(lambda X, Y: k(X, Y)[:, :1], from_numpy(xp, points("2", 20)))
-    with pytest.raises(ValueError, match="kernel returned NaN or Inf"):
+    with pytest.raises(ValueError, match=r"kernel \(call 1\) returned NaN or Inf"):
         HMatrix.from_kernel(lambda X, Y: k(X, Y) / 0.0 * 0.0, from_numpy(xp, points("2", 20)))
-    with pytest.raises(TypeError, match="kernel must return an array"):
+    with pytest.raises(TypeError, match=r"kernel \(call 1\) must return an array"):
         HMatrix.from_kernel(lambda X, Y: 1.0, from_numpy(xp, points("2", 20)))
     with pytest.raises(ValueError, match="col_points must have 2 columns"):
         HMatrix.from_kernel(k, from_numpy(xp, points("2", 20)), col_points=from_numpy(xp, points("3", 5)))
+
+
+@pytest.mark.parametrize("fault", ["nan", "shape"])
+def test_kernel_fault_at_a_later_call_is_named(xp, fault):
+    """A kernel that goes wrong only on a later block is caught at that call, by number."""
+    k = kernel_fn("cauchy")
+    calls = {"n": 0}
+
+    def faulty(X, Y):
+        calls["n"] += 1
+        K = k(X, Y)
+        if calls["n"] < 5:
+            return K
+        return K * math.nan if fault == "nan" else K[:, :-1]
+
+    words = "returned NaN or Inf" if fault == "nan" else "returned shape"
+    with pytest.raises(ValueError, match=rf"kernel \(call 5\) {words}"):
+        HMatrix.from_kernel(faulty, from_numpy(xp, points("2", 300)), eps=1e-6, leaf_size=16)
+    assert calls["n"] == 5
 
 
 def test_mixed_namespaces_rejected():

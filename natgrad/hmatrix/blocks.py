@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from ..linalg import _checks
+from .. import validation
 from .cluster import Cluster, ClusterTree
 
 __all__ = ["Block", "BlockTree", "admissible"]
@@ -198,7 +198,7 @@ class BlockTree:
         for name, tree in (("rows", rows), ("cols", cols)):
             if not isinstance(tree, ClusterTree):
                 raise TypeError(f"{name} must be a ClusterTree, got {type(tree).__name__}")
-        self.eta = _checks.positive(eta, "eta")
+        self.eta = validation.positive(eta, "eta")
         if admissibility not in ("standard", "weak"):
             raise ValueError(
                 f"admissibility must be 'standard' or 'weak', got {admissibility!r}"

@@ -37,8 +37,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .. import backend
-from ..linalg import _checks
+from .. import backend, validation
 
 __all__ = ["Cluster", "ClusterTree", "spectral_coordinates"]
 
@@ -252,7 +251,7 @@ class ClusterTree:
         """
         xp = backend.namespace(points=points)
         _check_points(points, "points")
-        leaf_size = _checks.positive_int(leaf_size, "leaf_size")
+        leaf_size = validation.positive_int(leaf_size, "leaf_size")
         if split not in ("pca", "bisect"):
             raise ValueError(f"split must be 'pca' or 'bisect', got {split!r}")
         dtype = backend.float_dtype(xp, points)
@@ -298,8 +297,8 @@ class ClusterTree:
         >>> [(c.start, c.stop) for c in t.leaves()]
         [(0, 2), (2, 5), (5, 7), (7, 10)]
         """
-        n = _checks.positive_int(n, "n")
-        leaf_size = _checks.positive_int(leaf_size, "leaf_size")
+        n = validation.positive_int(n, "n")
+        leaf_size = validation.positive_int(leaf_size, "leaf_size")
 
         def build(start: int, stop: int, level: int, path: tuple[int, ...]) -> Cluster:
             c = Cluster(start, stop, (float(start),), (float(stop - 1),), level, path)
@@ -473,7 +472,7 @@ def spectral_coordinates(A: Any, *, dim: int = 3, seed: int = 0) -> tuple[Any, A
     """
     xp = backend.namespace(A=A)
     _check_points(A, "A")
-    dim = _checks.positive_int(dim, "dim")
+    dim = validation.positive_int(dim, "dim")
     dtype = backend.float_dtype(xp, A)
     A = xp.astype(A, dtype) if A.dtype != dtype else A
     m, n = A.shape

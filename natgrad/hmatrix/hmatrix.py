@@ -47,8 +47,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import backend
-from ..linalg import _checks
+from .. import backend, validation
 from ..linalg.operators import LinearOperator
 from . import lowrank
 from ._matvec import StackedBlocks, array_nbytes
@@ -335,31 +334,19 @@ class _Builder:
 
 
 class _KernelSource:
-    """Evaluates kernel blocks, rows and columns, and checks what the kernel returns."""
+    """Evaluates kernel blocks, rows and columns through a checked wrapper.
 
-    def __init__(self, kernel: Callable[[Any, Any], Any], X: Any, Y: Any, xp: Any, dtype: Any) -> None:
-        self.kernel, self.X, self.Y, self.xp, self.dtype = kernel, X, Y, xp, dtype
-        self.checked = False
+    Every call of the user's kernel is checked (an array of the points'
+    library and device, shape ``(len(X), len(Y))``, no NaN/Inf) and cast to
+    the build dtype; an error names the call, so a kernel that fails only on
+    some far-away block is caught there, not in the error bound.
+    """
 
-    def _call(self, X: Any, Y: Any) -> Any:
-        K = self.kernel(X, Y)
-        if not self.checked:
-            if not backend.is_array(K):
-                raise TypeError(f"kernel must return an array, got {type(K).__name__}")
-            backend.namespace(points=X, kernel_output=K)
-        shape = tuple(getattr(K, "shape", ()))
-        if shape != (X.shape[0], Y.shape[0]):
-            raise ValueError(
-                f"kernel(X, Y) must return shape (len(X), len(Y)) = "
-                f"({X.shape[0]}, {Y.shape[0]}), got {shape}"
-            )
-        if K.dtype != self.dtype:
-            K = self.xp.astype(K, self.dtype)
-        if not self.checked:
-            if not backend.all_finite(K):
-                raise ValueError("kernel returned NaN or Inf values (on the first block)")
-            self.checked = True
-        return K
+    def __init__(self, kernel: Callable[[Any, Any], Any], X: Any, Y: Any, dtype: Any) -> None:
+        self.X, self.Y = X, Y
+        self._call = validation.CheckedCallable(
+            kernel, "kernel", out_shape=lambda A, B: (A.shape[0], B.shape[0]), dtype=dtype
+        )
 
     def block(self, t: Cluster, s: Cluster) -> Any:
         return self._call(self.X[t.start:t.stop, :], self.Y[s.start:s.stop, :])
@@ -671,8 +658,7 @@ class HMatrix(LinearOperator):
         >>> bool(np.linalg.norm(H.to_dense() - A) <= 1e-6 * np.linalg.norm(A))
         True
         """
-        if not callable(kernel):
-            raise TypeError(f"kernel must be callable, got {type(kernel).__name__}")
+        validation.callable_arg(kernel, "kernel")
         xp = backend.namespace(points=points, col_points=col_points)
         _check_points(points, "points")
         if col_points is not None:
@@ -684,9 +670,9 @@ class HMatrix(LinearOperator):
                 )
         dtype = backend.float_dtype(xp, points, col_points)
         eps = _check_eps(eps, dtype, xp)
-        eta = _checks.positive(eta, "eta")
-        leaf_size = _checks.positive_int(leaf_size, "leaf_size")
-        aca_min_size = _checks.positive_int(aca_min_size, "aca_min_size")
+        eta = validation.positive(eta, "eta")
+        leaf_size = validation.positive_int(leaf_size, "leaf_size")
+        aca_min_size = validation.positive_int(aca_min_size, "aca_min_size")
         if not isinstance(symmetric, bool):
             raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
         if symmetric and col_points is not None:
@@ -699,7 +685,7 @@ class HMatrix(LinearOperator):
             verify = rows.n * cols.n <= _VERIFY_LIMIT
         X = xp.astype(rows.points, dtype) if rows.points.dtype != dtype else rows.points
         Y = xp.astype(cols.points, dtype) if cols.points.dtype != dtype else cols.points
-        source = _KernelSource(kernel, X, Y, xp, dtype)
+        source = _KernelSource(kernel, X, Y, dtype)
         build = _Builder(xp, dtype, eps, splitting=True, symmetric=symmetric,
                          mixed_precision=mixed_precision)
         build.exact = lambda: source.block(rows.root, cols.root)
@@ -818,8 +804,8 @@ class HMatrix(LinearOperator):
         dtype = backend.float_dtype(xp, A)
         A = xp.astype(A, dtype) if A.dtype != dtype else A
         eps = _check_eps(eps, dtype, xp)
-        eta = _checks.positive(eta, "eta")
-        leaf_size = _checks.positive_int(leaf_size, "leaf_size")
+        eta = validation.positive(eta, "eta")
+        leaf_size = validation.positive_int(leaf_size, "leaf_size")
         m, n = A.shape
         if tree == "embedding":
             rc, cc = spectral_coordinates(A, dim=3, seed=seed)

@@ -19,8 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from .. import backend
-from ..linalg import _checks
+from .. import backend, validation
 from .cluster import _host_floats
 
 __all__ = [
@@ -225,7 +224,7 @@ def truncated_svd(A: Any, tol: float) -> LowRank:
     """
     xp = backend.namespace(A=A)
     _check_matrix(A, "A")
-    tol = _checks.nonnegative(tol, "tol")
+    tol = validation.nonnegative(tol, "tol")
     U, s, Vh = backend.svd(A)
     vals = _host_floats(s)
     k = truncation_rank(vals, tol)
@@ -271,7 +270,7 @@ def recompress(U: Any, V: Any, tol: float) -> LowRank:
     1
     """
     xp = backend.namespace(U=U, V=V)
-    tol = _checks.nonnegative(tol, "tol")
+    tol = validation.nonnegative(tol, "tol")
     if U.shape[1] == 0:
         return LowRank(U, V, 0.0)
     Qu, Ru = backend.qr(U)
@@ -462,8 +461,8 @@ def randomized_svd(
     """
     xp = backend.namespace(A=A)
     _check_matrix(A, "A")
-    tol = _checks.nonnegative(tol, "tol")
-    block_size = _checks.positive_int(block_size, "block_size")
+    tol = validation.nonnegative(tol, "tol")
+    block_size = validation.positive_int(block_size, "block_size")
     Uo, s, Vh, resid = range_svd(A, tol / math.sqrt(2.0), block_size=block_size,
                                  max_rank=max_rank, seed=seed)
     vals = _host_floats(s)
