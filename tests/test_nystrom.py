@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import from_numpy, symmetric_matrix, to_numpy
-from natgrad.linalg import cg, from_matvec
+from natgrad.linalg import SolveStatus, cg, from_matvec
 from natgrad.linalg.nystrom import (
     LowRankPSD,
     NystromPreconditioner,
@@ -320,6 +320,68 @@ def test_property_recovery_and_solve(n, r, extra, log_scale, log_mu, seed, metho
     ref = np.linalg.solve(A + mu * np.eye(n), b)
     kappa = np.linalg.cond(A + mu * np.eye(n))
     assert np.linalg.norm(approx.solve(b, mu) - ref) <= 1e3 * kappa * EPS64 * np.linalg.norm(ref)
+
+
+class CountingKernel:
+    """``V ↦ K V`` on the backend (vectors and blocks), counting calls; NaN at call ``nan_at``."""
+
+    def __init__(self, xp, K, nan_at=None):
+        self.K, self.calls, self.nan_at = from_numpy(xp, K), 0, nan_at
+
+    def __call__(self, V):
+        self.calls += 1
+        Y = self.K @ V
+        return Y * float("nan") if self.calls == self.nan_at else Y
+
+
+def test_nystrom_pcg_status_and_stats(xp):
+    n, mu = 80, 1e-2
+    K = rbf_kernel(n, seed=40)
+    b = from_numpy(xp, np.random.default_rng(41).standard_normal(n))
+    for maxiter, status in ((None, SolveStatus.CONVERGED), (2, SolveStatus.MAXITER)):
+        k = CountingKernel(xp, K)
+        op = from_matvec(k, (n, n), xp.float64, matmat=k)
+        res = nystrom_pcg(op, b, "auto", damping=mu, seed=0, max_rank=20, rtol=1e-10, maxiter=maxiter,
+                          record_history=True)
+        assert res.status is status
+        # every call of A: the sketch's blocks (10, 20, 40, ... columns) and CG's products
+        assert res.stats["matvecs"] == k.calls
+        assert res.stats["rank"] == 20 and "rank 20" in res.info
+        assert res.stats["preconditioner_applications"] >= res.iterations
+        assert len(res.stats["residual_history"]) == res.iterations + 1
+    # a fixed rank: one sketch block, then one product per CG iteration and the check
+    k = CountingKernel(xp, K)
+    res = nystrom_pcg(from_matvec(k, (n, n), xp.float64, matmat=k), b, 30, damping=mu, seed=0, rtol=1e-10)
+    assert res.converged and res.stats["matvecs"] == k.calls == 1 + res.iterations + 1
+
+
+def test_nystrom_pcg_faults_become_statuses(xp):
+    n, mu = 60, 1e-2
+    K = rbf_kernel(n, seed=42)
+    b_np = np.random.default_rng(43).standard_normal(n)
+    b = from_numpy(xp, b_np)
+    # NaN in the sketch (call 1): no CG, x = 0
+    k = CountingKernel(xp, K, nan_at=1)
+    res = nystrom_pcg(from_matvec(k, (n, n), xp.float64, matmat=k), b, 20, damping=mu, seed=0)
+    assert res.status is SolveStatus.NONFINITE and not res.converged and k.calls == 1
+    np.testing.assert_array_equal(to_numpy(res.x), np.zeros(n))
+    assert res.residual_norm == pytest.approx(np.linalg.norm(b_np))
+    # NaN in CG (call 4): the last finite iterate, no NaN in x
+    k = CountingKernel(xp, K, nan_at=4)
+    res = nystrom_pcg(from_matvec(k, (n, n), xp.float64, matmat=k), b, 20, damping=mu, seed=0, rtol=1e-12)
+    assert res.status is SolveStatus.NONFINITE and res.stats["matvecs"] == k.calls
+    x = to_numpy(res.x)
+    assert np.all(np.isfinite(x))
+    # two CG steps were taken before the NaN: the energy-norm error went down
+    Kmu = K + mu * np.eye(n)
+    x_star = np.linalg.solve(Kmu, b_np)
+    assert 0 < (x - x_star) @ Kmu @ (x - x_star) < x_star @ Kmu @ x_star
+    # A not positive semidefinite: found by the sketch, reported, not raised
+    res = nystrom_pcg(from_numpy(xp, -low_rank_psd(n, n, seed=44)), b, 10, damping=mu, seed=0)
+    assert res.status is SolveStatus.INDEFINITE and "not positive semidefinite" in res.info
+    # nystrom itself (no result to report in) raises, naming the call
+    with pytest.raises(ValueError, match=r"A \(call 1\) returned NaN or Inf"):
+        nystrom(from_matvec(CountingKernel(xp, K, nan_at=1), (n, n), xp.float64), 5, like=b)
 
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import from_numpy, symmetric_matrix, to_numpy
-from natgrad.linalg import series
+from natgrad.linalg import SolveStatus, series
 from natgrad.linalg.series import neumann_solve, saddle_free_solve, wynn_epsilon
 
 
@@ -165,12 +165,33 @@ def test_series_hvp_count_and_info(xp):
     H, g = problem(n, indefinite_spectrum(n, 0.3, 1.0, seed=3), seed=3)
     hv = Counting(xp, H)
     res = saddle_free_solve(hv, from_numpy(xp, g), damping=0.1, scale=0.7, terms=12)
-    assert hv.calls == 2 * 11
+    assert hv.calls == 2 * 11 == res.stats["hvps"]
     assert "22 Hessian-vector products" in res.info
+    assert res.status is SolveStatus.CONVERGED and res.stats["restarts"] == 0
     hv.calls = 0
     res = saddle_free_solve(hv, from_numpy(xp, g), damping=0.1, terms=12)
-    assert hv.calls == 2 * 11 + series._ESTIMATE_STEPS
+    assert hv.calls == 2 * 11 + series._ESTIMATE_STEPS == res.stats["hvps"]
     assert f"{hv.calls} Hessian-vector products" in res.info
+    hv.calls = 0
+    res = saddle_free_solve(hv, from_numpy(xp, g), damping=0.1, terms=12, method="lanczos")
+    assert hv.calls == 13 == res.stats["hvps"] and "restarts" not in res.stats
+
+
+@pytest.mark.parametrize("method, terms", [("series", 10), ("series", 40), ("lanczos", 5), ("lanczos", 15)])
+def test_error_estimate_in_stats(xp, method, terms):
+    n = 40
+    H, g = problem(n, indefinite_spectrum(n, 0.05, 1.0, seed=8), seed=8)
+    ref = sfn_reference(H, g, 0.1)
+    res = saddle_free_solve(Counting(xp, H), from_numpy(xp, g), damping=0.1, terms=terms, method=method)
+    assert res.converged and math.isnan(res.residual_norm)
+    est, err = res.stats["error_estimate"], rel_err(res.x, ref)
+    assert isinstance(est, float) and 0 < est < 1
+    assert f"{est:.3e}" in res.info
+    # a heuristic, not a bound: of the right size for Lanczos, an underestimate for the series
+    if method == "lanczos":
+        assert est <= err <= 10 * est
+    else:
+        assert est <= err <= 100 * est
 
 
 @pytest.mark.parametrize("variant", ["damped", "quasi"])
@@ -181,7 +202,8 @@ def test_too_small_scale_is_detected(xp, variant):
     # λ_max(H²) = 1: the series needs scale > 0.5 (+ λ/2 for "quasi").
     res = saddle_free_solve(Counting(xp, H), from_numpy(xp, g), damping=lam, scale=0.3,
                             terms=60, variant=variant)
-    assert not res.converged
+    assert res.status is SolveStatus.DIVERGED and not res.converged
+    assert math.isnan(res.stats["error_estimate"])
     assert "scale" in res.info and "diverges" in res.info
     x = to_numpy(res.x)
     assert np.all(np.isfinite(x))
@@ -204,7 +226,7 @@ def test_automatic_scale_restarts_after_an_underestimate(xp, monkeypatch):
     monkeypatch.setattr(series, "_ritz_extremes", lambda *a: (-0.4, 0.4))
     res = saddle_free_solve(Counting(xp, H), from_numpy(xp, g), damping=0.1, terms=60)
     assert res.converged, res.info
-    assert "restarting" in res.info
+    assert "restarting" in res.info and res.stats["restarts"] >= 1
     assert rel_err(res.x, sfn_reference(H, g, 0.1)) <= 1e-5
 
 
@@ -220,11 +242,17 @@ def test_nonfinite_hvp_is_reported(xp):
         return y * xp.nan if len(calls) > 3 else y
 
     res = saddle_free_solve(bad, from_numpy(xp, g), damping=0.1, scale=1.0, terms=10)
-    assert not res.converged and "NaN" in res.info
-    assert bool(xp.all(xp.isfinite(res.x)))
+    assert res.status is SolveStatus.NONFINITE and "NaN" in res.info
+    assert res.stats["hvps"] == len(calls)
+    x = to_numpy(res.x)
+    assert np.all(np.isfinite(x)) and np.any(x != 0)  # the last finite partial sum
     calls.clear()
     res = saddle_free_solve(bad, from_numpy(xp, g), damping=0.1, terms=10, method="lanczos")
-    assert not res.converged and "NaN" in res.info
+    assert res.status is SolveStatus.NONFINITE and "NaN" in res.info
+    assert res.stats["hvps"] == len(calls) and bool(xp.all(xp.isfinite(res.x)))
+    calls.clear()
+    res = saddle_free_solve(bad, from_numpy(xp, g), damping=0.1, terms=10)  # while estimating the scale
+    assert res.status is SolveStatus.NONFINITE and res.stats["hvps"] == len(calls)
 
 
 def test_zero_gradient(xp):
@@ -311,7 +339,7 @@ def test_lanczos_singular_without_damping(xp, variant):
     g = np.array([1.0, 1.0, 1.0, -1.0])
     res = saddle_free_solve(Counting(xp, H), from_numpy(xp, g), damping=0.0, terms=5,
                             method="lanczos", variant=variant)
-    assert not res.converged and "damping" in res.info
+    assert res.status is SolveStatus.SINGULAR and not res.converged and "damping" in res.info
     assert bool(xp.all(xp.isfinite(res.x)))
     # the same problem with damping is fine
     res = saddle_free_solve(Counting(xp, H), from_numpy(xp, g), damping=0.1, terms=5,
@@ -350,9 +378,9 @@ def test_neumann_matches_solve(xp, lam):
     ref = np.linalg.solve(A + lam * np.eye(n), v)
     hv = Counting(xp, A)
     res = neumann_solve(hv, from_numpy(xp, v), alpha=1.0, damping=lam, terms=120)
-    assert res.converged, res.info
+    assert res.converged and res.status is SolveStatus.CONVERGED, res.info
     assert rel_err(res.x, ref) <= 1e-9
-    assert hv.calls == 120 and "120 Hessian-vector products" in res.info
+    assert hv.calls == 120 == res.stats["hvps"] and "120 Hessian-vector products" in res.info
     true_res = np.linalg.norm(v - (A + lam * np.eye(n)) @ to_numpy(res.x))
     assert res.residual_norm == pytest.approx(true_res, rel=1e-4, abs=1e-13)
 
@@ -367,13 +395,13 @@ def test_neumann_auto_alpha_and_rtol(xp):
     assert res.residual_norm <= 1e-8 * np.linalg.norm(v)
     assert rel_err(res.x, ref) <= 1e-7
     assert res.iterations < 2000
-    assert hv.calls == res.iterations + series._ESTIMATE_STEPS
+    assert hv.calls == res.iterations + series._ESTIMATE_STEPS == res.stats["hvps"]
 
 
 def test_neumann_rtol_not_met(xp):
     A, v = spd(30, 0.01, 1.0, seed=22)
     res = neumann_solve(Counting(xp, A), from_numpy(xp, v), alpha=1.0, terms=10, rtol=1e-8)
-    assert not res.converged and "increase terms" in res.info
+    assert res.status is SolveStatus.MAXITER and not res.converged and "increase terms" in res.info
     assert res.iterations == 10
 
 
@@ -388,7 +416,7 @@ def test_neumann_error_decreases_with_terms(xp):
 def test_neumann_alpha_too_large(xp):
     A, v = spd(30, 0.1, 1.0, seed=24)
     res = neumann_solve(Counting(xp, A), from_numpy(xp, v), alpha=2.5, terms=200)
-    assert not res.converged
+    assert res.status is SolveStatus.DIVERGED and not res.converged
     assert "alpha" in res.info and "too large" in res.info
     assert bool(xp.all(xp.isfinite(res.x)))
     assert res.residual_norm <= np.linalg.norm(v)
@@ -399,7 +427,7 @@ def test_neumann_negative_curvature_reported(xp, alpha):
     n = 30
     H, v = problem(n, indefinite_spectrum(n, 0.3, 1.0, seed=25), seed=25)
     res = neumann_solve(Counting(xp, H), from_numpy(xp, v), alpha=alpha, damping=0.1, terms=300)
-    assert not res.converged
+    assert res.status is SolveStatus.INDEFINITE and not res.converged
     assert "damping" in res.info
     assert bool(xp.all(xp.isfinite(res.x)))
 
@@ -418,8 +446,30 @@ def test_neumann_auto_restarts_after_an_underestimate(xp, monkeypatch):
     monkeypatch.setattr(series, "_ritz_extremes", lambda *a: (0.05, 0.2))
     res = neumann_solve(Counting(xp, A), from_numpy(xp, v), alpha="auto", terms=500, rtol=1e-10)
     assert res.converged, res.info
+    assert res.stats["restarts"] >= 1
     assert "reduced" in res.info
     assert rel_err(res.x, np.linalg.solve(A, v)) <= 1e-8
+
+
+def test_neumann_nonfinite_hvp_mid_sum(xp):
+    A, v = spd(20, 0.2, 1.0, seed=28)
+    ref = np.linalg.solve(A, v)
+    Ax = from_numpy(xp, A)
+    calls = []
+
+    def bad(u):
+        calls.append(1)
+        return Ax @ u * (xp.nan if len(calls) == 6 else 1.0)
+
+    res = neumann_solve(bad, from_numpy(xp, v), alpha=1.0, terms=50)
+    assert res.status is SolveStatus.NONFINITE and not res.converged
+    assert res.stats["hvps"] == len(calls) == 6
+    x = to_numpy(res.x)
+    assert np.all(np.isfinite(x))
+    # the partial sum with the smallest residual before the NaN: 5 terms
+    assert res.iterations == 5
+    assert res.residual_norm == pytest.approx(np.linalg.norm(v - A @ x), rel=1e-8)
+    assert rel_err(res.x, ref) < 1.0
 
 
 # ---------------------------------------------------------------------------

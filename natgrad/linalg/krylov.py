@@ -264,18 +264,27 @@ def cg(
     restarts, it, x, r_true, status, message = _cg_iterate(
         prob, x, r, rnorm2, tol * tol, maxiter, callback, history
     )
-    if r_true is None:
-        r_true = b - prob.A(x)
-    rn = _fmt(xp.linalg.vector_norm(r_true, axis=0), xp)
+    return _result(prob, prob.A, x, r_true, it, status, message, maxiter, history, restarts, tol)
+
+
+def _result(
+    prob: _Problem, apply: Callable[[Any], Any], x: Any, r: Any, it: int, status: SolveStatus,
+    message: str, maxiter: int, history: list[Any] | None, restarts: int, tol: Any = None,
+) -> SolveResult:
+    """The :class:`SolveResult` of a Krylov solve; ``r`` is the true residual
+    of ``x`` when the solver has it (else one more product computes it)."""
+    xp = prob.xp
+    if r is None:
+        r = prob.b - apply(x)
+    rn = _fmt(xp.linalg.vector_norm(r, axis=0), xp)
     if status is _CONVERGED:
         message = f"converged in {it} iterations"
     elif status is SolveStatus.MAXITER:
-        message = (
-            f"not converged: maxiter={maxiter} reached with residual {rn:.3e} "
-            f"> tolerance {_fmt(tol, xp):.3e}"
+        message = f"not converged: maxiter={maxiter} reached with residual {rn:.3e}" + (
+            f" > tolerance {_fmt(tol, xp):.3e}" if tol is not None else ""
         )
-    return SolveResult(x, status is _CONVERGED, it, rn, status,
-                       prob.stats(history, restarts=restarts), message)
+    stats = prob.stats(history, restarts=restarts)
+    return SolveResult(x, status is _CONVERGED, it, rn, status, stats, message)
 
 
 def _cg_iterate(
@@ -500,15 +509,7 @@ def minres(
         status, message = SolveStatus.NONFINITE, "the preconditioner M returned NaN or Inf for b"
     else:
         it, x, r, restarts, status, message = _minres_restarts(solver, x, r)
-    if r is None:
-        r = b - solver.apply(x)
-    true_norm = _fmt(xp.linalg.vector_norm(r, axis=0), xp)
-    if status is _CONVERGED:
-        message = f"converged in {it} iterations"
-    elif status is SolveStatus.MAXITER:
-        message = f"not converged: maxiter={maxiter} reached with residual {true_norm:.3e}"
-    stats = prob.stats(history, restarts=restarts)
-    return SolveResult(x, status is _CONVERGED, it, true_norm, status, stats, message)
+    return _result(prob, solver.apply, x, r, it, status, message, maxiter, history, restarts)
 
 
 def _minres_restarts(solver: "_Minres", x: Any, r: Any) -> tuple[int, Any, Any, int, SolveStatus, str]:

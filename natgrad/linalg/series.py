@@ -16,12 +16,13 @@ curvature-aware steps:
 * :func:`wynn_epsilon` — the vector ε-algorithm (Shanks transformation) on any
   sequence of arrays.
 
-Every solver validates ``hvp`` on its first call (an array of the input's
-library, shape and dtype), never mutates its inputs, and reports divergence
-(a scale that is too small, a step that is too large, negative curvature the
-damping does not cover, non-finite products) as ``converged=False`` with an
-``info`` that says what to change, instead of returning garbage.  Each
-``info`` ends with the number of Hessian-vector products used.
+Every solver checks what ``hvp`` returns at every call (an array of the
+input's library, shape and dtype; errors name the call), never mutates its
+inputs, and reports divergence (a scale that is too small, a step that is
+too large, negative curvature the damping does not cover, non-finite
+products) as ``converged=False`` with a ``status`` a program can act on and
+an ``info`` that says what to change, instead of returning garbage.  The
+number of Hessian-vector products used is ``stats["hvps"]``.
 
 Examples
 --------
@@ -149,8 +150,9 @@ def neumann_solve(
         ``hvp(u) -> A u`` for ``u`` of shape ``(n,)``, in ``v``'s array library
         (a Hessian-vector product, a Gauss-Newton product, ...).  ``A`` must be
         symmetric, and ``A + damping·I`` positive definite for the series to
-        converge.  Checked on its first call: it must return an array of
-        ``v``'s library, shape and dtype.
+        converge.  Checked at every call: it must return an array of
+        ``v``'s library, device, shape and dtype (NaN/Inf is reported as
+        ``NONFINITE``, not raised).
     v : array, shape (n,)
         Right-hand side (finite).  Not modified.
     alpha : float or "auto"
@@ -174,14 +176,17 @@ def neumann_solve(
     SolveResult
         ``x`` (``v``'s namespace, device and dtype), ``converged``,
         ``iterations`` (terms summed), ``residual_norm`` (``‖v − (A + λI)x‖``,
-        exact in exact arithmetic: it is the next term of the series) and
-        ``info`` (why it stopped and the number of products used, including
-        those of ``alpha="auto"``).  With ``rtol=None``, ``converged`` means all
-        terms were summed and none grew; with ``rtol`` it means the tolerance
-        was met.  On divergence ``x`` is the partial sum with the smallest
-        residual seen and ``info`` says whether ``alpha`` is too large or
-        ``A + damping·I`` has non-positive eigenvalues (increase ``damping``);
-        when ``alpha="auto"`` finds the latter before summing, ``x`` is zero.
+        exact in exact arithmetic: it is the next term of the series),
+        ``status``, ``stats`` (``"hvps"``: products, those of
+        ``alpha="auto"`` included; ``"restarts"``: restarts with a smaller
+        ``alpha``) and ``info`` (why it stopped, in words).  ``status``:
+        ``CONVERGED`` (with ``rtol=None``: all terms summed and none grew;
+        with ``rtol``: the tolerance met), ``MAXITER`` (``rtol`` not met
+        within ``terms``), ``DIVERGED`` (``alpha`` too large),
+        ``INDEFINITE`` (``A + damping·I`` has a non-positive eigenvalue:
+        increase ``damping``; when ``alpha="auto"`` finds it before summing,
+        ``x`` is zero) or ``NONFINITE`` (NaN or Inf from ``hvp``).  On
+        failure ``x`` is the partial sum with the smallest residual seen.
 
     Raises
     ------
@@ -626,8 +631,8 @@ def saddle_free_solve(
     ----------
     hvp : callable
         ``hvp(v) -> H v`` for ``v`` of shape ``(n,)`` in ``g``'s array library;
-        ``H`` symmetric, possibly indefinite.  Checked on its first call
-        (array of ``g``'s library, shape and dtype).
+        ``H`` symmetric, possibly indefinite.  Checked at every call
+        (array of ``g``'s library, device, shape and dtype).
     g : array, shape (n,)
         The gradient (finite).  Not modified.
     damping : float
@@ -660,15 +665,28 @@ def saddle_free_solve(
     -------
     SolveResult
         ``x`` (``g``'s namespace, device and dtype), ``converged``,
-        ``iterations`` (terms summed, or Lanczos steps), ``residual_norm``
-        and ``info``.  The residual ``(|H| + λI)x − g`` cannot be formed
-        from products with ``H``, so ``residual_norm`` is ``nan``; ``info``
-        gives an error estimate instead (the last correction: the last term,
-        the ε-table's, or the change from ``k − 1`` to ``k`` Lanczos steps)
-        and the number of products used.  ``converged`` means the method ran
-        to its end without divergence or non-finite values; it does not
-        certify a tolerance.  On divergence ``x`` is the partial sum at the
-        smallest term seen and ``info`` names the scale to use.
+        ``iterations`` (terms summed, or Lanczos steps), ``residual_norm``,
+        ``status``, ``stats`` and ``info``.  The residual ``(|H| + λI)x − g``
+        cannot be formed from products with ``H`` (``|H|`` is a matrix
+        function; neither it nor any power of it is available), and no
+        cheaper quantity bounds the error, so ``residual_norm`` is ``nan``.
+        ``stats["error_estimate"]`` estimates the relative error
+        ``‖x − x*‖/‖x‖`` instead: the last correction (the last term, the
+        ε-table's last change, or the change from ``k − 1`` to ``k``
+        Lanczos steps); ``0.0`` when the Krylov space was invariant (exact)
+        and ``nan`` on failure.  It is a heuristic, not a bound: on slowly
+        converging series it can underestimate by more than ten times (the
+        tests find Lanczos within a factor 10).  ``stats["hvps"]`` counts the
+        products (those of ``scale=None`` included) and
+        ``stats["restarts"]`` the series restarts with a larger scale.
+        ``status``: ``CONVERGED`` (the method ran to its end without
+        divergence or non-finite values; it certifies no tolerance),
+        ``DIVERGED`` (the scale is too small: ``x`` is the partial sum at
+        the smallest term seen and ``info`` names the scale to use),
+        ``NONFINITE`` (NaN or Inf from ``hvp``: the last finite partial sum,
+        or zero when it happened while estimating the scale) or
+        ``SINGULAR`` (Lanczos, ``|H| + λI`` singular to rounding on the
+        Krylov space: ``x`` is zero; use a damping).
 
     Raises
     ------
