@@ -82,7 +82,7 @@ def operator_calls(op: LinearOperator, name: str) -> Callable[[Any], Any]:
     an accelerator; the solvers test their residual norms at their sync
     points instead, where NaN or Inf from any product shows up.  Operators
     natgrad builds from arrays it has validated (dense arrays, Nyström
-    approximations, shifts of those) are only counted.
+    approximations, damped versions of those) are only counted.
     """
     if op._native:
         return _Counted(op.matvec)

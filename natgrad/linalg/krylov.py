@@ -88,8 +88,9 @@ class _Problem:
             **extra,
         }
         if history is not None:
-            # The norms stayed on the device during the solve: read them now.
-            stats["residual_history"] = [backend.to_float(h) for h in history]
+            # The norms stayed on the device during the solve: read them now,
+            # in one transfer.
+            stats["residual_history"] = backend.to_list(self.xp.stack(history))
         return stats
 
 

@@ -405,9 +405,7 @@ class _ScipyOperator(LinearOperator):
     def __init__(self, op: Any) -> None:
         super().__init__(tuple(op.shape), op.dtype)
         self.op = op
-        import array_api_compat.numpy as np_xp  # numpy namespace, no optional import
-
-        self.xp = np_xp
+        self.xp = backend.numpy_namespace()
 
     def _matvec(self, x: Any) -> Any:
         return self.op @ x
