@@ -14,17 +14,6 @@ from typing import Any, Callable
 from .. import backend, validation
 from .operators import DenseOperator, LinearOperator, aslinearoperator, from_matvec
 
-# Transitional re-exports for the modules outside linalg that still import
-# these from here (hmatrix, optim); new code imports natgrad.validation.
-from ..validation import (  # noqa: F401
-    finite_real,
-    nonnegative,
-    positive,
-    positive_int,
-    rhs,
-    same_shape,
-)
-
 
 def square_operator(A: Any, name: str = "A") -> LinearOperator:
     """``A`` as a square operator; dense arrays are checked for NaN/Inf."""
