@@ -16,6 +16,12 @@ class SolveStatus(str, enum.Enum):
     "maxiter"``), so it can be compared with, logged and serialised as a plain
     string.
 
+    Parameters
+    ----------
+    value : str
+        ``SolveStatus(value)`` looks a member up by its value (the string a
+        result was logged or serialised as).
+
     Attributes
     ----------
     CONVERGED : "converged"
