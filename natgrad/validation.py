@@ -770,9 +770,9 @@ class CheckedCallable:
         if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want)):
             expected = "(" + ", ".join("any" if w is None else str(w) for w in want)
             expected += ",)" if len(want) == 1 else ")"
+            told = f"for an input of shape {tuple(x.shape)}" if self.out_shape is None else f"(expected {expected})"
             raise CallableOutputError(
-                f"{self._where()} returned shape {got} for an input of shape "
-                f"{tuple(x.shape)}" + ("" if self.out_shape is None else f" (expected {expected})"),
+                f"{self._where()} returned shape {got} {told}",
                 self.name,
                 self.calls,
             )
