@@ -253,7 +253,7 @@ def cg(
     if prob.x0 is None:
         x, r = xp.zeros_like(b), xp.asarray(b, copy=True)
     else:
-        x = prob.x0
+        x = xp.asarray(prob.x0, copy=True)  # updated in place below
         r = b - prob.A(x)
     rnorm2 = _dot(xp, r, r)
     if history is not None:
@@ -310,7 +310,9 @@ def _cg_iterate(
     p = xp.asarray(z, copy=True)
     active = rnorm2 > tol2
     broken = xp.zeros_like(active)  # columns where pᵀAp ≤ 0 or rᵀz ≤ 0 was met
-    x_good = x  # the iterate at the last passed check: finite
+    # The iterate at the last passed check (finite), kept where NaN can reach
+    # x between checks (masked); one copy per check, as x is updated in place.
+    x_good = xp.asarray(x, copy=True) if masked else None
     restarts = 0  # after failed true-residual checks
     restart = False
     it = 0
@@ -335,8 +337,7 @@ def _cg_iterate(
                     it, preconditioned, not rho_f > 0, pq_f, rho_f
                 )
             alpha = rho / pq
-        # Not in place: x_good keeps a reference to an earlier iterate.
-        x = x + alpha * p
+        x += alpha * p
         r -= alpha * q
         rnorm2 = _dot(xp, r, r)
         if callback is not None:
@@ -349,7 +350,9 @@ def _cg_iterate(
                 history.append(xp.sqrt(xp.max(rnorm2)))
             # Host synchronisations: non-finite values, breakdown, convergence.
             if not backend.to_bool(xp.all(xp.isfinite(rnorm2))):
-                return restarts, it, x_good, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+                # Unmasked, every step taken was tested finite before.
+                x_last = x_good if masked else x
+                return restarts, it, x_last, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             if masked and backend.to_bool(xp.any(broken)):
                 # A frozen column keeps its r, so rᵀz ≤ 0 persists if M caused it.
                 m_side = preconditioned and backend.to_bool(xp.any(broken & (rho <= 0)))
@@ -372,7 +375,8 @@ def _cg_iterate(
                 restart = True
                 if masked:
                     active = rnorm2 > tol2
-            x_good = x
+            if masked:
+                x_good = xp.asarray(x, copy=True)
 
         z = prob.precondition(r)
         rho_new = rnorm2 if not preconditioned else _dot(xp, r, z)
