@@ -35,7 +35,7 @@ def test_exported_from_natgrad_and_linalg():
 
 def test_status_is_a_string_enum():
     assert [s.value for s in SolveStatus] == [
-        "converged", "maxiter", "breakdown", "stagnation", "indefinite", "singular", "diverged", "nonfinite",
+        "converged", "maxiter", "stagnation", "indefinite", "singular", "diverged", "nonfinite",
     ]
     assert SolveStatus("diverged") is SolveStatus.DIVERGED
     assert SolveStatus.DIVERGED == "diverged" and str(SolveStatus.DIVERGED) == "diverged"

@@ -29,11 +29,6 @@ class SolveStatus(str, enum.Enum):
     MAXITER : "maxiter"
         The iteration (or term) limit was reached first.  Raise ``maxiter``
         (``terms``) or precondition.
-    BREAKDOWN : "breakdown"
-        A recurrence broke down for a reason none of the other members
-        names.  Reserved: no solver of :mod:`natgrad.linalg` returns it
-        today (CG and MINRES report a preconditioner that is not positive
-        definite as ``INDEFINITE``).
     STAGNATION : "stagnation"
         The recursively updated residual met the tolerance but the true
         residual, recomputed from ``x``, did not, repeatedly: the tolerance
@@ -81,7 +76,6 @@ class SolveStatus(str, enum.Enum):
 
     CONVERGED = "converged"
     MAXITER = "maxiter"
-    BREAKDOWN = "breakdown"
     STAGNATION = "stagnation"
     INDEFINITE = "indefinite"
     SINGULAR = "singular"
