@@ -86,7 +86,7 @@ def test_admissible_function():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"eta": 0.0}, ValueError, "eta must be positive"),
+        ({"eta": 0.0}, ValueError, "eta must be a finite positive number"),
         ({"eta": -1.0}, ValueError, "eta must be"),
         ({"eta": float("nan")}, ValueError, "eta must be"),
         ({"eta": "1"}, TypeError, "eta must be a real number"),

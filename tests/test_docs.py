@@ -115,3 +115,18 @@ def test_benchmark_tables_are_included(html: Path) -> None:
     names = {p.stem.removesuffix("-quick") for p in results.glob("*.md")}
     for name in names:
         assert (html / "generated" / "benchmarks" / f"{name}.html").exists(), name
+
+
+@pytest.mark.parametrize(
+    "page", sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.rst") if ">>>" in p.read_text())
+)
+def test_guide_examples_run(page, tmp_path, monkeypatch):
+    """The ``>>>`` examples of a guide page run and print what the page says."""
+    import doctest
+
+    monkeypatch.chdir(tmp_path)  # examples that write files (checkpoints) write them here
+    failed, attempted = doctest.testfile(
+        str(DOCS / page), module_relative=False,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False,
+    )
+    assert attempted > 0 and failed == 0, f"{page}: {failed} of {attempted} examples failed"

@@ -337,7 +337,7 @@ def test_blocks_partition_and_plot():
         ({"eps": 1.0}, ValueError, "eps must be in"),
         ({"eps": -1e-3}, ValueError, "eps must be in"),
         ({"eps": "small"}, TypeError, "eps must be a real number"),
-        ({"eta": 0.0}, ValueError, "eta must be positive"),
+        ({"eta": 0.0}, ValueError, "eta must be a finite positive number"),
         ({"eta": -2.0}, ValueError, "eta must be"),
         ({"leaf_size": 0}, ValueError, "leaf_size must be positive"),
         ({"leaf_size": 4.0}, TypeError, "leaf_size must be an int"),
@@ -411,7 +411,7 @@ def test_from_dense_bad_input(xp):
         HMatrix.from_dense(from_numpy(xp, A), tree="kd")
     with pytest.raises(ValueError, match="eps must be in"):
         HMatrix.from_dense(from_numpy(xp, A), eps=2.0)
-    with pytest.raises(ValueError, match="eta must be positive"):
+    with pytest.raises(ValueError, match="eta must be a finite positive number"):
         HMatrix.from_dense(from_numpy(xp, A), eta=0)
     with pytest.raises(ValueError, match="leaf_size must be positive"):
         HMatrix.from_dense(from_numpy(xp, A), leaf_size=0)

@@ -1,6 +1,6 @@
 """Dense linear algebra the array API standard lacks, dispatched to the native
 library of the arrays: Cholesky and its solves, triangular solves, ``eigh``,
-thin QR and SVD, and ``A + shift·I`` without temporaries.
+thin QR and SVD, and ``A + damping·I`` without temporaries.
 
 On JAX every function here except :func:`cholesky` is a pure array
 expression and may be called inside ``jax.jit`` (it accepts tracers);
@@ -68,14 +68,14 @@ def _torch_rhs(b: Any) -> tuple[Any, bool]:
     return (b[:, None], True) if b.ndim == 1 else (b, False)
 
 
-def add_identity(A: Any, shift: float) -> Any:
-    """``A + shift·I`` for a square matrix ``A``, as a new array.
+def add_identity(A: Any, damping: float) -> Any:
+    """``A + damping·I`` for a square matrix ``A``, as a new array.
 
     Parameters
     ----------
     A : array, shape (n, n)
         Read, never written.
-    shift : float
+    damping : float
         Added to every diagonal entry.
 
     Returns
@@ -92,7 +92,7 @@ def add_identity(A: Any, shift: float) -> Any:
 
     Notes
     -----
-    The obvious ``A + shift * xp.eye(n)`` makes two ``n × n`` temporaries
+    The obvious ``A + damping * xp.eye(n)`` makes two ``n × n`` temporaries
     and three passes over memory; for the ``10 065 × 10 065`` float64 Gram
     matrix of dense ENGD on the paper's PINN that is 1.6 GB of scratch, and
     on two cores (PyTorch) it took 0.9–2.7 s against 0.30–0.36 s for one copy
@@ -118,13 +118,13 @@ def add_identity(A: Any, shift: float) -> Any:
     if is_numpy(xp) or is_cupy(xp):
         K = A.copy()
         diagonal = xp.arange(n)
-        K[diagonal, diagonal] += shift
+        K[diagonal, diagonal] += damping
         return K
     if is_torch(xp):
         K = A.clone()
-        K.diagonal().add_(shift)
+        K.diagonal().add_(damping)
         return K
-    return A + shift * xp.eye(n, dtype=A.dtype, device=device(A))
+    return A + damping * xp.eye(n, dtype=A.dtype, device=device(A))
 
 
 def cholesky(A: Any, *, lower: bool = True) -> Any:
