@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "natgrad"
 
-#: The layers of natgrad, lowest first (see ARCHITECTURE/DESIGN): a component
+#: The layers of natgrad, lowest first (see docs/architecture.rst): a component
 #: may import itself, any component of a lower rank, and the same-rank
 #: components listed in SAME_RANK.  Nothing may import a higher rank.
 RANK = {
