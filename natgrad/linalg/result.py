@@ -284,6 +284,18 @@ class SolveResult:
         ------
         SolveError
             When ``converged`` is False; ``err.result`` is this result.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from natgrad.linalg import cg
+        >>> A = np.array([[4.0, 1.0], [1.0, 3.0]])
+        >>> x = cg(A, np.array([1.0, 2.0]), rtol=1e-10).raise_if_failed().x
+        >>> try:
+        ...     cg(A, np.array([1.0, 2.0]), maxiter=1).raise_if_failed()
+        ... except SolveError as err:
+        ...     print(err.result.status)
+        maxiter
         """
         if not self.converged:
             raise SolveError(self)

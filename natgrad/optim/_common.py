@@ -300,6 +300,12 @@ class Stateful:
             natgrad never writes into them), Python numbers, strings, None and
             lists of them.  Hyper-parameters that do not change during
             training are not included: they belong to the constructor.
+
+        Examples
+        --------
+        >>> from natgrad.optim import Adam
+        >>> Adam().state_dict()
+        {'optimizer': 'Adam', 'm': None, 'v': None, 'steps': 0}
         """
         state = {key: (list(v) if isinstance(v, list) else v) for key, v in self._export_state().items()}
         return {"optimizer": type(self).__name__, **state}
@@ -321,6 +327,16 @@ class Stateful:
             message names the entry); nothing is changed then.
         TypeError
             ``state`` is not a mapping.
+
+        Examples
+        --------
+        >>> from natgrad.optim import Adam, SPRING
+        >>> opt = Adam(lr=1e-2)
+        >>> opt.load_state_dict(Adam().state_dict())
+        >>> opt.load_state_dict(SPRING().state_dict())
+        Traceback (most recent call last):
+            ...
+        ValueError: Adam.load_state_dict: state['optimizer'] is 'SPRING'; this is the state of another optimiser
         """
         who = type(self).__name__
         if not isinstance(state, Mapping):
