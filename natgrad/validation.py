@@ -750,8 +750,15 @@ class CheckedCallable:
         self.calls = 0
 
     def __call__(self, *args: Any) -> Any:
-        y = self.fn(*args)
-        self.calls += 1
+        try:
+            y = self.fn(*args)
+        except Exception as err:
+            # The user's own exception passes through unchanged; the note
+            # says which argument and which call raised it.
+            err.add_note(f"raised by {self.name} (call {self.calls + 1}) inside natgrad")
+            raise
+        finally:
+            self.calls += 1
         return self._check(y, args)
 
     def _where(self) -> str:

@@ -77,14 +77,18 @@ def is_array(x: Any) -> bool:
 
 
 class TracedArrayError(TypeError):
-    """An argument is a JAX tracer: natgrad was called inside ``jax.jit``,
-    ``jax.vmap`` or ``jax.grad``.
+    """An argument is tracked by an autodiff framework: a JAX tracer (natgrad
+    was called inside ``jax.jit``, ``jax.vmap`` or ``jax.grad``) or a PyTorch
+    tensor with ``requires_grad=True``.
 
     natgrad's solvers and optimisers are eager, host-driven loops: they read
     residual norms and losses on the host to decide when to stop, so they
-    cannot be traced.  Raised by :func:`namespace` (the entry of every
-    solver) and by the host synchronisations (:func:`~natgrad.backend.to_float`
-    and its siblings) when they are handed a traced value.
+    cannot be traced, and their iterations are not recorded for autograd.
+    Raised by :func:`namespace` (the entry of every solver) and by the host
+    synchronisations (:func:`~natgrad.backend.to_float` and its siblings)
+    when they are handed a traced value.  The optimisers are the exception
+    for PyTorch: they compute their own derivatives through the adapter, so
+    they detach tracked parameters instead of refusing them.
 
     Notes
     -----
@@ -122,10 +126,32 @@ def _is_jax_tracer(x: Any) -> bool:
     return any(k.__name__ == "Tracer" and k.__module__.startswith("jax") for k in cls.__mro__)
 
 
+#: what to do instead when a PyTorch tensor tracked by autograd is passed
+_TRACKED_ADVICE = (
+    "natgrad's solvers do not record their iterations for autograd (they stop "
+    "on data-dependent tests and update their iterates in place), so a gradient "
+    "through them would be wrong or fail in backward(). Pass {argument}.detach(); "
+    "to differentiate a solution x of A x = b, use the implicit rule "
+    "dx = A⁻¹(db − dA x) with a second solve. The optimisers accept tracked "
+    "parameters and detach them themselves."
+)
+
+
+def _is_tracked_tensor(x: Any) -> bool:
+    """True for a PyTorch tensor with ``requires_grad`` (read without importing torch)."""
+    return bool(getattr(x, "requires_grad", False)) and type(x).__module__.startswith("torch")
+
+
 def _refuse_tracer(x: Any, *, argument: str | None = None, reader: str | None = None) -> None:
     """Raise :class:`TracedArrayError` if ``x`` is a JAX tracer, passed as
     ``argument`` or met by the host synchronisation ``reader`` (a value
-    natgrad computed from one)."""
+    natgrad computed from one), or a PyTorch tensor that requires grad passed
+    as ``argument``."""
+    if argument is not None and _is_tracked_tensor(x):
+        raise TracedArrayError(
+            f"{argument} is a PyTorch tensor that requires grad (tracked by autograd). "
+            + _TRACKED_ADVICE.format(argument=argument)
+        )
     if not _is_jax_tracer(x):
         return
     kind = type(x).__name__
@@ -148,7 +174,7 @@ def namespace(*arrays: Any, allow_traced: bool = False, **named_arrays: Any) -> 
         Pass arrays by keyword (``namespace(A=A, b=b)``) so that errors name
         them the way the caller's own arguments are named.
     allow_traced : bool, default False
-        Accept JAX tracers.  Only for functions that are pure array
+        Accept JAX tracers and PyTorch tensors that require grad.  Only for functions that are pure array
         expressions and so can run inside ``jax.jit`` (the triangular and
         Cholesky solves, ``gram``, ``eigh``, ``qr``, ``svd``); every solver and
         optimiser leaves it ``False``.
@@ -163,8 +189,9 @@ def namespace(*arrays: Any, allow_traced: bool = False, **named_arrays: Any) -> 
     ------
     TracedArrayError
         If an argument is a JAX tracer (natgrad is being called inside
-        ``jax.jit``, ``jax.vmap`` or ``jax.grad``) and ``allow_traced`` is
-        false.  A subclass of ``TypeError``.
+        ``jax.jit``, ``jax.vmap`` or ``jax.grad``) or a PyTorch tensor with
+        ``requires_grad=True``, and ``allow_traced`` is false.  A subclass of
+        ``TypeError``; the message says what to do instead.
     TypeError
         If no array is given, an argument is not an array of a supported
         library, or the arrays come from two libraries or live on two devices.
