@@ -84,6 +84,7 @@ def test_pages_exist(html: Path) -> None:
         "user_guide/hmatrix.html",
         "user_guide/adapters.html",
         "user_guide/optimisers.html",
+        "user_guide/failure_modes.html",
         "benchmarks.html",
         "api/index.html",
         "generated/api/natgrad.linalg.html",
@@ -130,3 +131,54 @@ def test_guide_examples_run(page, tmp_path, monkeypatch):
         optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False,
     )
     assert attempted > 0 and failed == 0, f"{page}: {failed} of {attempted} examples failed"
+
+
+def _python_blocks(text: str) -> list[str]:
+    """The ``.. code-block:: python`` blocks of an rst page, dedented, in order."""
+    import textwrap
+
+    blocks, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.strip() == ".. code-block:: python":
+            indent = len(line) - len(line.lstrip())
+            i += 1
+            body = []
+            while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent):
+                body.append(lines[i])
+                i += 1
+            blocks.append(textwrap.dedent("\n".join(body)).strip("\n"))
+        else:
+            i += 1
+    return blocks
+
+
+#: the pages outside the generated trees (the gallery runs in the build)
+_PAGES = sorted(
+    p for p in DOCS.rglob("*.rst")
+    if not {"generated", "auto_examples", "_build"} & set(p.relative_to(DOCS).parts)
+)
+
+
+def test_code_block_parser_finds_indented_blocks() -> None:
+    text = "a\n\n.. code-block:: python\n\n   x = 1\n\n   y = x + 1\n\nafter\n\n  .. code-block:: python\n\n     z = 2\n"
+    assert _python_blocks(text) == ["x = 1\n\ny = x + 1", "z = 2"]
+
+
+@pytest.mark.parametrize(
+    "page", [p.relative_to(DOCS).as_posix() for p in _PAGES if ".. code-block:: python" in p.read_text()]
+)
+def test_guide_code_blocks_run(page: str, tmp_path, monkeypatch) -> None:
+    """Every ``.. code-block:: python`` of a page runs, in order, in one namespace
+    (a block that starts with ``# needs a CUDA GPU`` runs only where CuPy has one)."""
+    from conftest import _cupy_available
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__docs__"}
+    ran = 0
+    for block in _python_blocks((DOCS / page).read_text()):
+        if block.startswith("# needs a CUDA GPU") and not _cupy_available():
+            continue
+        exec(compile(block, f"{page}:code-block", "exec"), namespace)  # noqa: S102 - our own docs
+        ran += 1
+    assert ran > 0, f"{page}: no block ran"
