@@ -77,6 +77,8 @@ API_MODULES = [
     ("natgrad.adapters.torch", "PyTorch models (layer 2)."),
     ("natgrad.adapters.jax", "JAX models (layer 2)."),
     ("natgrad.optim", "Optimisers built on the solvers and the adapters (layer 3)."),
+    ("natgrad.frameworks.torch", "The optimisers as a torch.optim.Optimizer driven by a closure (layer 4)."),
+    ("natgrad.frameworks.jax", "The optimisers as an init/update pair with explicit state, for JAX (layer 4)."),
     ("natgrad.examples.poisson", "The Poisson PINN problem shared by the demo, the benchmarks and the gallery."),
 ]
 

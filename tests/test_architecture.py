@@ -28,6 +28,7 @@ RANK = {
     "adapters": 2,  # autodiff frameworks -> arrays
     "optim": 3,  # optimisers
     "examples": 4,  # the Poisson problem of the demo, benchmarks and gallery
+    "frameworks": 4,  # PyTorch and JAX faces over the optimisers
     "demo": 5,  # python -m natgrad.demo
     "natgrad": 6,  # the package root, which re-exports from the layers
 }

@@ -30,11 +30,14 @@ MODULES = [
     "natgrad.adapters.torch",
     "natgrad.adapters.jax",
     "natgrad.optim",
+    "natgrad.frameworks.torch",
+    "natgrad.frameworks.jax",
     "natgrad.examples.poisson",
 ]
 
 #: plain records and exception/warning classes: no Raises section expected
 NOTHING_TO_RAISE = {
+    "natgrad.frameworks.jax.FunctionalOptimizer",
     "natgrad.backend.dense.CholeskyError",
     "natgrad.backend._namespaces.TracedArrayError",
     "natgrad.validation.CallableOutputError",
