@@ -259,3 +259,94 @@ def assert_honest_solve(res: Any, A: np.ndarray, b: np.ndarray, tol: float) -> N
     else:
         assert res.status in FAILED, res.status
         assert res.info, "a failed solve must say why in info"
+
+
+# ---------------------------------------------------------------------------
+# models that go wrong (issue 18, optimisers and fit; added by the optim helper)
+# ---------------------------------------------------------------------------
+
+#: the model methods an optimiser may call
+MODEL_METHODS = ("residuals", "jacobian", "residuals_and_jacobian", "jvp", "vjp", "loss_and_grad",
+                 "hvp", "ggn_vp", "losses_along")
+
+
+def _corrupt_output(out: Any, kind: str, part: int | None) -> Any:
+    """A model method's output with the fault: a tuple's element ``part``
+    (default the last, e.g. the gradient of ``(loss, grad)``), each float of
+    a list (``losses_along``), or the array itself."""
+    if isinstance(out, tuple):
+        i = len(out) - 1 if part is None else part
+        return tuple(_corrupt_output(o, kind, None) if j == i else o for j, o in enumerate(out))
+    if isinstance(out, list):
+        if kind == "shape":
+            return out[:-1]
+        return [float(corrupt(np.float64(v), kind)) if kind != "inf" else np.inf for v in out]
+    if not backend_is_array(out):  # a Python float loss
+        return float(corrupt(np.asarray(out, dtype=np.float64), kind)) if kind != "shape" else out
+    return corrupt(out, kind)
+
+
+def backend_is_array(x: Any) -> bool:
+    from natgrad import backend
+
+    return backend.is_array(x)
+
+
+class FaultyModel:
+    """A model whose method ``method`` goes wrong from its call ``at`` on.
+
+    Every other attribute is the wrapped model's (so a method the model
+    lacks stays missing).  ``kind`` as for :class:`Fault`; for a method that
+    returns a tuple (``loss_and_grad``, ``residuals_and_jacobian``) element
+    ``part`` is corrupted (default: the last).  ``calls`` counts the calls of
+    ``method``.
+    """
+
+    def __init__(self, model: Any, method: str, kind: str, at: int = 1, *, once: bool = False,
+                 part: int | None = None) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}")
+        self._model, self.method, self.kind, self.at, self.once, self.part = model, method, kind, at, once, part
+        self.calls = 0
+
+    @property
+    def fired(self) -> bool:
+        return self.calls >= self.at
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._model, name)
+        if name != self.method:
+            return attr
+
+        def faulty(*args: Any) -> Any:
+            self.calls += 1
+            active = self.calls == self.at if self.once else self.calls >= self.at
+            if not active:
+                return attr(*args)
+            if self.kind == "raise":
+                raise InjectedFault(f"user failure in {name} at call {self.calls}")
+            if self.kind == "write":
+                write_into(args[0])
+                return attr(*args)
+            return _corrupt_output(attr(*args), self.kind, self.part)
+
+        return faulty
+
+
+class CallCounter:
+    """A model wrapper that counts the calls of each model method."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._model, name)
+        if name not in MODEL_METHODS:
+            return attr
+
+        def counted(*args: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attr(*args)
+
+        return counted

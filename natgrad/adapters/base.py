@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "POINT_ROW_FACTOR",
     "point_chunk",
+    "untracked",
 ]
 
 #: the two loss conventions a model's ``loss`` may take: ``"squared"``
@@ -191,6 +192,47 @@ class Model(Protocol):
 # ---------------------------------------------------------------------------
 # argument checks (each names the argument)
 # ---------------------------------------------------------------------------
+
+
+def untracked(x: Any) -> Any:
+    """``x`` without autodiff tracking: the tracked-input policy of the models
+    and optimisers.
+
+    Parameters
+    ----------
+    x : any
+        Typically a flat parameter vector.
+
+    Returns
+    -------
+    any
+        A PyTorch tensor with ``requires_grad=True`` (e.g.
+        ``torch.nn.utils.parameters_to_vector(module.parameters())``) comes
+        back detached: the same memory, no autograd history, so nothing
+        natgrad computes from it is recorded in the user's graph and a later
+        ``loss.backward()`` of the user's own is unaffected.  Anything else
+        comes back unchanged; a JAX tracer is left for
+        :func:`natgrad.backend.namespace` to refuse with
+        :class:`~natgrad.backend.TracedArrayError`.
+
+    Notes
+    -----
+    natgrad computes every derivative it needs through the model (the
+    adapter), so the autograd record of its inputs is never needed, and
+    natgrad never writes into an input, so sharing the memory is safe.  The
+    tensor is recognised by its type's module and ``requires_grad``
+    attribute, without importing PyTorch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.ones(3)
+    >>> untracked(a) is a
+    True
+    """
+    if getattr(x, "requires_grad", False) and type(x).__module__.startswith("torch"):
+        return x.detach()
+    return x
 
 
 def check_loss(loss: Any) -> str:
@@ -411,8 +453,12 @@ class FlatModel:
             return x
         return backend.to_namespace(self._prepare_export(x), self._export_xp)
 
-    def _import(self, x: Any, name: str, size: int | None = None) -> Any:
-        """``x`` as a framework vector of length ``size`` (default P) and the model dtype."""
+    def _import(self, x: Any, name: str, size: int | None = None, *, detach: bool = True) -> Any:
+        """``x`` as a framework vector of length ``size`` (default P) and the
+        model dtype, detached from autograd (:func:`untracked`) unless
+        ``detach=False`` (``unflatten``, a reshaping the user may differentiate)."""
+        if detach:
+            x = untracked(x)
         if not self._is_native(x):
             if self._export_xp is not None and backend.is_array(x):
                 x = backend.to_namespace(x, self._native_xp)
@@ -501,7 +547,7 @@ class FlatModel:
         TypeError, ValueError
             If ``flat`` is not a vector of the model's framework, length and dtype.
         """
-        return self._unflatten(self._import(flat, "flat"))
+        return self._unflatten(self._import(flat, "flat", detach=False))
 
     def residuals(self, flat: Any, batch: Any) -> Any:
         """The outputs of ``fn`` on the batch: residuals or per-sample losses.

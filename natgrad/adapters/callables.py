@@ -41,6 +41,32 @@ _OUT_SHAPES: dict[str, _Fn] = {
 }
 
 
+def _private(x: Any) -> Any:
+    """A copy of the array ``x`` for a user's function, which may write into
+    its argument; JAX arrays are immutable and passed as they are.  A tensor
+    that requires grad is detached first (:func:`~natgrad.adapters.base.untracked`)."""
+    x = base.untracked(x)
+    xp = backend.namespace(x=x, allow_traced=True)
+    if backend.is_jax(xp):
+        return x
+    return xp.asarray(x, copy=True)
+
+
+def _private_args(fn: _Fn) -> _Fn:
+    """``fn`` called with copies of its array arguments (the batch excepted).
+
+    A user's function that writes into ``flat`` or a tangent (``x[...] = 0``,
+    ``x.mul_(…)``) must not change the caller's array (the parameters an
+    optimiser was given, a solver's iterate): the copy costs ``O(P)`` per call,
+    small beside the function itself.
+    """
+
+    def call(flat: Any, batch: Any, *vectors: Any) -> Any:
+        return fn(_private(flat), batch, *(_private(v) if backend.is_array(v) else v for v in vectors))
+
+    return call
+
+
 def _checked(fn: _Fn, name: str) -> Any:
     """``fn`` wrapped so that each output is checked and an error names the call.
 
@@ -52,6 +78,7 @@ def _checked(fn: _Fn, name: str) -> Any:
     per-call check can read the data).  It also spares a host synchronisation
     per call.
     """
+    fn = _private_args(fn)
     if name == "loss_and_grad":
         return _CheckedLossAndGrad(fn)
     return validation.CheckedCallable(fn, name, out_shape=_OUT_SHAPES.get(name), check_finite=False)
@@ -170,7 +197,11 @@ class CallableModel:
         else:
             self._fd = validation.positive(finite_differences, "finite_differences")
         if params is not None:
+            # tracked input (a tensor that requires grad) is detached, and the
+            # model keeps its own copy: the caller's array is never shared
+            params = base.untracked(params)
             validation.vector(params, "params")
+            params = backend.namespace(params=params).asarray(params, copy=True)
         self._params = params
 
     # -- helpers -------------------------------------------------------------

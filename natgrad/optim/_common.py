@@ -8,7 +8,8 @@ import time
 from numbers import Integral, Real
 from typing import Any, ClassVar, Mapping, Sequence
 
-from .. import backend
+from .. import backend, validation
+from ..adapters.base import untracked
 
 LOSS_KINDS = ("squared", "mean")
 
@@ -67,7 +68,8 @@ def grid_line_search(
     loss0: float,
     kind: str,
     grid: Sequence[float] = LINE_SEARCH_GRID,
-) -> tuple[float | None, float, int]:
+    outputs: "Outputs | None" = None,
+) -> tuple[float | None, float | None, int]:
     """Best step size on a grid for ``params − η·direction``.
 
     Every ``η`` in ``grid`` is tried on the batch loss and the best kept (the
@@ -79,23 +81,35 @@ def grid_line_search(
     -------
     eta : float or None
         The best step size, or None when no step size decreases the loss.
-    loss : float
-        The loss at the chosen step (``loss0`` when None).
+    loss : float or None
+        The loss at the chosen step (``loss0`` when no step size decreases
+        it, None when every loss on the grid is NaN/Inf).
     evaluations : int
         Loss evaluations made.
     """
     xp = backend.namespace(params=params, direction=direction)
     along = getattr(model, "losses_along", None)
     if callable(along):
-        values = [backend.to_float(v) for v in along(params, direction, list(grid), batch)]
+        values = along(params, direction, list(grid), batch)
+        if not isinstance(values, (list, tuple)) or len(values) != len(grid):
+            got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
+            where = "model.losses_along" if outputs is None else outputs.where("losses_along")
+            raise validation.CallableOutputError(
+                f"{where} returned {got} values for {len(grid)} step sizes",
+                "model.losses_along", 0 if outputs is None else outputs.step,
+            )
+        values = [backend.to_float(v) if backend.is_array(v) else float(v) for v in values]
     else:
         values = []
         for eta in grid:
             r = model.residuals(params - eta * direction, batch)
+            if outputs is not None:
+                outputs.array(r, "residuals", (None,), "the model's residuals along the direction")
+                outputs.seen.pop()  # not a suspect: the point is off the current params
             values.append(backend.to_float(loss_of(xp, r, kind)))
     finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v)]
     if not finite:
-        return None, loss0, len(values)
+        return None, None, len(values)
     best, index = min(finite)
     if not best < loss0:
         return None, loss0, len(values)
@@ -122,35 +136,214 @@ class Timer:
 
 
 # ---------------------------------------------------------------------------
+# the entry of a step, and what the model returns during one
+# ---------------------------------------------------------------------------
+
+
+def begin(params: Any) -> tuple[Any, Any]:
+    """``(params, xp)`` at the start of a step: the tracked-input policy.
+
+    A PyTorch tensor that requires grad (e.g.
+    ``parameters_to_vector(module.parameters())``) is detached: the
+    optimisers compute their own derivatives through the model, so the
+    returned parameters never require grad and the user's module is never
+    written to.  A JAX tracer (a step called inside ``jax.jit``) is refused
+    with :class:`~natgrad.backend.TracedArrayError` naming ``params``.
+    """
+    params = untracked(params)
+    xp = backend.namespace(params=params)
+    if params.ndim != 1:
+        raise ValueError(f"params must be a flat vector of shape (P,), got shape {tuple(params.shape)}")
+    return params, xp
+
+
+#: how a model method's outputs are called in messages
+QUANTITIES = {
+    "residuals": "residuals",
+    "jacobian": "Jacobian",
+    "residuals_and_jacobian": "residuals and Jacobian",
+    "jvp": "Jacobian-vector products",
+    "vjp": "vector-Jacobian products",
+    "loss_and_grad": "gradient",
+    "hvp": "Hessian-vector products",
+    "losses_along": "line-search losses",
+}
+
+
+class Outputs:
+    """Checks the arrays a model returns during one step of ``who``.
+
+    Shape, dtype, library and device are read from metadata (no host
+    synchronisation); a mismatch is the model's bug and raises, naming the
+    model method and the step: :class:`~natgrad.validation.CallableOutputError`
+    (a ``ValueError``) for a shape, ``TypeError`` for a type, dtype, library
+    or device.  Finiteness is not checked here: the step reads it with the
+    loss it syncs anyway, or finds the culprit after a failure
+    (:meth:`culprit`).
+    """
+
+    def __init__(self, who: str, step: int, params: Any) -> None:
+        self.who, self.step, self.params = who, step, params
+        self.seen: list[tuple[str, Any]] = []  # (what, array) for culprit()
+
+    def where(self, method: str) -> str:
+        return f"model.{method} at {self.who} step {self.step}"
+
+    def array(self, x: Any, method: str, shape: tuple[int | None, ...], what: str | None = None) -> Any:
+        """``x`` from ``model.method``; ``shape`` entries None accept any length."""
+        p = self.params
+        if not backend.is_array(x):
+            raise TypeError(f"{self.where(method)} returned {type(x).__name__}, not an array")
+        if type(x) is not type(p) or backend.device(x) != backend.device(p):
+            try:
+                backend.namespace(params=p, **{f"the output of model.{method}": x})
+            except TypeError as err:
+                raise TypeError(f"{self.where(method)}: {err}") from None
+        got = tuple(x.shape)
+        if len(got) != len(shape) or any(w is not None and g != w for g, w in zip(got, shape)):
+            want = "(" + ", ".join("N" if w is None else str(w) for w in shape) + (",)" if len(shape) == 1 else ")")
+            raise validation.CallableOutputError(
+                f"{self.where(method)} returned shape {got}, expected {want}", f"model.{method}", self.step
+            )
+        if x.dtype != p.dtype:
+            raise TypeError(f"{self.where(method)} returned dtype {x.dtype}, but params have dtype {p.dtype}")
+        self.seen.append((what or f"the model's {QUANTITIES.get(method, method)} (model.{method})", x))
+        return x
+
+    def scalar(self, x: Any, method: str) -> Any:
+        """A loss from ``model.method``: a Python number or a 0-d array."""
+        if isinstance(x, Real) and not isinstance(x, bool):
+            return x
+        if not backend.is_array(x) or x.ndim != 0:
+            got = tuple(x.shape) if backend.is_array(x) else type(x).__name__
+            raise validation.CallableOutputError(
+                f"{self.where(method)} returned a loss of shape {got}, expected a scalar (0-d array)",
+                f"model.{method}", self.step,
+            )
+        return x
+
+    def residuals(self, r: Any, method: str = "residuals") -> Any:
+        return self.array(r, method, (None,), "the model's residuals (model.residuals)")
+
+    def jacobian(self, J: Any, n: int, method: str = "jacobian") -> Any:
+        return self.array(J, method, (n, self.params.shape[0]), "the model's Jacobian (model.jacobian)")
+
+    def gradient(self, g: Any, method: str = "loss_and_grad", stage: str = "") -> Any:
+        what = f"the model's gradient{stage} (model.{method})"
+        return self.array(g, method, (self.params.shape[0],), what)
+
+    def culprit(self, default: str) -> str:
+        """The first model output seen that has NaN/Inf, else ``default``
+        (host synchronisations, on the failure path only)."""
+        for what, x in self.seen:
+            if not backend.all_finite(x):
+                return what
+        return default
+
+
+def read(xp: Any, scalars: Sequence[Any], arrays: Sequence[Any] = ()) -> tuple[list[float], list[bool]]:
+    """Scalars (losses, dot products) and whether each array is finite, in
+    one host synchronisation.
+
+    ``isfinite`` raises no floating-point warning, so a gradient with Inf is
+    found before any arithmetic on it (``Inf − Inf`` would warn on NumPy).
+    The scalars are 0-d arrays or Python numbers; the first array (or
+    scalar) gives the dtype and device.
+    """
+    like = next((a for a in (*arrays, *scalars) if backend.is_array(a)), None)
+    if like is None:
+        return [float(v) for v in scalars], []
+    dtype, device = like.dtype, backend.device(like)
+    parts = [xp.reshape(xp.asarray(v, dtype=dtype, device=device), (1,)) for v in scalars]
+    parts += [xp.reshape(xp.astype(xp.all(xp.isfinite(a)), dtype), (1,)) for a in arrays]
+    values = backend.to_list(xp.concat(parts))
+    k = len(scalars)
+    return [float(v) for v in values[:k]], [bool(v) for v in values[k:]]
+
+
+def scaled_norm(xp: Any, d: Any) -> Any:
+    """‖d‖₂ without overflow in the squares: ``m·‖d/m‖`` with ``m = max|dᵢ|``
+    (a 0-d array; NaN/Inf in ``d`` give NaN/Inf, without a warning)."""
+    m = xp.max(xp.abs(d))
+    ok = xp.isfinite(m) & (m > 0)
+    scale = xp.where(ok, m, xp.ones_like(m))
+    return xp.linalg.vector_norm(d / scale) * scale
+
+
+# ---------------------------------------------------------------------------
 # a step is taken only when everything about it is finite
 # ---------------------------------------------------------------------------
 
 
-def rejection(loss: float, what: str) -> dict[str, Any]:
-    """``info`` of a step that is not taken because ``what`` is not finite."""
+def rejection(loss: float, what: str, step: int | None = None) -> dict[str, Any]:
+    """``info`` of a step that is not taken because ``what`` is not finite;
+    ``step`` is the optimiser's step number (the steps taken so far + 1)."""
+    at = "" if step is None else f" at step {step}"
     return {
         "loss": loss,
         "lr": 0.0,
         "step_taken": False,
-        "message": f"{what} has NaN/Inf entries: no step taken (the optimiser state is unchanged)",
+        "reason": "nonfinite",
+        "message": f"{what} has NaN/Inf entries{at}: no step taken (params and the optimiser state are unchanged)",
     }
 
 
-def nonfinite_update(loss: float, params: Any, direction: Any, new_params: Any) -> dict[str, Any] | None:
+def loss_rejection(loss: float, outputs: Outputs, kind: str = "squared") -> dict[str, Any]:
+    """The rejection of a step whose loss is NaN/Inf: the model's outputs
+    have NaN/Inf, or the loss overflows (found after the failure)."""
+    culprit = outputs.culprit("")
+    if culprit:
+        return rejection(loss, culprit, outputs.step)
+    info = rejection(loss, "the loss", outputs.step)
+    what = "½‖r‖²" if kind == "squared" else "the mean loss"
+    info["message"] = (
+        f"the loss {what} overflows at step {outputs.step} (the model's outputs are finite but too large): "
+        "no step taken (params and the optimiser state are unchanged)"
+    )
+    return info
+
+
+def factor_rejection(err: ValueError, J: Any, loss: float, outputs: Outputs) -> dict[str, Any]:
+    """The rejection of a step whose sample-space factorisation refused the
+    model's Jacobian ``J`` (``err`` from Woodbury or the dense Gram check):
+    NaN/Inf in ``J``, or ``JJᵀ`` overflowing.  Any other ``ValueError`` is a
+    bug and is raised again."""
+    if not backend.all_finite(J):
+        return rejection(loss, "the model's Jacobian (model.jacobian)", outputs.step)
+    if "overflow" not in str(err):
+        raise err
+    info = rejection(loss, "the Gram matrix JJᵀ", outputs.step)
+    info["message"] = (
+        f"the model's Jacobian is too large at step {outputs.step}: its Gram matrix overflows in {J.dtype}; "
+        "no step taken (params and the optimiser state are unchanged)"
+    )
+    return info
+
+
+def nonfinite_update(
+    loss: float, params: Any, direction: Any, new_params: Any, outputs: Outputs | None = None
+) -> dict[str, Any] | None:
     """None when the step is finite, else the rejection ``info`` naming the culprit.
 
     Only ``new_params`` is checked on the way through (one host
-    synchronisation); the cause is looked up only after a failure.
+    synchronisation); the cause — the model output seen during the step that
+    has NaN/Inf, else the direction, else an overflow of the update — is
+    looked up only after a failure.
     """
+    step = None if outputs is None else outputs.step
     if not math.isfinite(loss):
-        return rejection(loss, "the loss")
+        return rejection(loss, "the loss", step)
     if backend.all_finite(new_params):
         return None
     if not backend.all_finite(params):
-        return rejection(loss, "params")
+        return rejection(loss, "params", step)
+    if outputs is not None:
+        culprit = outputs.culprit("")
+        if culprit:
+            return rejection(loss, culprit, step)
     if not backend.all_finite(direction):
-        return rejection(loss, "the direction")
-    return rejection(loss, "the updated params (an overflow)")
+        return rejection(loss, "the direction", step)
+    return rejection(loss, "the updated params (an overflow)", step)
 
 
 def take_step(
@@ -163,34 +356,45 @@ def take_step(
     *,
     lr: float | None,
     line_search: bool,
+    outputs: Outputs | None = None,
 ) -> tuple[Any, dict[str, Any], bool]:
     """``params − η d`` with ``η`` from the grid line search or the fixed ``lr``.
 
     Returns ``(params, info, finite)``: ``finite`` is False when the loss,
-    ``d`` or the new parameters have NaN/Inf, in which case no step is taken
-    and the caller must leave its state unchanged.  A line search that finds
-    no decrease also takes no step, but its direction was finite.
+    ``d``, every loss of the line search or the new parameters have NaN/Inf,
+    in which case no step is taken and the caller must leave its state
+    unchanged; ``info["message"]`` then names the culprit (the model output
+    seen during the step, through ``outputs``, when it is one).  A line
+    search that finds no decrease among finite losses also takes no step,
+    but its direction was finite.
     """
     xp = backend.namespace(params=params, direction=d)
-    norm = backend.to_float(xp.linalg.vector_norm(d))
+    step = None if outputs is None else outputs.step
     if not math.isfinite(loss0):
-        return params, rejection(loss0, "the loss"), False
+        return params, rejection(loss0, "the loss", step), False
+    norm = backend.to_float(scaled_norm(xp, d))
     if not math.isfinite(norm):  # NaN/Inf in d shows in its norm: no extra sync
-        return params, {**rejection(loss0, "the direction"), "direction_norm": norm}, False
+        culprit = "the direction" if outputs is None else outputs.culprit("the direction")
+        return params, {**rejection(loss0, culprit, step), "direction_norm": norm}, False
     info: dict[str, Any] = {"loss": loss0, "direction_norm": norm}
     top = 1.0 if lr is None else lr
     if line_search:
         grid = [top * g for g in LINE_SEARCH_GRID]
-        eta, loss1, evals = grid_line_search(model, params, d, batch, loss0, kind, grid)
+        eta, loss1, evals = grid_line_search(model, params, d, batch, loss0, kind, grid, outputs)
         info["line_search_evaluations"] = evals
+        if eta is None and loss1 is None:
+            info.update(rejection(loss0, "the model's loss along the direction (every step size of the line "
+                                         "search)", step))
+            return params, info, False
         if eta is None:
-            info.update(lr=0.0, step_taken=False, message="no step size on the grid decreased the loss: no step taken")
+            info.update(lr=0.0, step_taken=False, reason="no_decrease",
+                        message="no step size on the grid decreased the loss: no step taken")
             return params, info, True
         info["loss_after"] = loss1
     else:
         eta = top
     new_params = params - eta * d
-    bad = nonfinite_update(loss0, params, d, new_params)
+    bad = nonfinite_update(loss0, params, d, new_params, outputs)
     if bad is not None:
         return params, {**info, **bad}, False
     info.update(lr=eta, step_taken=True)

@@ -2,6 +2,7 @@ r"""Adam on flat parameter vectors, for comparisons with the natural-gradient op
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import backend, validation
@@ -98,12 +99,19 @@ class Adam(_common.Stateful):
             ``loss`` (at ``params``), ``lr``, ``step_taken``, ``time`` and,
             when no step was taken, ``message``.
         """
+        params, xp = _common.begin(params)
         _common.require(model, ("loss_and_grad",), "Adam")
         _common.check_state_shape("Adam", "m", self.m, params)
         timer = _common.Timer()
-        xp = backend.namespace(params=params)
+        out = _common.Outputs("Adam", self.steps + 1, params)
         loss, g = model.loss_and_grad(params, batch)
-        loss = backend.to_float(loss)
+        loss, g = out.scalar(loss, "loss_and_grad"), out.gradient(g)
+        # one host synchronisation: the loss and whether g is finite, before any
+        # arithmetic on g (Inf in g² / √v would warn on NumPy)
+        (loss,), (g_finite,) = _common.read(xp, [loss], [g])
+        if not (math.isfinite(loss) and g_finite):
+            what = "the model's loss (model.loss_and_grad)" if not math.isfinite(loss) else out.culprit("")
+            return params, {**_common.rejection(loss, what, out.step), "time": timer.total()}
         m = xp.zeros_like(params) if self.m is None else self.m
         v = xp.zeros_like(params) if self.v is None else self.v
         steps = self.steps + 1
@@ -113,7 +121,7 @@ class Adam(_common.Stateful):
         v_hat = v / (1 - self.beta2**steps)
         new = params - self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
         timer.lap("update")
-        bad = _common.nonfinite_update(loss, params, g, new)
+        bad = _common.nonfinite_update(loss, params, g, new, out)
         if bad is not None:
             return params, {**bad, "time": timer.total()}
         self._commit(m=m, v=v, steps=steps)

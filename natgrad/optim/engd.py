@@ -40,7 +40,9 @@ def _dense_direction(xp: Any, J: Any, r: Any, damping: float) -> tuple[Any, str]
     G = backend.gram(Jt)
     # NaN/Inf anywhere in J shows on the diagonal of JᵀJ: P numbers to check, not N·P.
     if not backend.all_finite(xp.linalg.diagonal(G)):
-        raise ValueError("J contains NaN or Inf (or JᵀJ overflows)")
+        if not backend.all_finite(J):
+            raise ValueError("J contains NaN or Inf")
+        raise ValueError(f"JᵀJ overflows in {J.dtype}: scale J down (and the damping by the square of the factor)")
     factor = SPDFactor(G, damping, "the P × P Gram matrix JᵀJ + λI")
     return factor.solve(Jt @ r), factor.method
 
@@ -285,27 +287,36 @@ class ENGD(_common.Stateful):
         TypeError
             A model without the methods the solver needs.
         """
-        r, J = self._residuals_and_jacobian(params, model, batch)
-        d, details = self._solve(params, model, batch, r, J)
+        params, _ = _common.begin(params)
+        out = _common.Outputs("ENGD", self.steps + 1, params)
+        r, J = self._residuals_and_jacobian(params, model, batch, out)
+        d, details = self._solve(params, model, batch, r, J, out)
         if d is None:
             raise ValueError(f"CG on JJᵀ + λI met NaN or Inf: {details['cg_info']}")
         return d, r, details
 
-    def _residuals_and_jacobian(self, params: Any, model: Any, batch: Any) -> tuple[Any, Any]:
-        """``(r, J)``; ``J`` is None for ``solver="cg"``, which never forms it."""
+    def _residuals_and_jacobian(self, params: Any, model: Any, batch: Any, out: Any) -> tuple[Any, Any]:
+        """``(r, J)`` checked; ``J`` is None for ``solver="cg"``, which never forms it."""
         if self.solver == "cg":
             _common.require(model, ("residuals", "jvp", "vjp"), "ENGD(solver='cg')")
-            return model.residuals(params, batch), None
+            return out.residuals(model.residuals(params, batch)), None
         _common.require(model, ("residuals", "jacobian"), f"ENGD(solver={self.solver!r})")
-        return _common.residuals_and_jacobian(model, params, batch)
+        method = "residuals_and_jacobian" if callable(getattr(model, "residuals_and_jacobian", None)) else "jacobian"
+        r, J = _common.residuals_and_jacobian(model, params, batch)
+        r = out.residuals(r, method if method != "jacobian" else "residuals")
+        return r, out.jacobian(J, r.shape[0], method)
 
-    def _solve(self, params: Any, model: Any, batch: Any, r: Any, J: Any) -> tuple[Any, dict[str, Any]]:
+    def _solve(self, params: Any, model: Any, batch: Any, r: Any, J: Any, out: Any) -> tuple[Any, dict[str, Any]]:
         if J is not None:
             return gauss_newton_direction(J, r, self.damping, solver=self.solver, rank=self.rank, seed=self.seed)
-        N = r.shape[0]
+        N, P = r.shape[0], params.shape[0]
 
-        def kernel(v: Any) -> Any:  # J Jᵀ v, never forming J
-            return model.jvp(params, batch, model.vjp(params, batch, v))
+        def kernel(v: Any) -> Any:  # J Jᵀ v, never forming J (outputs checked, metadata only)
+            u = out.array(model.vjp(params, batch, v), "vjp", (P,))
+            out.seen.pop()
+            w = out.array(model.jvp(params, batch, u), "jvp", (N,))
+            out.seen.pop()
+            return w
 
         K = from_matvec(kernel, (N, N), r.dtype)
         if self.rank is None:
@@ -316,7 +327,7 @@ class ENGD(_common.Stateful):
         details = {"cg_iterations": res.iterations, "cg_converged": res.converged, "cg_info": res.info}
         if res.status is SolveStatus.NONFINITE:  # NaN/Inf from the JVPs/VJPs: no direction
             return None, details
-        return model.vjp(params, batch, res.x), details
+        return out.array(model.vjp(params, batch, res.x), "vjp", (P,)), details
 
     def step(self, params: Any, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
         """One ENGD step.
@@ -342,26 +353,29 @@ class ENGD(_common.Stateful):
             ``time`` (seconds per phase) and, when no step was taken, a
             ``message`` saying why.
         """
+        params, xp = _common.begin(params)
         _common.require_kind(model, "squared", "ENGD")
         timer = _common.Timer()
-        xp = backend.namespace(params=params)
-        r, J = self._residuals_and_jacobian(params, model, batch)
+        out = _common.Outputs("ENGD", self.steps + 1, params)
+        r, J = self._residuals_and_jacobian(params, model, batch, out)
         loss0 = backend.to_float(_common.loss_of(xp, r, "squared"))
         if not math.isfinite(loss0):
-            return params, {**_common.rejection(loss0, "the loss"), "time": timer.total()}
+            return params, {**_common.loss_rejection(loss0, out), "time": timer.total()}
         try:
-            d, details = self._solve(params, model, batch, r, J)
-        except ValueError:
-            # the solvers refuse a J with NaN/Inf (read off a Gram diagonal, at
-            # no extra cost); that is a step not taken, any other error a bug
-            if J is None or backend.all_finite(J):
+            d, details = self._solve(params, model, batch, r, J, out)
+        except ValueError as err:
+            # the solvers refuse a J with NaN/Inf or whose Gram matrix overflows
+            # (read off a Gram diagonal, at no extra cost): a step not taken;
+            # any other error is a bug and goes through
+            if J is None:
                 raise
-            return params, {**_common.rejection(loss0, "the Jacobian"), "time": timer.total()}
+            return params, {**_common.factor_rejection(err, J, loss0, out), "time": timer.total()}
         if d is None:
-            return params, {**_common.rejection(loss0, "CG's iterate"), **details, "time": timer.total()}
+            what = "the model's Jacobian-vector products (model.jvp/model.vjp)"
+            return params, {**_common.rejection(loss0, what, out.step), **details, "time": timer.total()}
         timer.lap("direction")
         new_params, info, finite = _common.take_step(
-            params, d, model, batch, loss0, "squared", lr=self.lr, line_search=self.line_search
+            params, d, model, batch, loss0, "squared", lr=self.lr, line_search=self.line_search, outputs=out
         )
         timer.lap("line_search" if self.line_search else "update")
         if finite:

@@ -4,12 +4,14 @@ resumes from them, with an optional progress bar."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import time
 from numbers import Real
 from typing import Any, Callable, Iterable
 
 from .. import backend, validation
+from ..adapters.base import untracked
 from ..backend import io
 
 __all__ = ["fit", "History"]
@@ -21,13 +23,21 @@ METRIC_KEYS = ("metric_step", "metric", "metric_elapsed")
 #: what the metadata of a fit checkpoint says it is
 CHECKPOINT_FORMAT = "natgrad.optim.fit checkpoint"
 CHECKPOINT_VERSION = 1
+#: why ``fit`` stopped (``history["stopped"]``)
+STOP_REASONS = ("steps", "callback", "time_budget", "interrupted", "nonfinite", "diverged", "rejected")
+#: default of ``fit(divergence=...)``: stop when the loss exceeds this multiple of its start
+DIVERGENCE = 1e6
+#: default of ``fit(max_rejections=...)``: stop after this many consecutive steps not taken
+MAX_REJECTIONS = 25
 
 
 class History(dict):
     """Per-step records: ``history["step"]``, ``["loss"]``, ``["lr"]``,
     ``["step_time"]``, ``["elapsed"]`` (cumulative seconds) and
     ``["metric"]`` (when a metric is given), each a list with one entry per
-    step, and ``history["interrupted"]`` (whether Ctrl-C stopped the run).
+    step, ``history["interrupted"]`` (whether Ctrl-C stopped the run),
+    ``history["stopped"]`` (why the run ended: one of :data:`STOP_REASONS`)
+    and ``history["reason"]`` (the same for people, a sentence).
 
     Parameters
     ----------
@@ -46,7 +56,8 @@ class History(dict):
 
     Notes
     -----
-    A plain ``dict`` of lists (and the bool ``"interrupted"``), so it
+    A plain ``dict`` of lists (and the bool ``"interrupted"`` and the strings
+    ``"stopped"`` and ``"reason"``), so it
     pickles, serialises to JSON and turns into a table
     (``pandas.DataFrame`` of the per-step keys) without natgrad.  The
     per-step lists ``step``, ``loss``, ``lr``, ``step_time`` and ``elapsed``
@@ -211,6 +222,8 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 10,
     resume: bool = False,
+    divergence: float | None = DIVERGENCE,
+    max_rejections: int | None = MAX_REJECTIONS,
 ) -> tuple[Any, History]:
     """Run optimiser steps up to step ``steps``, record what happened, save and resume.
 
@@ -260,6 +273,15 @@ def fit(
         optimiser state, step count and history come from it and the steps
         are numbered on.  When the file does not exist the run starts afresh
         (so one command line serves for the first start and every restart).
+    divergence : float or None, default 1e6
+        Stop when a step reports a loss above ``divergence`` times the loss
+        of the run's first step (a run that diverges); None never stops for
+        this.  Must be greater than 1.
+    max_rejections : int or None, default 25
+        Stop after this many consecutive steps that were not taken
+        (``info["step_taken"] is False``: a non-finite model output, a line
+        search without decrease, ...), instead of repeating a step that
+        cannot be taken; None never stops for this.
 
     Returns
     -------
@@ -268,20 +290,26 @@ def fit(
     history : History
         Lists ``step``, ``loss``, ``lr``, ``step_time``, ``elapsed`` (a resumed
         run's joined to the saved ones), with a metric
-        ``metric_step``/``metric``/``metric_elapsed``, and ``interrupted``:
-        True when Ctrl-C stopped the run.
+        ``metric_step``/``metric``/``metric_elapsed``, ``interrupted``:
+        True when Ctrl-C stopped the run, ``stopped`` (why the run ended:
+        ``"steps"``, ``"callback"``, ``"time_budget"``, ``"interrupted"``,
+        ``"nonfinite"``, ``"diverged"`` or ``"rejected"``) and ``reason``
+        (a sentence saying why, with the step).
 
     Raises
     ------
     ValueError
-        ``steps``, ``metric_every`` or ``checkpoint_every`` below 1,
-        ``time_budget`` not positive, ``resume=True`` without
+        ``steps``, ``metric_every``, ``checkpoint_every`` or
+        ``max_rejections`` below 1, ``time_budget`` not positive,
+        ``divergence`` not above 1, ``resume=True`` without
         ``checkpoint``, a checkpoint of another model (parameters of another
         shape or dtype) or another optimiser (the error of
         ``load_state_dict``, naming the entry).
     TypeError
-        ``steps``, ``metric_every`` or ``checkpoint_every`` not an int,
-        ``callback`` or ``metric`` not callable, ``checkpoint`` not a path,
+        ``steps``, ``metric_every``, ``checkpoint_every`` or
+        ``max_rejections`` not an int, ``divergence`` or ``time_budget``
+        not a real number, ``callback`` or ``metric`` not callable,
+        ``checkpoint`` not a path, ``params`` not an array,
         an optimiser without ``state_dict``/``load_state_dict`` when
         ``checkpoint`` is given.
     IsADirectoryError
@@ -289,6 +317,8 @@ def fit(
     FileNotFoundError
         The folder of ``checkpoint`` does not exist (checked before the first
         step).
+    natgrad.backend.TracedArrayError
+        ``params`` is a JAX tracer (``fit`` called inside ``jax.jit``).
     natgrad.backend.io.CheckpointError
         ``resume=True`` and the file is not a checkpoint written by ``fit``.
     StopIteration
@@ -315,6 +345,23 @@ def fit(
     CPU: the parameters and the optimiser state are saved exactly, and a
     natgrad step depends on nothing else.
 
+    **Stopping on failure.**  The loop ends early, with the reason in
+    ``history["stopped"]``/``history["reason"]``, when a step reports a loss
+    that is NaN/Inf (``"nonfinite"``: the optimisers reject such a step, so
+    the parameters are those before it), a loss above ``divergence`` times
+    the first step's loss (``"diverged"``; 1e6 by default: far beyond the
+    noise of mini-batch losses, and early enough that nothing overflows), or
+    ``max_rejections`` steps in a row were not taken (``"rejected"``; with a
+    fixed batch an optimiser that cannot take a step repeats the same
+    computation).  The loss compared is ``info["loss"]``, the loss at the
+    parameters before each step.
+
+    **Tracked parameters.**  ``params`` may be a PyTorch tensor that
+    requires grad (e.g. ``parameters_to_vector(module.parameters())``): it
+    is detached (:func:`natgrad.adapters.base.untracked`) and the returned
+    parameters do not require grad; copy them back with
+    ``vector_to_parameters`` or ``TorchModel.load_into``.
+
     **Ctrl-C** (``KeyboardInterrupt``) during a step stops the loop: natgrad's
     steps are atomic, so the optimiser is as it was after the last finished
     step, and ``fit`` returns the parameters and history of the finished
@@ -335,8 +382,8 @@ def fit(
     >>> params, history = fit(GradientFlow(lr=0.1), model, None, steps=20,
     ...                       progress=False, metric=lambda p: float(np.linalg.norm(p)),
     ...                       metric_every=5)
-    >>> len(history["loss"]), history["metric_step"], history["interrupted"]
-    (20, [0, 5, 10, 15, 20], False)
+    >>> len(history["loss"]), history["metric_step"], history["interrupted"], history["stopped"]
+    (20, [0, 5, 10, 15, 20], False, 'steps')
 
     Saved and resumed, 10 steps then 10 more equal 20 in one go:
 
@@ -354,40 +401,86 @@ def fit(
     metric_every = validation.positive_int(metric_every, "metric_every")
     time_budget = validation.optional_positive(time_budget, "time_budget")
     every = validation.positive_int(checkpoint_every, "checkpoint_every")
+    if divergence is not None:
+        divergence = validation.positive(divergence, "divergence")
+        if not divergence > 1:
+            raise ValueError(f"divergence must be above 1 (a factor over the first loss), got {divergence!r}")
+    max_rejections = validation.optional_positive_int(max_rejections, "max_rejections")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint= (the file to resume from)")
     saver = None if checkpoint is None else _Checkpoint(checkpoint, every, optimizer)
-    params = model.params if params is None else params
+    params = untracked(model.params if params is None else params)
+    validation.array(params, "params")
+    backend.namespace(params=params)  # a JAX tracer is refused here, naming params
     history, start = History({key: [] for key in STEP_KEYS}), 0
     if resume and os.path.exists(saver.path):
         params, history, start = saver.load(like=params)
     run = _Run(params, history, start, metric)
     if metric is not None and start == 0:
         run.record_metric(0)
-    interrupted = False
+    stop = _Stop(divergence, max_rejections)
     bar = _progress_bar(progress, steps, start, type(optimizer).__name__)
     try:
-        interrupted = _loop(run, optimizer, model, _batch_source(batches), steps, callback, metric_every,
-                            time_budget, saver, bar)
+        stopped, reason = _loop(run, optimizer, model, _batch_source(batches), steps, callback, metric_every,
+                                time_budget, saver, bar, stop)
     finally:
         if bar is not None:
             bar.close()
-    run.history["interrupted"] = interrupted
+    run.history["interrupted"] = stopped == "interrupted"
+    run.history["stopped"], run.history["reason"] = stopped, reason
     if saver is not None and saver.written != run.done:
         saver.save(run.params, run.history, run.done)
     return run.params, run.history
 
 
+class _Stop:
+    """The failure rules of :func:`fit`: a non-finite loss, divergence, and a
+    run of steps not taken."""
+
+    def __init__(self, divergence: float | None, max_rejections: int | None) -> None:
+        self.divergence, self.max_rejections = divergence, max_rejections
+        self.rejected = 0
+
+    def check(self, run: _Run, step: int, info: dict[str, Any]) -> tuple[str, str] | None:
+        """``(stopped, reason)`` when the run must stop after ``step``, else None."""
+        loss = _number(info.get("loss"))
+        if isinstance(loss, float) and not math.isfinite(loss):
+            return "nonfinite", (
+                f"the loss is {loss} at step {step}: stopped (natgrad's optimisers do not take such a step; "
+                "params are those before it)"
+            )
+        first = run.history["loss"][0] if run.history["loss"] else None
+        if (
+            self.divergence is not None and isinstance(loss, float) and isinstance(first, float)
+            and math.isfinite(first) and first > 0 and loss > self.divergence * first
+        ):
+            return "diverged", (
+                f"the loss {loss:.3e} at step {step} is more than divergence={self.divergence:g} times "
+                f"the first loss {first:.3e}: stopped (the run diverges)"
+            )
+        self.rejected = self.rejected + 1 if info.get("step_taken") is False else 0
+        if self.max_rejections is not None and self.rejected >= self.max_rejections:
+            why = info.get("message", "no reason given")
+            return "rejected", (
+                f"{self.rejected} steps in a row were not taken (steps {step - self.rejected + 1} to {step}); "
+                f"the last said: {why}"
+            )
+        return None
+
+
 def _loop(
     run: _Run, optimizer: Any, model: Any, next_batch: Callable[[int], Any], steps: int,
     callback: Callable[..., Any] | None, metric_every: int, time_budget: float | None,
-    saver: _Checkpoint | None, bar: Any,
-) -> bool:
-    """The steps of :func:`fit`; returns whether Ctrl-C stopped them."""
+    saver: _Checkpoint | None, bar: Any, stop: _Stop,
+) -> tuple[str, str]:
+    """The steps of :func:`fit`; returns why they stopped (code, sentence)."""
     snapshot = getattr(optimizer, "state_dict", None)
     restore = getattr(optimizer, "load_state_dict", None)
+    budget = f"the time budget of {time_budget:g} s is spent" if time_budget is not None else ""
     if time_budget is not None and run.elapsed >= time_budget:
-        return False
+        return "time_budget", f"{budget} before step {run.done + 1}"
+    if run.done >= steps:
+        return "steps", f"step {steps} was reached"
     for step in range(run.done + 1, steps + 1):
         # The state before the step (references, no copies): a Ctrl-C that lands
         # after step() returned but before the step is recorded is rolled back.
@@ -398,14 +491,16 @@ def _loop(
             new_params, info = optimizer.step(run.params, model, batch)
             seconds = time.perf_counter() - t0
             run.commit(step, new_params, info, seconds)
-            last = step == steps or (time_budget is not None and run.elapsed >= time_budget)
+            failed = stop.check(run, step, info)
+            out_of_time = time_budget is not None and run.elapsed >= time_budget
+            last = step == steps or out_of_time or failed is not None
             if run.metric is not None and (step % metric_every == 0 or last):
                 run.record_metric(step)
         except KeyboardInterrupt:
             if run.done < step and before is not None:
                 restore(before)
             run.settle()
-            return True
+            return "interrupted", f"Ctrl-C (KeyboardInterrupt) during step {run.done + 1}"
         try:
             if saver is not None and step % saver.every == 0:
                 saver.save(run.params, run.history, step)
@@ -415,10 +510,14 @@ def _loop(
                 if isinstance(loss, Real):
                     bar.set_postfix(loss=f"{loss:.3e}")
             if callback is not None and callback(step, run.params, info):
-                break
+                return "callback", f"the callback returned True at step {step}"
         except KeyboardInterrupt:
             run.settle()
-            return True
+            return "interrupted", f"Ctrl-C (KeyboardInterrupt) after step {run.done}"
+        if failed is not None:
+            return failed
+        if out_of_time:
+            return "time_budget", f"{budget} at step {step}"
         if last:
             break
-    return False
+    return "steps", f"step {steps} was reached"

@@ -2,6 +2,7 @@ r"""Gradient descent as an ODE integrator: Euler, Heun, RK4 and Adams–Bashfort
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import backend, validation
@@ -117,34 +118,49 @@ class GradientFlow(_common.Stateful):
             ``gradient_evaluations``, ``gradient_norm``, ``time`` and, when
             no step was taken, ``message``.
         """
+        params, xp = _common.begin(params)
         _common.require(model, ("loss_and_grad",), "GradientFlow")
         _common.check_state_shape("GradientFlow", "previous_grad", self.previous_grad, params)
         timer = _common.Timer()
-        xp = backend.namespace(params=params)
-        h = self.lr
+        out = _common.Outputs("GradientFlow", self.steps + 1, params)
+        h, P = self.lr, params.shape[0]
+        evals = 0
 
-        def grad(theta: Any) -> Any:
-            return model.loss_and_grad(theta, batch)[1]
+        def grad(theta: Any, stage: int) -> Any:
+            nonlocal evals
+            evals += 1
+            g = model.loss_and_grad(theta, batch)[1]
+            return out.gradient(g, stage=f" at stage {stage} of {self.method}")
 
         loss, k1 = model.loss_and_grad(params, batch)
-        loss = backend.to_float(loss)
+        evals += 1
+        loss = out.scalar(loss, "loss_and_grad")
+        k1 = out.gradient(k1)
+        # one host synchronisation: the loss, whether k₁ is finite and its norm
+        # (k₁ is checked before any arithmetic on it, which would warn on NumPy)
+        (loss,), (k1_finite,) = _common.read(xp, [loss], [k1])
+        if not (math.isfinite(loss) and k1_finite):
+            what = "the model's loss (model.loss_and_grad)" if not math.isfinite(loss) else out.culprit("")
+            return params, {**_common.rejection(loss, what, out.step), "gradient_evaluations": evals,
+                            "time": timer.total()}
         previous = self.previous_grad
         if self.method == "euler":
-            direction, evals = k1, 1
+            direction = k1
         elif self.method == "heun":
-            k2 = grad(params - h * k1)
-            direction, evals = 0.5 * (k1 + k2), 2
+            k2 = grad(params - h * k1, 2)
+            direction = 0.5 * (k1 + k2)
         elif self.method == "rk4":
-            k2 = grad(params - (h / 2) * k1)
-            k3 = grad(params - (h / 2) * k2)
-            k4 = grad(params - h * k3)
-            direction, evals = (k1 + 2 * k2 + 2 * k3 + k4) / 6, 4
+            k2 = grad(params - (h / 2) * k1, 2)
+            k3 = grad(params - (h / 2) * k2, 3)
+            k4 = grad(params - h * k3, 4)
+            direction = (k1 + 2 * k2 + 2 * k3 + k4) / 6
         else:  # ab2
             direction = k1 if previous is None else 1.5 * k1 - 0.5 * previous
-            evals, previous = 1, k1
+            previous = k1
         new = params - h * direction
         timer.lap("update")
-        bad = _common.nonfinite_update(loss, params, direction, new)
+        # a later stage with NaN/Inf shows in the new parameters: the whole step is rejected
+        bad = _common.nonfinite_update(loss, params, direction, new, out)
         if bad is not None:
             return params, {**bad, "gradient_evaluations": evals, "time": timer.total()}
         self._commit(previous_grad=previous, steps=self.steps + 1)
@@ -153,6 +169,6 @@ class GradientFlow(_common.Stateful):
             "lr": h,
             "step_taken": True,
             "gradient_evaluations": evals,
-            "gradient_norm": backend.to_float(xp.linalg.vector_norm(k1)),
+            "gradient_norm": backend.to_float(_common.scaled_norm(xp, k1)),
             "time": timer.total(),
         }

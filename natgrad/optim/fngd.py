@@ -176,15 +176,21 @@ class FNGD(_common.Stateful):
             ``loss``, ``refreshed`` (whether ``α`` was recomputed), ``lr``,
             ``direction_norm`` and ``time``.
         """
+        params, xp = _common.begin(params)
         _common.require_kind(model, "mean", "FNGD")
         _common.require(model, ("residuals", "jacobian"), "FNGD")
         _common.check_state_shape("FNGD", "velocity", self.velocity, params)
         timer = _common.Timer()
-        xp = backend.namespace(params=params)
+        out = _common.Outputs("FNGD", self.steps + 1, params)
+        method = "residuals_and_jacobian" if callable(getattr(model, "residuals_and_jacobian", None)) else "jacobian"
         losses, J = _common.residuals_and_jacobian(model, params, batch)
+        losses = out.array(losses, method if method != "jacobian" else "residuals", (None,),
+                           "the model's per-sample losses (model.residuals)")
+        J = out.array(J, method, (losses.shape[0], params.shape[0]),
+                      "the model's per-sample gradients (model.jacobian)")
         loss = backend.to_float(xp.mean(losses))
         if not math.isfinite(loss):
-            return params, {**_common.rejection(loss, "the loss"), "time": timer.total()}
+            return params, {**_common.loss_rejection(loss, out, "mean"), "time": timer.total()}
         N = J.shape[0]
         alpha, uses = self._cache.get(batch_key, (None, 0))
         refresh = alpha is None or uses % self.refresh_every == 0 or tuple(alpha.shape) != (N,)
@@ -192,11 +198,10 @@ class FNGD(_common.Stateful):
             ones = xp.ones((N,), dtype=J.dtype, device=backend.device(J))
             try:
                 alpha, uses = Woodbury(J, self.damping * N).coefficients(ones), 0
-            except ValueError:
-                # Woodbury refuses a J with NaN/Inf (read off JJᵀ's diagonal): no step
-                if backend.all_finite(J):
-                    raise
-                return params, {**_common.rejection(loss, "the Jacobian"), "time": timer.total()}
+            except ValueError as err:
+                # Woodbury refuses a J with NaN/Inf or an overflowing JJᵀ (read off
+                # its diagonal): no step
+                return params, {**_common.factor_rejection(err, J, loss, out), "time": timer.total()}
         direction = xp.matrix_transpose(J) @ alpha
         timer.lap("direction")
         velocity = self.velocity
@@ -204,7 +209,7 @@ class FNGD(_common.Stateful):
             velocity = direction if velocity is None else self.momentum * velocity + direction
             direction = velocity
         new_params = params - self.lr * direction
-        bad = _common.nonfinite_update(loss, params, direction, new_params)
+        bad = _common.nonfinite_update(loss, params, direction, new_params, out)
         if bad is not None:
             return params, {**bad, "refreshed": refresh, "time": timer.total()}
         cache = {**self._cache, batch_key: (alpha, uses + 1)}
@@ -214,7 +219,7 @@ class FNGD(_common.Stateful):
             "refreshed": refresh,
             "lr": self.lr,
             "step_taken": True,
-            "direction_norm": backend.to_float(xp.linalg.vector_norm(direction)),
+            "direction_norm": backend.to_float(_common.scaled_norm(xp, direction)),
         }
         timer.lap("update")
         info["time"] = timer.total()

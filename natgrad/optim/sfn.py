@@ -133,18 +133,24 @@ class SaddleFreeNewton(_common.Stateful):
             adaptation), with adaptation ``rho``, ``time`` and, when no step
             was taken, ``message``.
         """
+        params, xp = _common.begin(params)
         _common.require(model, ("loss_and_grad", "hvp"), "SaddleFreeNewton")
         timer = _common.Timer()
-        xp = backend.namespace(params=params)
+        out = _common.Outputs("SaddleFreeNewton", self.steps + 1, params)
+        P = params.shape[0]
         loss, g = model.loss_and_grad(params, batch)
-        loss0 = backend.to_float(loss)
+        loss, g = out.scalar(loss, "loss_and_grad"), out.gradient(g)
+        (loss0,), (g_finite,) = _common.read(xp, [loss], [g])  # one host synchronisation
         info: dict[str, Any] = {"loss": loss0, "damping": self.damping, "lr": self.lr, "hvps": 0}
-        if not (math.isfinite(loss0) and backend.all_finite(g)):
-            info.update(_common.rejection(loss0, "the loss or gradient"), time=timer.total())
+        if not (math.isfinite(loss0) and g_finite):
+            what = "the model's loss (model.loss_and_grad)" if not math.isfinite(loss0) else out.culprit("")
+            info.update(_common.rejection(loss0, what, out.step), time=timer.total())
             return params, info
 
-        def hvp(v: Any) -> Any:
-            return model.hvp(params, batch, v)
+        def hvp(v: Any) -> Any:  # shape, dtype and library checked from metadata
+            Hv = out.array(model.hvp(params, batch, v), "hvp", (P,))
+            out.seen.pop()
+            return Hv
 
         res = saddle_free_solve(
             hvp, g, damping=self.damping, terms=self.terms, accelerate=self.accelerate, method=self.method
@@ -152,18 +158,22 @@ class SaddleFreeNewton(_common.Stateful):
         timer.lap("direction")
         info.update(series_converged=res.converged, series_info=res.info, hvps=res.stats["hvps"])
         if res.status is SolveStatus.NONFINITE:  # NaN/Inf from the HVPs: the iterate is no direction
-            info.update(_common.rejection(loss0, "a Hessian-vector product"), time=timer.total())
+            what = "the model's Hessian-vector products (model.hvp)"
+            info.update(_common.rejection(loss0, what, out.step), time=timer.total())
             return params, info
         step = -self.lr * res.x
         new_params = params + step
-        bad = _common.nonfinite_update(loss0, params, step, new_params)
+        bad = _common.nonfinite_update(loss0, params, step, new_params, out)
         if bad is not None:
             info.update(bad, time=timer.total())
             return params, info
         info["step_taken"] = True
         damping = self.damping
         if self.adapt_damping:
-            damping, accepted = self._adapt(xp, model, batch, params, new_params, g, step, loss0, info)
+            damping, accepted, commit = self._adapt(xp, model, batch, params, new_params, g, step, loss0, info, out)
+            if not commit:
+                info["time"] = timer.total()
+                return params, info
             if not accepted:
                 new_params = params
         self._commit(damping=damping, steps=self.steps + 1)
@@ -173,13 +183,23 @@ class SaddleFreeNewton(_common.Stateful):
 
     def _adapt(
         self, xp: Any, model: Any, batch: Any, params: Any, new_params: Any, g: Any, step: Any, loss0: float,
-        info: dict[str, Any],
-    ) -> tuple[float, bool]:
-        """Levenberg–Marquardt: the next damping, and whether the step is kept."""
-        loss1 = backend.to_float(model.loss_and_grad(new_params, batch)[0])
-        Hs = model.hvp(params, batch, step)
+        info: dict[str, Any], out: Any,
+    ) -> tuple[float, bool, bool]:
+        """Levenberg–Marquardt: the next damping, whether the step is kept and
+        whether the new state is committed (not when the model's HVP failed)."""
+        loss1 = out.scalar(model.loss_and_grad(new_params, batch)[0], "loss_and_grad")
+        Hs = out.array(model.hvp(params, batch, step), "hvp", (params.shape[0],))
         info["hvps"] += 1
-        predicted = -backend.to_float(xp.vecdot(g, step) + 0.5 * xp.vecdot(step, Hs))
+        # one host synchronisation: the new loss, whether H s is finite, and the
+        # model's decrease gᵀs + ½ sᵀHs (H s zeroed where not finite, so that no
+        # arithmetic on Inf warns; its flag says the prediction is void)
+        safe = xp.where(xp.isfinite(Hs), Hs, xp.zeros_like(Hs))
+        quad = xp.vecdot(g, step) + 0.5 * xp.vecdot(step, safe)
+        (loss1, quad), (hs_finite,) = _common.read(xp, [loss1, quad], [Hs])
+        if not hs_finite:  # the model's fault, not a verdict on the step: no step, no adaptation
+            info.update(_common.rejection(loss0, "the model's Hessian-vector products (model.hvp)", out.step))
+            return self.damping, False, False
+        predicted = -quad
         actual = loss0 - loss1
         if not math.isfinite(actual):
             rho = 0.0  # the loss overflowed at θ': the model is not to be trusted this far out
@@ -194,6 +214,7 @@ class SaddleFreeNewton(_common.Stateful):
             damping /= 0.9
         info["rho"] = rho
         if not actual > 0:
-            info.update(step_taken=False, lr=0.0, message="the step did not decrease the loss: rejected")
-            return damping, False
-        return damping, True
+            info.update(step_taken=False, lr=0.0, reason="no_decrease",
+                        message="the step did not decrease the loss: rejected")
+            return damping, False, True
+        return damping, True, True

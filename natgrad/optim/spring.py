@@ -122,35 +122,39 @@ class SPRING(_common.Stateful):
             ``φ`` (loaded by :meth:`load_state_dict`) does not have the shape
             of ``params``; a model whose loss is not "squared".
         """
+        params, xp = _common.begin(params)
         _common.require_kind(model, "squared", "SPRING")
         _common.require(model, ("residuals", "jacobian"), "SPRING")
         _common.check_state_shape("SPRING", "phi", self.phi, params)
         timer = _common.Timer()
-        xp = backend.namespace(params=params)
+        out = _common.Outputs("SPRING", self.steps + 1, params)
+        method = "residuals_and_jacobian" if callable(getattr(model, "residuals_and_jacobian", None)) else "jacobian"
         r, J = _common.residuals_and_jacobian(model, params, batch)
+        r = out.residuals(r, method if method != "jacobian" else "residuals")
+        J = out.jacobian(J, r.shape[0], method)
         loss0 = backend.to_float(_common.loss_of(xp, r, "squared"))
         if not math.isfinite(loss0):
-            return params, {**_common.rejection(loss0, "the loss"), "time": timer.total()}
+            return params, {**_common.loss_rejection(loss0, out), "time": timer.total()}
         mu, steps = self.momentum, self.steps + 1
         phi = xp.zeros_like(params) if self.phi is None else self.phi
-        zeta = r - mu * (J @ phi) if mu > 0 else r
         try:
-            phi = mu * phi + Woodbury(J, self.damping).solve_sample(zeta)
-        except ValueError:
-            # Woodbury refuses a J with NaN/Inf (read off JJᵀ's diagonal): no step
-            if backend.all_finite(J):
-                raise
-            return params, {**_common.rejection(loss0, "the Jacobian"), "time": timer.total()}
+            # factored first: Woodbury reads J's finiteness off JJᵀ's diagonal
+            # (one sync it makes anyway) before J meets φ in J φ
+            W = Woodbury(J, self.damping)
+        except ValueError as err:
+            return params, {**_common.factor_rejection(err, J, loss0, out), "time": timer.total()}
+        zeta = r - mu * (J @ phi) if mu > 0 else r
+        phi = mu * phi + W.solve_sample(zeta)
         correction = math.sqrt(1.0 - mu ** (2 * steps)) if mu > 0 else 1.0
         direction = phi / correction
         timer.lap("direction")
         lr, line_search = self.lr, self.lr is None
         if self.lr is not None and self.norm_cap is not None:
-            norm = backend.to_float(xp.linalg.vector_norm(direction))
+            norm = backend.to_float(_common.scaled_norm(xp, direction))
             if norm > 0 and math.isfinite(norm):
                 lr = min(self.lr, math.sqrt(self.norm_cap) / norm)
         new_params, info, finite = _common.take_step(
-            params, direction, model, batch, loss0, "squared", lr=lr, line_search=line_search
+            params, direction, model, batch, loss0, "squared", lr=lr, line_search=line_search, outputs=out
         )
         if finite:
             self._commit(phi=phi, steps=steps)
