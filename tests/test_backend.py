@@ -405,3 +405,25 @@ def test_host_syncs_return_python_numbers(xp):
 
 def test_numpy_namespace_is_the_namespace_of_numpy_arrays():
     assert backend.numpy_namespace() is backend.namespace(np.ones(2))
+
+
+def test_blas_threads_limits_and_restores_the_pools():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from natgrad.backend import blas_threads
+
+    def blas_limits():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_limits()
+    assert before, "NumPy's BLAS pool is visible to threadpoolctl"
+    with blas_threads(1):
+        assert blas_limits() == [1] * len(before)
+    assert blas_limits() == before
+    with pytest.raises(KeyError):
+        with blas_threads(1):
+            raise KeyError("restored after an exception too")
+    assert blas_limits() == before
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="limit must be a positive int"):
+            with blas_threads(bad):
+                pass

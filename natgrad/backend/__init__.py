@@ -47,6 +47,8 @@ module                 concern
                        :func:`svd`, :func:`add_identity`
 ``syrk``               :func:`gram` (``U Uᵀ`` by BLAS ``syrk``) and the
                        BLAS thread-pool rules
+``threads``            :func:`blas_threads`, a limit on the BLAS pools for
+                       work made of many small products
 ``random``             :func:`normal`, reproducible across backends
 ``io``                 checkpoint files (``.npz`` plus JSON, never pickled,
                        written atomically); not re-exported: ``from
@@ -99,6 +101,7 @@ from .dtypes import eps, float_dtype, is_low_precision
 from .random import normal
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
 from .syrk import gram
+from .threads import blas_threads
 
 __all__ = [
     "CholeskyError",
@@ -128,6 +131,7 @@ __all__ = [
     "qr",
     "svd",
     "gram",
+    "blas_threads",
     "normal",
     "to_namespace",
     "is_scipy_operator",
