@@ -7,9 +7,14 @@ from typing import Any
 __all__ = ["plot"]
 
 
+#: the colour of the dense (inadmissible) blocks
+DENSE_COLOUR = (0.85, 0.2, 0.2)
+
+
 def plot(H: Any, ax: Any = None, *, cmap: str = "viridis") -> Any:
     """Draw the block partition of an :class:`HMatrix`, low-rank blocks
-    coloured by rank, dense blocks in red, in the permuted (clustered) order.
+    coloured by rank, dense blocks in red, in the permuted (clustered) order,
+    with a colour bar for the ranks and a legend entry for the dense blocks.
 
     Parameters
     ----------
@@ -45,6 +50,8 @@ def plot(H: Any, ax: Any = None, *, cmap: str = "viridis") -> Any:
     >>> ax = plot(H)
     >>> len(ax.patches) == len(H.blocks())
     True
+    >>> ax.figure.axes[-1].get_ylabel()        # the colour key
+    'rank of a low-rank block'
     """
     from .hmatrix import HMatrix
 
@@ -63,7 +70,7 @@ def plot(H: Any, ax: Any = None, *, cmap: str = "viridis") -> Any:
     places += [(b, b["col0"], b["row0"], b["n"], b["m"]) for b in blocks if b["mirrored"]]
     for b, row0, col0, m, n in places:
         if b["kind"] == "dense":
-            face = (0.85, 0.2, 0.2)
+            face = DENSE_COLOUR
         else:
             face = colours(b["rank"] / top)
         ax.add_patch(Rectangle((col0, row0), n, m, facecolor=face, edgecolor="white", linewidth=0.3))
@@ -74,4 +81,17 @@ def plot(H: Any, ax: Any = None, *, cmap: str = "viridis") -> Any:
     ax.set_ylim(H.shape[0], 0)
     ax.set_aspect("equal")
     ax.set_title(f"H-matrix, eps={H.eps:g}, storage {H.compression_ratio:.1%} of dense")
+    _colour_key(ax, colours, top, DENSE_COLOUR)
     return ax
+
+
+def _colour_key(ax: Any, colours: Any, top: int, dense: tuple[float, float, float]) -> None:
+    """A colour bar for the ranks and a legend entry for the dense blocks."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Patch
+
+    mappable = ScalarMappable(norm=Normalize(0, top), cmap=colours)
+    ax.figure.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, label="rank of a low-rank block")
+    ax.legend(handles=[Patch(facecolor=dense, label="dense block")], loc="upper right",
+              bbox_to_anchor=(1.0, -0.02), frameon=False, fontsize=8)
