@@ -38,7 +38,7 @@ from typing import Any
 from .. import backend, validation
 from . import _checks
 from .krylov import cg
-from .operators import DenseOperator, LinearOperator, shifted
+from .operators import DenseOperator, LinearOperator, MatvecOperator, shifted
 from .result import SolveResult, SolveStatus
 from .woodbury import Woodbury
 
@@ -408,12 +408,15 @@ def nystrom(
     >>> approx.rank, bool(approx.s[-1] <= 1e-3)
     (20, True)
     """
+    if backend.is_array(A):
+        backend.namespace(A=A)  # a tracked array (JAX tracer, torch requires_grad) is refused, named
     return _nystrom(_checks.square_operator(A, "A"), rank, seed, method, damping, max_rank, like)
 
 
 def _nystrom(op: LinearOperator, rank: Any, seed: Any, method: str, damping: Any, max_rank: Any,
              like: Any) -> LowRankPSD:
     """:func:`nystrom` on an operator already checked by ``square_operator``."""
+    op = _checked(op)
     n = op.shape[0]
     if method not in _METHODS:
         raise ValueError(f"method must be 'svd' or 'cholesky', got {method!r}")
@@ -576,6 +579,8 @@ class NystromPreconditioner(LinearOperator):
 
 def _prepare_system(A: Any, b: Any) -> tuple[LinearOperator, Any, Any]:
     """Validated operator and right-hand side with a common dtype."""
+    if backend.is_array(A):
+        backend.namespace(A=A)  # a tracked array is refused with its own error, named
     op = _checks.square_operator(A, "A")
     dense = _checks.dense_array(op)
     xp = backend.namespace(A=dense, b=b)
@@ -586,6 +591,37 @@ def _prepare_system(A: Any, b: Any) -> tuple[LinearOperator, Any, Any]:
     if b.dtype != dtype:
         b = xp.astype(b, dtype)
     return op, b, xp
+
+
+class _CheckedOperator(LinearOperator):
+    """A user's operator whose every product is checked (shape, library,
+    device: array metadata, no host synchronisation), errors naming ``A`` and
+    the call.  A matvec-only operator is checked column by column, at each of
+    the user's calls: a wrong shape at call 7 is reported there instead of
+    surfacing from stacking the columns as a bare error of the array library.
+    The user's function receives a copy of the solver's array (the sketch
+    ``Ω``, CG's search direction), so one that writes into its argument
+    changes only that copy."""
+
+    def __init__(self, base: LinearOperator) -> None:
+        super().__init__(base.shape, base.dtype)
+        self.base, self.xp = base, base.xp
+        self._xp_in = base.xp
+        if isinstance(base, MatvecOperator) and base._fn_mat is None:
+            checked = validation.CheckedCallable(base._fn, "A", dtype=None, check_finite=False)
+            self._apply = MatvecOperator(checked, base.shape, base.dtype, xp=base.xp)._matvec
+        else:
+            self._apply = validation.CheckedCallable(base._matvec, "A", dtype=None, check_finite=False)
+
+    def _matvec(self, x: Any) -> Any:
+        if self._xp_in is None:
+            self._xp_in = backend.namespace(x=x)
+        return self._apply(self._xp_in.asarray(x, copy=True))
+
+
+def _checked(op: LinearOperator) -> LinearOperator:
+    """``op`` itself when natgrad built it from validated arrays, else checked."""
+    return op if op._native or isinstance(op, (_CheckedOperator, _CountedOperator)) else _CheckedOperator(op)
 
 
 class _CountedOperator(LinearOperator):
@@ -674,7 +710,7 @@ def nystrom_pcg(
         raise TypeError("nystrom_pcg builds its own preconditioner; do not pass M")
     op, b, xp = _prepare_system(A, b)
     damping = validation.nonnegative(damping, "damping")
-    counted = _CountedOperator(op)
+    counted = _CountedOperator(_checked(op))
     try:
         approx = _nystrom(counted, rank, seed, method, damping if rank == "auto" else None, max_rank, b)
     except (validation.NonFiniteOutputError, _NotPSD) as err:

@@ -36,6 +36,7 @@ array([0.4     , 1.      , 0.666667, 0.285714])
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -89,8 +90,53 @@ def _prepare(hvp: Any, v: Any, name: str) -> tuple[Any, Any, _Hvp]:
     return xp, v, validation.CheckedCallable(hvp, "hvp", check_finite=False)
 
 
+def _copy(xp: Any, x: Any) -> Any:
+    """A fresh copy of ``x``: what a user's ``hvp`` receives instead of an array
+    the solver keeps (an ``hvp`` that writes into its argument must change
+    neither the caller's arrays nor the solver's)."""
+    return xp.asarray(x, copy=True)
+
+
+def _norm_array(xp: Any, x: Any) -> Any:
+    """``‖x‖`` as a 0-d array, scaled by ``max|x|`` so that entries near the
+    dtype's limits (a product scaled by 1e±150) neither overflow nor
+    underflow when squared; NaN and Inf propagate.  No host synchronisation."""
+    m = xp.max(xp.abs(x))
+    s = xp.where(xp.isfinite(m) & (m > 0), m, xp.ones_like(m))
+    return s * xp.linalg.vector_norm(x / s)
+
+
 def _norm(xp: Any, x: Any) -> float:
-    return backend.to_float(xp.linalg.vector_norm(x))
+    return backend.to_float(_norm_array(xp, x))
+
+
+def _rayleigh(xp: Any, u: Any, Au: Any) -> float:
+    """``uᵀAu / uᵀu`` from normalised vectors (no overflow for any scale);
+    0 for ``u = 0``.  One host synchronisation."""
+    nu, na = _norm_array(xp, u), _norm_array(xp, Au)
+    one = xp.ones_like(nu)
+    nu_s, na_s = xp.where(nu > 0, nu, one), xp.where(na > 0, na, one)
+    return backend.to_float(xp.vecdot(u / nu_s, Au / na_s) * (na / nu_s))
+
+
+def _norm_ratio(xp: Any, a: Any, b: Any) -> float:
+    """``‖a‖/‖b‖`` without overflow (0 for ``b = 0``).  One host synchronisation."""
+    nb = _norm_array(xp, b)
+    return backend.to_float(_norm_array(xp, a) / xp.where(nb > 0, nb, xp.ones_like(nb)))
+
+
+def _finite_products(H: _Hvp) -> Callable[[Any], Any]:
+    """``H`` whose every output is checked for NaN/Inf (raising ``_NonFinite``
+    before the value enters any arithmetic): for Lanczos, which synchronises
+    at every step anyway, so the check costs no extra round trip's worth."""
+
+    def apply(u: Any) -> Any:
+        y = H(u)
+        if not backend.all_finite(y):
+            raise _NonFinite()
+        return y
+
+    return apply
 
 
 def _tridiagonal(xp: Any, alpha: Any, beta: Any) -> Any:
@@ -110,11 +156,22 @@ def _ritz_extremes(H: _Hvp, xp: Any, n: int, dtype: Any, dev: Any) -> tuple[floa
     a fixed random start (every eigenvector is present in it, unlike in ``g``)."""
     v0 = backend.normal(xp, (n,), dtype=dtype, device=dev, seed=0)
     try:
-        res = lanczos(from_matvec(H, (n, n), dtype), v0, min(_ESTIMATE_STEPS, n))
+        # NaN or Inf from hvp is caught at the product that made it, before
+        # Lanczos computes with it (Inf − Inf warnings, or an eigensolver
+        # that does not converge on NaN coefficients).
+        res = lanczos(from_matvec(_finite_products(H), (n, n), dtype), v0, min(_ESTIMATE_STEPS, n))
     except validation.NonFiniteOutputError:
         raise _NonFinite() from None
-    theta, _ = backend.eigh(_tridiagonal(xp, res.alpha, res.beta))
-    lo, hi = backend.to_float(theta[0]), backend.to_float(theta[-1])
+    T = _tridiagonal(xp, res.alpha, res.beta)
+    # Normalised, so that coefficients near the dtype's limits (an hvp scaled
+    # by 1e±150) stay in range inside the eigensolver.
+    c = backend.to_float(xp.max(xp.abs(T)))
+    if not math.isfinite(c):
+        raise _NonFinite()
+    if c == 0.0:
+        return 0.0, 0.0
+    theta, _ = backend.eigh(T / c)
+    lo, hi = backend.to_float(theta[0]) * c, backend.to_float(theta[-1]) * c
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise _NonFinite()
     return lo, hi
@@ -175,14 +232,18 @@ def neumann_solve(
     -------
     SolveResult
         ``x`` (``v``'s namespace, device and dtype), ``converged``,
-        ``iterations`` (terms summed), ``residual_norm`` (``‖v − (A + λI)x‖``,
-        exact in exact arithmetic: it is the next term of the series),
+        ``iterations`` (terms summed), ``residual_norm`` (``‖v − (A + λI)x‖``:
+        the next term of the series, equal to it in exact arithmetic; when
+        ``rtol`` is met, the true residual computed by one more product),
         ``status``, ``stats`` (``"hvps"``: products, those of
-        ``alpha="auto"`` included; ``"restarts"``: restarts with a smaller
-        ``alpha``) and ``info`` (why it stopped, in words).  ``status``:
-        ``CONVERGED`` (with ``rtol=None``: all terms summed and none grew;
-        with ``rtol``: the tolerance met), ``MAXITER`` (``rtol`` not met
-        within ``terms``), ``DIVERGED`` (``alpha`` too large),
+        ``alpha="auto"`` and of the verification included; ``"restarts"``:
+        restarts with a smaller ``alpha``) and ``info`` (why it stopped, in
+        words).  ``status``: ``CONVERGED`` (with ``rtol=None``: all terms
+        summed and none grew, no tolerance certified; with ``rtol``: the
+        tolerance met by the true residual), ``MAXITER`` (``rtol`` not met
+        within ``terms``, or met by the series' residual but not by the true
+        one: ``hvp`` did not act as one linear operator at every call, or
+        rounding at the dtype's attainable accuracy), ``DIVERGED`` (``alpha`` too large),
         ``INDEFINITE`` (``A + damping·I`` has a non-positive eigenvalue:
         increase ``damping``; when ``alpha="auto"`` finds it before summing,
         ``x`` is zero) or ``NONFINITE`` (NaN or Inf from ``hvp``).  On
@@ -303,7 +364,7 @@ def _neumann_sum(xp: Any, A: _Hvp, v: Any, norm_v: float, a: float, damping: flo
     """Sum the series with step ``a``, testing for divergence at the sync points."""
     machine_eps = backend.eps(v.dtype, xp)
     interval = backend.sync_interval(v)
-    t = v  # t_k = (I − αB)^k v, the residual of x_k
+    t = _copy(xp, v)  # t_k = (I − αB)^k v, the residual of x_k; never the caller's v
     x = a * v  # x_k: the partial sum of k terms
     k = 1
     best = (math.inf, x, 1)
@@ -316,8 +377,7 @@ def _neumann_sum(xp: Any, A: _Hvp, v: Any, norm_v: float, a: float, damping: flo
             if not math.isfinite(tn):
                 return _NeumannRun("nonfinite", x, k, tn, best, rho)
             # Rayleigh quotient of A on t_{k−1} (its product is at hand).
-            p2 = backend.to_float(xp.vecdot(t_prev, t_prev))
-            rho = backend.to_float(xp.vecdot(t_prev, At)) / p2 if p2 > 0 else 0.0
+            rho = _rayleigh(xp, t_prev, At)
             if rho + damping <= 0.0:
                 return _NeumannRun("negative", x, k, tn, best, rho)
             if a * (rho + damping) >= 2.0 * (1.0 + 100 * machine_eps):
@@ -339,6 +399,27 @@ def _neumann_result(xp: Any, run: _NeumannRun, A: _Hvp, v: Any, norm_v: float, a
                     damping: float, rtol: float | None, stats: dict[str, Any], extra: str) -> SolveResult:
     """The :class:`SolveResult` of a finished Neumann sum: status and sentence."""
     k, rho = run.k, run.rho
+    if run.status == "tolerance":
+        # The recursive residual t_k equals v − (A + λI)x_k only if hvp is one
+        # linear operator at every call (and up to rounding): one more product
+        # verifies the claim against the operator as it is now.
+        true = _norm(xp, v - (A(_copy(xp, run.x)) + damping * run.x))
+        stats = {**stats, "hvps": A.calls}
+        if not math.isfinite(true):
+            return SolveResult(
+                run.x, False, k, norm_v, SolveStatus.NONFINITE, stats,
+                f"non-finite values: hvp returned NaN or Inf when the result was verified; "
+                f"x is the partial sum of {k} terms ({_hvps(A)}{extra})",
+            )
+        if not true <= rtol * norm_v:
+            return SolveResult(
+                run.x, False, k, true, SolveStatus.MAXITER, stats,
+                f"not converged: the summed residual {run.residual:.3e} met rtol·‖v‖ = "
+                f"{rtol * norm_v:.3e} after {k} terms, but the true residual ‖v − (A + damping·I)x‖ "
+                f"is {true:.3e} (hvp did not act as the same linear operator at every call, or "
+                f"rounding at the dtype's attainable accuracy) ({_hvps(A)}{extra})",
+            )
+        run = run._replace(residual=true)
     if run.status in ("", "tolerance"):
         if rtol is not None and run.status != "tolerance":
             return SolveResult(
@@ -676,11 +757,19 @@ def saddle_free_solve(
         Lanczos steps); ``0.0`` when the Krylov space was invariant (exact)
         and ``nan`` on failure.  It is a heuristic, not a bound: on slowly
         converging series it can underestimate by more than ten times (the
-        tests find Lanczos within a factor 10).  ``stats["hvps"]`` counts the
-        products (those of ``scale=None`` included) and
-        ``stats["restarts"]`` the series restarts with a larger scale.
+        tests find Lanczos within a factor 10).  One more product checks
+        the result: ``(|H| + λI)x = g`` implies ``‖Hx‖ = ‖g − λx‖``
+        (``‖Hx‖² + λ‖x‖² = ‖g‖²`` for ``"quasi"``), and the mismatch gives
+        ``stats["residual_lower_bound"]``, a proven lower bound on the
+        relative residual ``‖(|H| + λI)x − g‖/‖g‖``.  ``stats["hvps"]``
+        counts the products (those of ``scale=None`` and the check included)
+        and ``stats["restarts"]`` the series restarts with a larger scale.
         ``status``: ``CONVERGED`` (the method ran to its end without
-        divergence or non-finite values; it certifies no tolerance),
+        divergence or non-finite values, its error estimate is at most 0.1
+        and the residual's lower bound at most 0.01; it certifies no
+        tolerance), ``MAXITER`` (the error estimate or the lower bound says
+        otherwise: too few terms, ``H`` singular without damping, or an
+        ``hvp`` that changed between calls; ``x`` is the method's result),
         ``DIVERGED`` (the scale is too small: ``x`` is the partial sum at
         the smallest term seen and ``info`` names the scale to use),
         ``NONFINITE`` (NaN or Inf from ``hvp``: the last finite partial sum,
@@ -783,9 +872,14 @@ def saddle_free_solve(
             xp.zeros_like(g), True, 0, math.nan, SolveStatus.CONVERGED,
             {"hvps": 0, "error_estimate": 0.0}, "g is zero: x = 0 (0 Hessian-vector products)"
         )
+    # The direction is linear in g: work with g/‖g‖ and scale x back, so that
+    # the products H(H u) of a g near the dtype's limits (1e±150) stay in range.
+    unit = g / norm_g
     if method == "lanczos":
-        return _sfn_lanczos(xp, H, g, norm_g, damping, terms, variant)
-    return _sfn_series(xp, H, g, norm_g, damping, scale, terms, order, variant)
+        res = _sfn_lanczos(xp, H, unit, 1.0, damping, terms, variant)
+    else:
+        res = _sfn_series(xp, H, unit, 1.0, damping, scale, terms, order, variant)
+    return dataclasses.replace(res, x=res.x * norm_g)
 
 
 def _sfn_failure(g: Any, k: int, status: SolveStatus, stats: dict[str, Any], info: str,
@@ -814,7 +908,7 @@ def _sfn_sum(xp: Any, H: _Hvp, g: Any, norm_g: float, V: float, coef: list[float
     machine_eps = backend.eps(g.dtype, xp)
     interval = backend.sync_interval(g)
     decay = 1.0 - h2_damping / V
-    u = g
+    u = _copy(xp, g)  # hvp never receives the caller's g
     S = coef[0] * g
     sums = [S] if keep else []
     best = (norm_g, S, 1)
@@ -834,8 +928,9 @@ def _sfn_sum(xp: Any, H: _Hvp, g: Any, norm_g: float, V: float, coef: list[float
             un = _norm(xp, u_next)
             if not math.isfinite(un) or not math.isfinite(_norm(xp, S)):
                 return _SeriesRun("nonfinite", S, k, sums, best, rho_max, last)
-            u2 = backend.to_float(xp.vecdot(u, u))
-            rho = backend.to_float(xp.vecdot(w, w)) / u2 if u2 > 0 else 0.0
+            # ‖w‖²/‖u‖² from the ratio of norms: no overflow at any scale
+            ratio = _norm_ratio(xp, w, u)
+            rho = ratio * ratio
             rho_max = max(rho_max, rho)
             # ρ ≤ λ_max(H²) on the Krylov space of g: a proof of divergence.
             if rho + h2_damping > 2.0 * V * (1.0 + 100 * machine_eps):
@@ -893,11 +988,12 @@ def _sfn_series(
             restarts += 1
             continue
         break
-    return _sfn_series_result(xp, run, H, V, h2_damping, m, keep, restarts, extra)
+    return _sfn_series_result(xp, run, H, V, h2_damping, m, keep, restarts, extra, g, norm_g, damping, variant)
 
 
 def _sfn_series_result(xp: Any, run: _SeriesRun, H: _Hvp, V: float, h2_damping: float, m: int,
-                       keep: int, restarts: int, extra: str) -> SolveResult:
+                       keep: int, restarts: int, extra: str, g: Any, norm_g: float, damping: float,
+                       variant: str) -> SolveResult:
     """The :class:`SolveResult` of a finished series: status, estimate, sentence."""
     root = math.sqrt(V)
     stats: dict[str, Any] = {"hvps": H.calls, "restarts": restarts}
@@ -931,10 +1027,52 @@ def _sfn_series_result(xp: Any, run: _SeriesRun, H: _Hvp, V: float, h2_damping: 
         else:
             how = "plain series (the ε-table was not finite)"
     rel = err / max(_norm(xp, x), 1e-300)
-    return SolveResult(
-        x / root, True, run.k, math.nan, SolveStatus.CONVERGED, {**stats, "error_estimate": rel},
-        f"summed {run.k} terms, {how}; estimated relative error {rel:.3e} ({_hvps(H)}{extra})",
-    )
+    return _sfn_verified(xp, H, g, norm_g, x / root, damping, variant, run.k, {**stats, "error_estimate": rel},
+                         f"summed {run.k} terms, {how}; estimated relative error {rel:.3e}", extra)
+
+
+#: largest lower bound on the relative residual (see ``_sfn_verified``) with
+#: which a saddle-free result may still be called converged
+_CONSISTENCY = 1e-2
+#: largest estimated relative error with which it may be called converged
+_MAX_ESTIMATE = 0.1
+
+
+def _sfn_verified(xp: Any, H: _Hvp, g: Any, norm_g: float, x: Any, damping: float, variant: str,
+                  k: int, stats: dict[str, Any], how: str, extra: str = "") -> SolveResult:
+    """The result ``x`` of a finished saddle-free solve, checked by one more product.
+
+    ``(|H| + λI)x = g`` implies ``‖Hx‖ = ‖|H|x‖ = ‖g − λx‖``, and for any ``x``
+    ``|‖Hx‖ − ‖g − λx‖| ≤ ‖|H|δ‖ + λ‖δ‖ ≤ √2 ‖(|H| + λI)x − g‖`` (``δ = x − x*``;
+    ``|H|`` and ``λI`` commute), so ``|‖Hx‖ − ‖g − λx‖| / (√2‖g‖)`` is a lower bound
+    on the relative residual.  For ``"quasi"``, ``‖(H² + λI)^{1/2}x‖² = ‖Hx‖² +
+    λ‖x‖²`` gives ``|√(‖Hx‖² + λ‖x‖²) − ‖g‖| / ‖g‖``.  A bound above
+    ``_CONSISTENCY`` (1%) proves the result inaccurate (the series was far from
+    its limit, ``H`` is singular with no damping, or ``hvp`` changed between
+    calls), and so does the method's own error estimate above
+    ``_MAX_ESTIMATE`` (10%): ``MAXITER`` instead of ``CONVERGED``.
+    """
+    Hx = H(_copy(xp, x))
+    if variant == "damped":
+        lb = abs(_norm(xp, Hx) - _norm(xp, g - damping * x)) / (math.sqrt(2.0) * norm_g)
+    else:
+        lb = abs(math.hypot(_norm(xp, Hx), math.sqrt(damping) * _norm(xp, x)) - norm_g) / norm_g
+    stats = {**stats, "hvps": H.calls, "residual_lower_bound": lb}
+    if not math.isfinite(lb):
+        return _sfn_failure(None, k, SolveStatus.NONFINITE, stats,
+                            f"{how}; hvp returned NaN or Inf when the result was verified ({_hvps(H)}{extra})",
+                            x=x)
+    if lb > _CONSISTENCY or not stats["error_estimate"] <= _MAX_ESTIMATE:
+        return SolveResult(
+            x, False, k, math.nan, SolveStatus.MAXITER, stats,
+            f"{how}, but the result is not accurate: its estimated relative error is "
+            f"{stats['error_estimate']:.1e} and its relative residual at least {lb:.3e} "
+            f"(from ‖Hx‖ against ‖g − damping·x‖, one more product); more terms, a larger "
+            f"damping or method='lanczos' may help, or hvp did not act as the same linear "
+            f"operator at every call ({_hvps(H)}{extra})",
+        )
+    return SolveResult(x, True, k, math.nan, SolveStatus.CONVERGED, stats,
+                       f"{how}; relative residual ≥ {lb:.1e} ({_hvps(H)}{extra})")
 
 
 def _sfn_lanczos(
@@ -942,8 +1080,8 @@ def _sfn_lanczos(
 ) -> SolveResult:
     n, dtype = g.shape[0], g.dtype
     try:
-        res = lanczos(from_matvec(H, (n, n), dtype), g, min(terms + 1, n))
-    except validation.NonFiniteOutputError:
+        res = lanczos(from_matvec(_finite_products(H), (n, n), dtype), g, min(terms + 1, n))
+    except (validation.NonFiniteOutputError, _NonFinite):
         return _sfn_failure(g, 0, SolveStatus.NONFINITE, {"hvps": H.calls},
                             f"hvp returned NaN or Inf during Lanczos ({_hvps(H)})")
     T = _tridiagonal(xp, res.alpha, res.beta)
@@ -990,5 +1128,5 @@ def _sfn_lanczos(
     norm_x = _norm(xp, x)
     rel = err / norm_x if norm_x > 0 else err
     how = "exact (invariant Krylov space)" if exact else f"estimated relative error {rel:.3e}"
-    return SolveResult(x, True, k, math.nan, SolveStatus.CONVERGED, {"hvps": H.calls, "error_estimate": rel},
-                       f"{k} Lanczos steps, {how} ({_hvps(H)})")
+    return _sfn_verified(xp, H, g, norm_g, x, damping, variant, k, {"hvps": H.calls, "error_estimate": rel},
+                         f"{k} Lanczos steps, {how}")
