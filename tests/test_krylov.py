@@ -559,7 +559,10 @@ def test_cg_nonfinite_operator_mid_solve_keeps_last_finite_iterate(xp, monkeypat
     # step), interval 7 simulates a GPU (tested at the sync point).
     monkeypatch.setattr(krylov.backend, "sync_interval", lambda x, **kw: interval)
     n = 30
-    A = spd_matrix(n, 1e3, seed=65)
+    # cond 10: the residual of the 4th iterate is below ‖b‖, so that iterate is
+    # the best one and is returned (a failed solve returns the best of the
+    # start and its cycles' ends, by true residual)
+    A = spd_matrix(n, 10.0, seed=65)
     b = np.random.default_rng(66).standard_normal(n)
     A_op = CountingOperator(xp, A, nan_at=5, once=True)
     res = cg(A_op.op(xp, n), from_numpy(xp, b), rtol=1e-12)
@@ -581,7 +584,9 @@ def test_cg_stagnation_status_float32(xp):
     b = np.random.default_rng(68).standard_normal(n)
     res = cg(from_numpy(xp, A, "float32"), from_numpy(xp, b, "float32"), rtol=1e-12)
     assert res.status is SolveStatus.STAGNATION and not res.converged
-    assert res.stats["restarts"] == 4
+    # at least one restart; at most four, fewer when a restart does not halve
+    # the true residual (it is then at the attainable accuracy)
+    assert 1 <= res.stats["restarts"] <= 4
     assert res.iterations < 10 * n  # it stopped on the verifications, not on maxiter
     # x is as good as float32 allows: the true residual at its attainable level
     x = to_numpy(res.x).astype(np.float64)
@@ -681,7 +686,7 @@ def test_minres_stagnation_float32(xp):
     b = np.random.default_rng(79).standard_normal(n)
     # each restart rebuilds the Krylov space: room for all of them
     res = minres(from_numpy(xp, A, "float32"), from_numpy(xp, b, "float32"), rtol=1e-12, maxiter=2000)
-    assert res.status is SolveStatus.STAGNATION and res.stats["restarts"] == 4
+    assert res.status is SolveStatus.STAGNATION and 1 <= res.stats["restarts"] <= 4
     assert res.iterations < 2000 and np.all(np.isfinite(to_numpy(res.x)))
 
 

@@ -15,15 +15,19 @@ from .. import backend, validation
 from .operators import DenseOperator, LinearOperator, aslinearoperator, from_matvec
 
 
-def square_operator(A: Any, name: str = "A") -> LinearOperator:
-    """``A`` as a square operator; dense arrays are checked for NaN/Inf."""
+def square_operator(A: Any, name: str = "A", *, check_finite: bool = True) -> LinearOperator:
+    """``A`` as a square operator; dense arrays are checked for NaN/Inf
+    (unless ``check_finite`` is False: the caller checks after
+    ``backend.namespace`` has refused tracked arrays, naming each argument)."""
     try:
         op = aslinearoperator(A)
+    except backend.TracedArrayError:
+        raise  # its message names the argument already
     except TypeError as err:
         raise TypeError(f"{name}: {err}") from None
     if op.shape[0] != op.shape[1]:
         raise ValueError(f"{name} must be square, got shape {op.shape}")
-    if isinstance(op, DenseOperator):
+    if check_finite and isinstance(op, DenseOperator):
         validation.finite(op.array, name)
     return op
 
@@ -41,6 +45,8 @@ def preconditioner(M: Any, n: int, name: str = "M") -> LinearOperator | None:
         return from_matvec(M, (n, n), None)
     try:
         op = aslinearoperator(M)
+    except backend.TracedArrayError:
+        raise
     except TypeError as err:
         raise TypeError(f"{name}: {err}") from None
     if op.shape != (n, n):

@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -32,13 +33,17 @@ from .result import SolveResult, SolveStatus
 
 __all__ = ["cg", "minres", "lanczos", "LanczosResult"]
 
-#: failed true-residual verifications before a solver declares stagnation
+#: restarts after failed true-residual verifications before a solver declares stagnation
 _MAX_VERIFY_FAILURES = 4
+#: a restart must reduce the true residual of a failing column below this
+#: fraction of its value at the previous verification, or the solve stops
+#: with STAGNATION at once (it is at the attainable accuracy)
+_PROGRESS = 0.5
 
 _CONVERGED = SolveStatus.CONVERGED
 _NONFINITE_MESSAGE = (
     "non-finite values at iteration {it}: the operator or the preconditioner produced NaN "
-    "or Inf; x is the last finite iterate"
+    "or Inf; x is the best finite iterate"
 )
 
 
@@ -58,12 +63,17 @@ class _Problem:
     """
 
     def __init__(self, A: Any, b: Any, x0: Any, M: Any, name_b: str = "b") -> None:
-        op = _checks.square_operator(A, "A")
+        op = _checks.square_operator(A, "A", check_finite=False)
         n = op.shape[0]
         Mop = _checks.preconditioner(M, n, "M")
+        # First the namespace: it refuses tracked arrays (a JAX tracer, a
+        # tensor that requires grad) naming the argument, before any
+        # computation on them (under jax.jit every result is a tracer).
         self.xp = xp = backend.namespace(
             A=_checks.dense_array(op), b=b, x0=x0, M=_checks.dense_array(Mop)
         )
+        if isinstance(op, DenseOperator):
+            validation.finite(op.array, "A")
         validation.rhs(b, n, name_b)
         if x0 is not None:
             validation.same_shape(x0, b, "x0", name_b)
@@ -71,12 +81,21 @@ class _Problem:
         self.dtype = dtype = backend.float_dtype(xp, b, *dense_dtypes)
         self.A = _checks.operator_calls(_cast_dense(op, dtype, xp), "A")
         self.M = None if Mop is None else _checks.operator_calls(_cast_dense(Mop, dtype, xp), "M")
+        # b is never handed to a user's callable (the cycles work on scaled
+        # copies), so neither its values nor the caller's array can change.
         self.b = xp.astype(b, dtype) if b.dtype != dtype else b
-        # The solvers never write into x, so x0 needs no defensive copy.
-        if x0 is not None and x0.dtype != dtype:
-            x0 = xp.astype(x0, dtype)
         self.x0 = x0
         self.n = n
+
+    def start(self, apply: Callable[[Any], Any]) -> tuple[Any, Any]:
+        """The first iterate (zero, or a copy of ``x0``) and its residual."""
+        xp, b = self.xp, self.b
+        if self.x0 is None:
+            return xp.zeros_like(b), b
+        x = xp.astype(self.x0, self.dtype, copy=True)
+        # A copy again: a user's operator that writes into its argument
+        # must change neither the caller's x0 nor x.
+        return x, b - apply(xp.asarray(x, copy=True))
 
     def precondition(self, r: Any) -> Any:
         return r if self.M is None else self.M(r)
@@ -166,9 +185,10 @@ def cg(
         ``status`` is one of ``CONVERGED``, ``MAXITER``, ``INDEFINITE``
         (``pᵀAp ≤ 0``: ``A`` is not positive definite, or ``rᵀMr ≤ 0``:
         ``M`` is not; ``info`` says which), ``STAGNATION`` (the true residual
-        does not follow the recursive one below the tolerance) or
-        ``NONFINITE`` (NaN or Inf from ``A`` or ``M``; ``x`` is the last
-        finite iterate).  ``stats``: ``"matvecs"`` (calls of ``A``, each on
+        does not follow the recursive one below the tolerance: the
+        tolerance is below the accuracy attainable in this precision) or
+        ``NONFINITE`` (NaN or Inf from ``A`` or ``M``).  On failure ``x`` is
+        the best finite iterate (see Notes).  ``stats``: ``"matvecs"`` (calls of ``A``, each on
         all of ``b``'s columns, including the true-residual checks),
         ``"preconditioner_applications"``, ``"restarts"`` (after a failed
         true-residual check, see Notes) and, with ``record_history``,
@@ -194,24 +214,36 @@ def cg(
         αⱼ = rⱼᵀzⱼ / pⱼᵀA pⱼ,  xⱼ₊₁ = xⱼ + αⱼ pⱼ,  rⱼ₊₁ = rⱼ − αⱼ A pⱼ
         zⱼ₊₁ = M rⱼ₊₁,  βⱼ = rⱼ₊₁ᵀzⱼ₊₁ / rⱼᵀzⱼ,  pⱼ₊₁ = zⱼ₊₁ + βⱼ pⱼ
 
-    Safeguards beyond the textbook loop:
+    Safeguards beyond the textbook loop (shared with :func:`minres`):
 
+    * the loop runs on ``b / s`` with ``s`` a power of two near ``max|b|``
+      (per column) and ``x = s·y``: exact, so the steps are SciPy's bit for
+      bit, while no inner product overflows or underflows at any scale of
+      ``b`` or ``A`` (1e±150 in float64);
     * when the recursive residual meets the tolerance, the true residual
       ``b − A x`` is computed; if it does not meet it CG restarts from ``x``
       with the true residual (``p = M r``), so a drifting recursion
       (float32, very ill-conditioned ``A``; cf. CuPy issue 7512) never
-      reports false convergence; after five failed checks the tolerance is
-      out of reach in this precision: ``STAGNATION``
-      (``stats["restarts"]`` counts the restarts).  The residual is not
-      replaced at other times: a replacement that keeps the old direction
-      ``p`` derails the recursion once the residual is at the attainable
-      accuracy (float32 solves then drifted to residuals of 1e10).
+      reports false convergence.  When a restart does not halve the true
+      residual, or after four restarts, the tolerance is out of reach in
+      this precision: ``STAGNATION`` (``stats["restarts"]`` counts the
+      restarts).  The residual is not replaced at other times: a
+      replacement that keeps the old direction ``p`` derails the recursion
+      once the residual is at the attainable accuracy (float32 solves then
+      drifted to residuals of 1e10);
+    * a failed solve returns the best of the start and the ends of its
+      restart cycles (smallest true residual, per column); within a cycle
+      the last finite iterate;
     * ``pᵀAp ≤ 0`` or ``rᵀz ≤ 0`` stop the solve before the step is taken
       (``INDEFINITE``).
-    * NaN or Inf from ``A`` or ``M`` reaches the residual norm, which is
-      tested at every convergence check (``NONFINITE``).  Products are not
-      tested one by one: on a GPU each test would be a host
+    * NaN or Inf from ``A`` or ``M`` is found before it reaches an update on
+      the CPU (the step's scalars are tested every iteration there), and at
+      the convergence checks on an accelerator (``NONFINITE``).  Products
+      are not tested one by one: on a GPU each test would be a host
       synchronisation per iteration.
+    * ``A`` and ``M`` never receive the caller's ``b`` or ``x0``, and the
+      true residual is computed from a copy of ``x``: an operator that
+      writes into its argument can change neither.
 
     Host synchronisations: on the CPU every iteration is a convergence check
     (it costs nothing there), so the solve stops where SciPy's does; on an
@@ -245,39 +277,136 @@ def cg(
     """
     rtol, atol = _check_common(rtol, atol, maxiter, callback, record_history)
     prob = _Problem(A, b, x0, M)
-    xp, b = prob.xp, prob.b
+    xp = prob.xp
     maxiter = 10 * prob.n if maxiter is None else int(maxiter)
-    tol = _tolerance(xp, xp.linalg.vector_norm(b, axis=0), rtol, atol)
+    tol = _tolerance(xp, _safe_norm(xp, prob.b), rtol, atol)
     history: list[Any] | None = [] if record_history else None
+    x, r = prob.start(prob.A)
+    cycle = functools.partial(_cg_cycle, prob, maxiter, callback, history)
+    it, x, r, restarts, status, message = _restarted(prob, prob.A, None, cycle, x, r, tol)
+    return _result(prob, x, r, it, status, message, maxiter, history, restarts, tol)
 
-    if prob.x0 is None:
-        x, r = xp.zeros_like(b), xp.asarray(b, copy=True)
-    else:
-        x = xp.asarray(prob.x0, copy=True)  # updated in place below
-        r = b - prob.A(x)
-    rnorm2 = _dot(xp, r, r)
-    if history is not None:
-        history.append(xp.sqrt(xp.max(rnorm2)))
-    if backend.to_bool(xp.all(rnorm2 <= tol * tol)):
-        return SolveResult(x, True, 0, _fmt(xp.sqrt(rnorm2), xp), _CONVERGED, prob.stats(history, restarts=0),
-                           "converged: initial residual meets the tolerance")
 
-    restarts, it, x, r_true, status, message = _cg_iterate(
-        prob, x, r, rnorm2, tol * tol, maxiter, callback, history
-    )
-    return _result(prob, prob.A, x, r_true, it, status, message, maxiter, history, restarts, tol)
+def _scale(xp: Any, r: Any) -> Any:
+    """Per column, the power of two nearest ``max|r|`` (1 for a zero or non-finite column).
+
+    Dividing by a power of two is exact in binary floating point: a Krylov
+    cycle run on ``r / s`` takes bit for bit the steps it would take on ``r``
+    (barring overflow and underflow, which is the point), while its inner
+    products ``rᵀr``, ``pᵀAp`` stay near ``1·‖A‖``: with ``max|r/s|`` in
+    ``[1/√2, √2]`` no square of an entry overflows or underflows, whatever the
+    scale of ``b`` (1e±150 in float64, 1e±20 in float32).
+    """
+    m = xp.max(xp.abs(r), axis=0)
+    m = xp.where((m > 0) & (m < math.inf), m, 1.0)
+    return 2.0 ** xp.round(xp.log2(m))
+
+
+def _safe_norm(xp: Any, r: Any, norm: Callable[[Any], Any] | None = None) -> Any:
+    """Column norms of ``r`` (``norm``, the 2-norm by default) computed on
+    ``r / s`` (see :func:`_scale`), so that no square overflows or underflows;
+    NaN or Inf in ``r`` give a NaN or Inf norm, without a warning."""
+    s = _scale(xp, r)
+    rs = r / s
+    return s * (xp.linalg.vector_norm(rs, axis=0) if norm is None else norm(rs))
+
+
+def _restarted(
+    prob: _Problem, apply: Callable[[Any], Any], norm: Callable[[Any], Any] | None,
+    cycle: Callable[..., tuple[int, Any, SolveStatus, str]], x: Any, r: Any, tol: Any,
+) -> tuple[int, Any, Any, int, SolveStatus, str]:
+    """Run a Krylov method in verified cycles from ``x`` (true residual ``r``).
+
+    The shared safeguard of CG, PCG and MINRES against rounding (float32,
+    ill-conditioned ``A``) and operators that change during a solve:
+
+    * each cycle solves ``A d = r / s`` from ``d = 0`` with ``s`` a power of
+      two near ``max|r|`` (:func:`_scale`: exact, and no overflow or
+      underflow in the cycle's inner products at any scale of ``b`` or
+      ``r``), and ``x ← x + s d``;
+    * a cycle that claims convergence is verified with the true residual
+      ``b − A x`` (``A`` applied to a copy of ``x``, so that a user's
+      operator that writes into its argument cannot change ``x``); if it
+      does not meet ``tol`` (in ``norm``), the next cycle starts from ``x``
+      with it (a restart); when a restart has not halved the true residual
+      of any failing column (``_PROGRESS``), or after
+      ``_MAX_VERIFY_FAILURES`` restarts, the tolerance is out of reach in
+      this precision: ``STAGNATION``;
+    * the best iterate wins: the start and the end of every cycle are
+      compared (true residual, 2-norm, per column) and a failed solve
+      returns the best of them, so a drifting recursion, a breakdown on a
+      singular operator or an operator gone wrong never leave ``x`` worse
+      than the start.  Within a cycle the last finite iterate stands for
+      the cycle (testing every iterate would cost a copy per iteration).
+
+    ``cycle(r, tol, s, x, it) -> (it, d or None, status, message)`` runs one
+    cycle (``d`` is None when it took no step).  Returns ``(iterations, x,
+    true residual of x, restarts, status, message)``.
+    """
+    xp, b, it = prob.xp, prob.b, 0
+    eps = backend.eps(prob.dtype, xp)
+    best_x, best_r, best_norm = x, r, _safe_norm(xp, r)
+    status, message = SolveStatus.MAXITER, ""
+    last_verified, restarts_left = None, True
+    for restarts in range(_MAX_VERIFY_FAILURES + 1):
+        if restarts and backend.to_bool(
+            xp.all((rn <= tol) | (rn - _safe_norm(xp, b) > tol / eps))
+        ):
+            # x + d is rounded at eps·‖x‖, which moves A x by eps·‖A x‖ ≥
+            # eps·(‖r‖ − ‖b‖): a residual far above ‖b‖ (an operator that
+            # changed during the solve) cannot be brought below tol.
+            message += "; the residual exceeds ‖b‖ by more than tol/eps, out of reach"
+            restarts -= 1  # this restart is not done
+            break
+        s = _scale(xp, r)
+        it, d, status, message = cycle(r / s, tol / s, s, x, it)
+        if d is None:
+            # No step: r is still x's true residual (tested by the cycle).
+            if status is _CONVERGED:
+                return it, x, r, restarts, status, message
+            break
+        x = x + s * d
+        r = b - apply(xp.asarray(x, copy=True))
+        rn = _safe_norm(xp, r)
+        if status is _CONVERGED:
+            mn = rn if norm is None else _safe_norm(xp, r, norm)
+            if norm is not None and backend.to_bool(xp.any((mn <= 0) & (rn > 0))):
+                # rᵀMr = 0 for r ≠ 0: the M-norm test is vacuous.
+                status, message = SolveStatus.INDEFINITE, (
+                    "the preconditioner M is not positive definite (rᵀMr = 0 for a non-zero "
+                    "residual); x is the best iterate"
+                )
+            elif backend.to_bool(xp.all(mn <= tol)):
+                return it, x, r, restarts, status, message
+            else:
+                if last_verified is not None and backend.to_bool(
+                    xp.all((mn <= tol) | (mn > _PROGRESS * last_verified))
+                ):
+                    # The restart improved no failing column: the true
+                    # residual is at the attainable accuracy.  Stop now.
+                    restarts_left = False
+                last_verified = mn
+                status, message = SolveStatus.STAGNATION, (
+                    "stagnated: the recursive residual met the tolerance but the true residual "
+                    f"did not ({restarts + 1} verifications): the tolerance is below the accuracy "
+                    "attainable in this precision for this operator (or the operator changed "
+                    "during the solve); x is the best iterate"
+                )
+        better = rn < best_norm  # False for NaN: a non-finite residual never wins
+        best_x, best_r = xp.where(better, x, best_x), xp.where(better, r, best_r)
+        best_norm = xp.where(better, rn, best_norm)
+        if status is not SolveStatus.STAGNATION or not restarts_left:
+            break
+    return it, best_x, best_r, restarts, status, message
 
 
 def _result(
-    prob: _Problem, apply: Callable[[Any], Any], x: Any, r: Any, it: int, status: SolveStatus,
-    message: str, maxiter: int, history: list[Any] | None, restarts: int, tol: Any = None,
+    prob: _Problem, x: Any, r: Any, it: int, status: SolveStatus, message: str, maxiter: int,
+    history: list[Any] | None, restarts: int, tol: Any = None,
 ) -> SolveResult:
-    """The :class:`SolveResult` of a Krylov solve; ``r`` is the true residual
-    of ``x`` when the solver has it (else one more product computes it)."""
+    """The :class:`SolveResult` of a Krylov solve; ``r`` is the true residual of ``x``."""
     xp = prob.xp
-    if r is None:
-        r = prob.b - apply(x)
-    rn = _fmt(xp.linalg.vector_norm(r, axis=0), xp)
+    rn = _fmt(_safe_norm(xp, r), xp)
     if status is _CONVERGED:
         message = f"converged in {it} iterations"
     elif status is SolveStatus.MAXITER:
@@ -288,113 +417,111 @@ def _result(
     return SolveResult(x, status is _CONVERGED, it, rn, status, stats, message)
 
 
-def _cg_iterate(
-    prob: _Problem, x: Any, r: Any, rnorm2: Any, tol2: Any, maxiter: int,
-    callback: Callable[[Any], Any] | None, history: list[Any] | None,
-) -> tuple[int, int, Any, Any, SolveStatus, str]:
-    """The CG loop from ``x`` with residual ``r``.
+def _cg_cycle(
+    prob: _Problem, maxiter: int, callback: Callable[[Any], Any] | None, history: list[Any] | None,
+    r: Any, tol: Any, scale: Any, x0: Any, it: int,
+) -> tuple[int, Any, SolveStatus, str]:
+    """One CG run for ``A d = r`` from ``d = 0`` (``r`` scaled by ``1/scale``,
+    see :func:`_restarted`; ``x0 + scale·d`` is the iterate).
 
-    Returns ``(restarts, iterations, x, true residual of x or None, status,
-    message)``.
-    The loop is one function, longer than most, because splitting it would
-    put a Python call and its argument passing into every iteration.
+    Returns ``(iterations, d or None, status, message)``.  The loop is one
+    function, longer than most, because splitting it would put a Python call
+    and its argument passing into every iteration.
     """
-    xp, b = prob.xp, prob.b
-    interval = backend.sync_interval(b)
+    xp = prob.xp
+    interval = backend.sync_interval(r)
+    # On the CPU (interval 1) a test costs nothing: the scalars of the step are
+    # tested before the step, so that NaN or Inf from A or M never reaches an
+    # update (NumPy would warn there) and x keeps the last finite iterate.
+    cpu = interval == 1
     # Masked: step lengths chosen per column with xp.where and every test
     # deferred to the sync points (several columns, or an accelerator).
-    masked = b.ndim == 2 or interval > 1
+    masked = r.ndim == 2 or not cpu
     preconditioned = prob.M is not None
+    tol2 = tol * tol
+    rnorm2 = _dot(xp, r, r)
+    if history is not None:
+        history.append(xp.max(scale * xp.sqrt(rnorm2)))
+    active = rnorm2 > tol2
+    if not backend.to_bool(xp.any(active)):
+        return it, None, _CONVERGED, ""
     z = prob.precondition(r)
     rho = rnorm2 if not preconditioned else _dot(xp, r, z)
+    if preconditioned and cpu and not backend.all_finite(rho):
+        # NaN or Inf from M, found before it reaches A's product (and p).
+        return it, None, SolveStatus.NONFINITE, "the preconditioner M returned NaN or Inf"
     p = xp.asarray(z, copy=True)
-    active = rnorm2 > tol2
     broken = xp.zeros_like(active)  # columns where pᵀAp ≤ 0 or rᵀz ≤ 0 was met
+    d = xp.zeros_like(r)  # updated in place
     # The iterate at the last passed check (finite), kept where NaN can reach
-    # x between checks (masked); one copy per check, as x is updated in place.
-    x_good = xp.asarray(x, copy=True) if masked else None
-    restarts = 0  # after failed true-residual checks
-    restart = False
-    it = 0
+    # d between checks (an accelerator); one copy per check, as d is updated
+    # in place.  On the CPU every step is tested before it is taken.
+    keep_good = not cpu
+    d_good = xp.zeros_like(r) if keep_good else None
     while it < maxiter:
         it += 1
         q = prob.A(p)
         pq = _dot(xp, p, q)
         if masked:
+            if cpu and not backend.all_finite(pq):
+                return it, d, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             ok = (pq > 0) & (rho > 0)
             alpha = rho / xp.where(ok, pq, 1.0)
             good = active & ok & xp.isfinite(alpha)
             broken = broken | (active & ~good)
             alpha = xp.where(good, alpha, 0.0)
         else:
-            # One column on the CPU: test before the step, so that x never
+            # One column on the CPU: test before the step, so that d never
             # takes a step from a broken or non-finite recurrence.
             pq_f, rho_f = backend.to_float(pq), backend.to_float(rho)
             if not (math.isfinite(pq_f) and math.isfinite(rho_f)):
-                return restarts, it, x, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+                return it, d, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             if not (pq_f > 0 and rho_f > 0):
-                return restarts, it, x, None, SolveStatus.INDEFINITE, _breakdown_message(
+                return it, d, SolveStatus.INDEFINITE, _breakdown_message(
                     it, preconditioned, not rho_f > 0, pq_f, rho_f
                 )
             alpha = rho / pq
-        x += alpha * p
+        d += alpha * p
         r -= alpha * q
         rnorm2 = _dot(xp, r, r)
         if callback is not None:
-            callback(x)
+            callback(x0 + scale * d)
         if masked:
             active = active & ~broken & (rnorm2 > tol2)
 
         if it % interval == 0 or it == maxiter:
             if history is not None:
-                history.append(xp.sqrt(xp.max(rnorm2)))
+                history.append(xp.max(scale * xp.sqrt(rnorm2)))
             # Host synchronisations: non-finite values, breakdown, convergence.
             if not backend.to_bool(xp.all(xp.isfinite(rnorm2))):
-                # Unmasked, every step taken was tested finite before.
-                x_last = x_good if masked else x
-                return restarts, it, x_last, None, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+                # On the CPU every step taken was tested finite before.
+                return it, d_good if keep_good else d, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             if masked and backend.to_bool(xp.any(broken)):
                 # A frozen column keeps its r, so rᵀz ≤ 0 persists if M caused it.
                 m_side = preconditioned and backend.to_bool(xp.any(broken & (rho <= 0)))
-                return restarts, it, x, None, SolveStatus.INDEFINITE, _breakdown_message(
-                    it, preconditioned, m_side
-                )
+                return it, d, SolveStatus.INDEFINITE, _breakdown_message(it, preconditioned, m_side)
             done = not backend.to_bool(xp.any(active)) if masked else backend.to_bool(rnorm2 <= tol2)
             if done:
-                r = b - prob.A(x)
-                rnorm2 = _dot(xp, r, r)
-                if backend.to_bool(xp.all(rnorm2 <= tol2)):
-                    return restarts, it, x, r, _CONVERGED, ""
-                if restarts == _MAX_VERIFY_FAILURES:
-                    return restarts, it, x, r, SolveStatus.STAGNATION, (
-                        "stagnated: the recursive residual meets the tolerance but the "
-                        "true residual does not; the tolerance is below the accuracy "
-                        "attainable in this precision for this operator"
-                    )
-                restarts += 1
-                restart = True
-                if masked:
-                    active = rnorm2 > tol2
-            if masked:
-                x_good = xp.asarray(x, copy=True)
+                return it, d, _CONVERGED, ""
+            if keep_good:
+                d_good = xp.asarray(d, copy=True)
 
         z = prob.precondition(r)
-        rho_new = rnorm2 if not preconditioned else _dot(xp, r, z)
-        if restart:
-            # r is now the true residual, far from the recursion's: p from the
-            # old recursion would be a meaningless direction (β = ρ_true/ρ_rec
-            # is huge), so restart CG from the current iterate.
-            p = xp.asarray(z, copy=True)
-            restart = False
+        if preconditioned:
+            rho_new = _dot(xp, r, z)
+            if cpu and not backend.all_finite(rho_new):
+                # NaN or Inf from M: found before it reaches p (and d).
+                return it, d, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
         else:
-            if masked:
-                beta = xp.where(active, rho_new / xp.where(active, rho, 1.0), 0.0)
-            else:
-                beta = rho_new / rho
-            p *= beta
-            p += z
+            rho_new = rnorm2
+        if masked:
+            beta = xp.where(active, rho_new / xp.where(active, rho, 1.0), 0.0)
+        else:
+            beta = rho_new / rho
+        p *= beta
+        p += z
         rho = rho_new
-    return restarts, it, x, None, SolveStatus.MAXITER, ""
+    return it, d, SolveStatus.MAXITER, ""
 
 
 def _breakdown_message(
@@ -463,7 +590,7 @@ def minres(
         singular and ``b`` not in its range; ``x`` is a least-squares
         solution), ``INDEFINITE`` (the preconditioner is not positive
         definite), ``STAGNATION`` (the true residual stayed above the
-        tolerance after four restarts) or ``NONFINITE`` (``x`` is the last
+        tolerance, see :func:`cg`), or ``NONFINITE`` (``x`` is the best
         finite iterate).  ``stats``: ``"matvecs"``,
         ``"preconditioner_applications"``, ``"restarts"`` and, with
         ``record_history``, ``"residual_history"``.
@@ -482,12 +609,16 @@ def minres(
     space.  The recursively updated residual norm is verified against the true
     residual when it meets the tolerance; if the two disagree (rounding in
     long runs or low precision) the method restarts from the current iterate,
-    at most four times (``stats["restarts"]``).  A singular, inconsistent
+    and stops with ``STAGNATION`` as :func:`cg` does (same code: scaling of
+    ``b``, verification, restarts, best iterate).  A singular, inconsistent
     system (``b`` not in the range) is detected by ``‖(A − σI) r‖ ≤ √eps
     ‖A − σI‖ ‖r‖`` (SciPy's test with ``√eps`` in place of ``rtol``; a
     matrix with condition number beyond ``1/√eps`` counts as numerically
-    singular).  Host synchronisations and NaN detection follow :func:`cg`:
-    tests at the sync points only.
+    singular) or by an invariant Krylov space (``βⱼ₊₁ ≤ n·eps·‖T‖``) that
+    leaves a residual.  ``‖A − σI‖`` is estimated by the largest row sum of
+    the Lanczos tridiagonal (within a factor 3 of ``‖T‖₂``, and free of
+    overflow where SciPy's sum of squares overflows for ``‖A‖ ≳ 1e154``).
+    Host synchronisations and NaN detection follow :func:`cg`.
 
     Examples
     --------
@@ -502,42 +633,18 @@ def minres(
     rtol, atol = _check_common(rtol, atol, maxiter, callback, record_history)
     shift = validation.finite_real(shift, "shift")
     prob = _Problem(A, b, x0, M)
-    xp, b = prob.xp, prob.b
+    xp = prob.xp
     maxiter = 5 * prob.n if maxiter is None else int(maxiter)
     history: list[Any] | None = [] if record_history else None
     solver = _Minres(prob, shift, maxiter, callback, history)
-    tol = solver.tol = _tolerance(xp, solver.m_norm(b), rtol, atol)
-    x = xp.zeros_like(b) if prob.x0 is None else prob.x0
-    r = b if prob.x0 is None else None  # the cycles only read r
-    it, restarts = 0, 0
+    tol = _tolerance(xp, _safe_norm(xp, prob.b, solver.m_norm), rtol, atol)
     if not backend.all_finite(tol):
-        status, message = SolveStatus.NONFINITE, "the preconditioner M returned NaN or Inf for b"
-    else:
-        it, x, r, restarts, status, message = _minres_restarts(solver, x, r)
-    return _result(prob, solver.apply, x, r, it, status, message, maxiter, history, restarts)
-
-
-def _minres_restarts(solver: "_Minres", x: Any, r: Any) -> tuple[int, Any, Any, int, SolveStatus, str]:
-    """MINRES cycles from ``x``, each verified against the true residual.
-
-    Returns ``(iterations, x, its true residual or None, restarts, status,
-    message)``.
-    """
-    xp, b, it = solver.xp, solver.prob.b, 0
-    status, message, restarts = SolveStatus.MAXITER, "", 0
-    for restarts in range(_MAX_VERIFY_FAILURES + 1):
-        it, x, status, message = solver.cycle(x, r, it)
-        r = None
-        if status is not _CONVERGED:
-            break
-        r = b - solver.apply(x)
-        if backend.to_bool(xp.all(solver.m_norm(r) <= solver.tol)):
-            break
-        # The recursion drifted from the true residual: restart from x and r.
-        status, message = SolveStatus.STAGNATION, (
-            "stagnated: the recursive residual meets the tolerance but the true residual does not"
-        )
-    return it, x, r, restarts, status, message
+        x = xp.zeros_like(prob.b)
+        return _result(prob, x, prob.b, 0, SolveStatus.NONFINITE,
+                       "the preconditioner M returned NaN or Inf for b", maxiter, history, 0)
+    x, r = prob.start(solver.apply)
+    it, x, r, restarts, status, message = _restarted(prob, solver.apply, solver.m_norm, solver.cycle, x, r, tol)
+    return _result(prob, x, r, it, status, message, maxiter, history, restarts)
 
 
 class _Minres:
@@ -549,12 +656,14 @@ class _Minres:
         self.maxiter, self.callback, self.history = maxiter, callback, history
         self.interval = backend.sync_interval(prob.b)
         self.machine_eps = backend.eps(prob.dtype, prob.xp)
+        self.tiny = prob.xp.finfo(prob.dtype).smallest_normal
         # ‖(A−σI) r‖ / (‖A−σI‖ ‖r‖) ≥ 1/cond for a nonsingular matrix.  SciPy
         # tests it against rtol; a tolerance tied to rtol detects singularity too
         # late when rtol is tiny (the iterate then grows without bound), so natgrad
         # uses √eps: systems with cond ≳ 1/√eps count as numerically singular.
         self.singular_tol = self.machine_eps**0.5
-        self.tol: Any = None
+        # As lanczos: βⱼ₊₁ ≤ n·eps·‖T‖ is an invariant subspace.
+        self.invariant_tol = prob.n * self.machine_eps
 
     def apply(self, v: Any) -> Any:
         y = self.prob.A(v)
@@ -564,37 +673,51 @@ class _Minres:
         xp = self.xp
         return xp.sqrt(xp.clip(_dot(xp, r, self.prob.precondition(r)), min=0.0))
 
-    def cycle(self, x: Any, r1: Any, it: int) -> tuple[int, Any, SolveStatus, str]:
-        """One MINRES run from ``x`` (residual ``r1``, computed when None).
+    def cycle(self, r1: Any, tol: Any, scale: Any, x0: Any, it: int) -> tuple[int, Any, SolveStatus, str]:
+        """One MINRES run for ``(A − σI) d = r1`` from ``d = 0`` (``r1`` scaled
+        by ``1/scale``, see :func:`_restarted`; ``x0 + scale·d`` is the iterate).
 
-        Returns ``(iterations, x, status, message)``; the recurrences are one
-        loop, longer than most, for the reason given in ``_cg_iterate``.
+        Returns ``(iterations, d or None, status, message)``; the recurrences
+        are one loop, longer than most, for the reason given in ``_cg_cycle``.
         """
-        xp, b, tol, precondition = self.xp, self.prob.b, self.tol, self.prob.precondition
-        if r1 is None:
-            r1 = b - self.apply(x)
+        xp, precondition = self.xp, self.prob.precondition
+        # rᵀMr must be positive for r ≠ 0 (max|r1| is about 1 unless r1 = 0;
+        # read before M, which might write into its argument)
+        zero_r = xp.max(xp.abs(r1), axis=0) == 0
         y = precondition(r1)
         beta1_sq = _dot(xp, r1, y)
-        if backend.to_bool(xp.any(beta1_sq < 0)):
-            return it, x, SolveStatus.INDEFINITE, (
-                "the preconditioner M is not positive definite (rᵀMr < 0)"
+        ok = (beta1_sq > 0) | zero_r
+        if not backend.to_bool(xp.all(ok)):
+            if not backend.all_finite(beta1_sq):
+                return it, None, SolveStatus.NONFINITE, "the preconditioner M returned NaN or Inf"
+            return it, None, SolveStatus.INDEFINITE, (
+                "the preconditioner M is not positive definite (rᵀMr ≤ 0 for r ≠ 0)"
             )
         beta = xp.sqrt(beta1_sq)
         if self.history is not None:
-            self.history.append(xp.max(beta))
+            self.history.append(xp.max(scale * beta))
         if backend.to_bool(xp.all(beta <= tol)):
-            return it, x, _CONVERGED, ""
+            return it, None, _CONVERGED, ""
+        # On the CPU (interval 1) tests are free: NaN or Inf from A or M is
+        # found before it reaches an update (NumPy would warn there).
+        cpu = self.interval == 1
+        check_m = cpu and self.prob.M is not None
         zero = xp.zeros_like(beta)
         oldb, dbar, epsln = zero, zero, zero
         phibar = beta
         cs, sn = zero - 1.0, zero
-        tnorm2 = zero
-        w = xp.zeros_like(b)
-        w2 = xp.zeros_like(b)
+        # ‖T‖ estimate: the largest row sum |βⱼ| + |αⱼ| + |βⱼ₊₁| of the Lanczos
+        # tridiagonal, within a factor 3 of ‖T‖₂ (SciPy sums the squares of all
+        # entries, which overflows for ‖A‖ ≳ 1e150 and overestimates ‖T‖₂ by
+        # up to √iterations).
+        anorm = zero
+        w = xp.zeros_like(r1)
+        w2 = xp.zeros_like(r1)
         r2 = r1
         active = beta > tol
         first = True
-        x_good = x  # the iterate at the last passed check: finite
+        d = xp.zeros_like(r1)
+        d_good = d  # the iterate at the last passed check: finite
         while it < self.maxiter:
             it += 1
             safe_beta = xp.where(beta > 0, beta, 1.0)
@@ -602,23 +725,30 @@ class _Minres:
             y = self.apply(v)
             if not first:
                 y = y - (beta / xp.where(oldb > 0, oldb, 1.0)) * r1
-            first = False
             alfa = _dot(xp, v, y)
+            if cpu and not backend.all_finite(alfa):
+                return it, d, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             y = y - (alfa / safe_beta) * r2
             r1, r2 = r2, y
             y = precondition(r2)
             oldb = beta
             beta_sq = _dot(xp, r2, y)
+            if check_m and not backend.all_finite(beta_sq):
+                return it, d, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             beta = xp.sqrt(xp.clip(beta_sq, min=0.0))
-            tnorm2 = tnorm2 + alfa * alfa + oldb * oldb + beta * beta
+            row = xp.abs(alfa) + beta if first else xp.abs(alfa) + beta + oldb
+            anorm = xp.maximum(anorm, row)
+            first = False
             # Apply the previous rotation, then form the new one (Paige–Saunders).
             oldeps = epsln
             delta = cs * dbar + sn * alfa
             gbar = sn * dbar - cs * alfa
             epsln = sn * beta
             dbar = -cs * beta
-            root = xp.sqrt(gbar * gbar + dbar * dbar)
-            gamma = xp.clip(xp.sqrt(gbar * gbar + beta * beta), min=self.machine_eps)
+            root = xp.hypot(gbar, dbar)
+            # The floor (SciPy: eps) is relative to ‖T‖, so that it means the
+            # same at every scale of A.
+            gamma = xp.maximum(xp.hypot(gbar, beta), xp.clip(self.machine_eps * anorm, min=self.tiny))
             cs = gbar / gamma
             sn = beta / gamma
             phi = cs * phibar
@@ -626,34 +756,36 @@ class _Minres:
             w1, w2 = w2, w
             w = (v - oldeps * w1 - delta * w2) / gamma
             step = xp.where(active, phi, 0.0)
-            x = x + step * w
+            d = d + step * w
             if self.callback is not None:
-                self.callback(x)
+                self.callback(x0 + scale * d)
             # ‖(A − σI) r‖ = phibar·root.  Relative to ‖A‖‖r‖ it is at least
             # 1/cond(A − σI) for a nonsingular matrix; below singular_tol the residual
             # lies in the (numerical) null space: singular and inconsistent.
-            anorm = xp.sqrt(tnorm2)
-            singular = active & (root <= self.singular_tol * anorm) & (phibar > tol)
+            # β ≈ 0: the Krylov space is invariant, the next step would divide by
+            # rounding noise; with phibar > tol the system is then singular too.
+            exhausted = beta <= self.invariant_tol * anorm
+            singular = active & ((root <= self.singular_tol * anorm) | exhausted) & (phibar > tol)
             active = active & (phibar > tol) & ~singular
             if it % self.interval == 0 or it == self.maxiter:
                 if self.history is not None:
-                    self.history.append(xp.max(phibar))
+                    self.history.append(xp.max(scale * phibar))
                 if backend.to_bool(xp.any(beta_sq < 0)):
-                    return it, x_good, SolveStatus.INDEFINITE, (
+                    return it, d_good, SolveStatus.INDEFINITE, (
                         f"breakdown at iteration {it}: the preconditioner M is not positive "
                         "definite; x is the iterate before it"
                     )
                 if not backend.to_bool(xp.all(xp.isfinite(phibar))):
-                    return it, x_good, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
+                    return it, d_good, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
                 if not backend.to_bool(xp.any(active)):
                     if backend.to_bool(xp.any(singular)):
-                        return it, x, SolveStatus.SINGULAR, (
+                        return it, d, SolveStatus.SINGULAR, (
                             f"A − shift·I is singular and b is not in its range (detected at "
                             f"iteration {it}): x is a least-squares solution"
                         )
-                    return it, x, _CONVERGED, ""
-                x_good = x
-        return it, x, SolveStatus.MAXITER, ""
+                    return it, d, _CONVERGED, ""
+                d_good = d
+        return it, d, SolveStatus.MAXITER, ""
 
 
 class LanczosResult(NamedTuple):
@@ -782,9 +914,11 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
     >>> np.round(np.linalg.eigvalsh(T), 8)
     array([1., 2., 3., 4., 5.])
     """
-    op = _checks.square_operator(A, "A")
+    op = _checks.square_operator(A, "A", check_finite=False)
     n = op.shape[0]
-    xp = backend.namespace(A=_checks.dense_array(op), v0=v0)
+    xp = backend.namespace(A=_checks.dense_array(op), v0=v0)  # refuses tracked input first
+    if isinstance(op, DenseOperator):
+        validation.finite(op.array, "A")
     validation.rhs(v0, n, "v0", allow_block=False)
     k = validation.positive_int(k, "k")
     if k > n:
@@ -792,7 +926,7 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
     dtype = backend.float_dtype(xp, v0, *([op.array] if hasattr(op, "array") else []))
     apply = _checks.operator_calls(_cast_dense(op, dtype, xp), "A")
     v0 = xp.astype(v0, dtype) if v0.dtype != dtype else v0
-    norm0 = xp.linalg.vector_norm(v0)
+    norm0 = _safe_norm(xp, v0)
     if not backend.to_float(norm0) > 0:
         raise ValueError("v0 must be non-zero")
     machine_eps = backend.eps(dtype, xp)
@@ -803,10 +937,21 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
     scale = 0.0
     q_prev, beta_prev = None, None
     for j in range(k):
-        w = apply(q)
+        # A copy: a user's operator that writes into its argument must not
+        # change the basis.
+        w = apply(xp.asarray(q, copy=True))
+        alpha = _dot(xp, q, w)
+        alpha_f = backend.to_float(alpha)
+        if not math.isfinite(alpha_f):
+            # Tested before α is used: NaN or Inf would make every later
+            # coefficient meaningless (and NumPy warn).  Earlier products
+            # were finite (their coefficients were), so this call is the culprit.
+            raise validation.NonFiniteOutputError(
+                f"A (call {apply.calls}) returned NaN or Inf during Lanczos: the coefficients "
+                f"would be meaningless (αⱼ = {alpha_f} at step {j + 1})", "A", apply.calls
+            )
         if q_prev is not None:
             w = w - beta_prev * q_prev
-        alpha = _dot(xp, q, w)
         w = w - alpha * q
         if reorthogonalize:
             Q = xp.stack(basis, axis=1)
@@ -815,9 +960,9 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
         alphas.append(alpha)
         if j == k - 1:
             break
-        beta = xp.linalg.vector_norm(w)
+        beta = _safe_norm(xp, w)
         beta_f = backend.to_float(beta)
-        scale = max(scale, abs(backend.to_float(alpha)) + beta_f)
+        scale = max(scale, abs(alpha_f) + beta_f)
         if not beta_f > n * machine_eps * scale:
             break  # invariant subspace: T's eigenvalues are exact
         betas.append(beta)
@@ -826,9 +971,4 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
         basis.append(q)
     alpha_arr = xp.stack(alphas)
     beta_arr = xp.stack(betas) if betas else xp.zeros((0,), dtype=dtype)
-    if not backend.all_finite(alpha_arr):
-        # NaN in w also stops the loop above (NaN > tol is False): report it.
-        raise validation.NonFiniteOutputError(
-            f"A produced NaN or Inf during Lanczos ({apply.calls} products)", "A", apply.calls
-        )
     return LanczosResult(alpha_arr, beta_arr, xp.stack(basis, axis=1))

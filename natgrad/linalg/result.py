@@ -31,8 +31,11 @@ class SolveStatus(str, enum.Enum):
         (``terms``) or precondition.
     STAGNATION : "stagnation"
         The recursively updated residual met the tolerance but the true
-        residual, recomputed from ``x``, did not, repeatedly: the tolerance
-        is below the accuracy attainable in this precision.
+        residual, recomputed from ``x``, did not, and restarting did not get
+        it there: the tolerance is below the accuracy attainable in this
+        precision (float32 with an ill-conditioned operator), or the
+        operator changed during the solve.  Loosen ``rtol``, precondition,
+        or solve in float64.
     INDEFINITE : "indefinite"
         An operator that must be positive definite is not: ``A`` in CG
         (``pᵀAp ≤ 0``), the preconditioner ``M`` in CG or MINRES
@@ -146,9 +149,10 @@ class SolveResult:
         The computed solution, in the namespace, device and dtype of the
         right-hand side; shape ``(n,)`` or ``(n, k)``.  When
         ``converged`` is False it is the solver's best available finite
-        iterate (the last iterate, the last one before NaN/Inf appeared, or
-        for the series solvers the partial sum with the smallest residual or
-        term), possibly zero.
+        iterate (for ``cg`` and ``minres`` the one with the smallest true
+        residual among the start and the ends of their restart cycles, a
+        cycle ending at its last finite iterate; for the series solvers the
+        partial sum with the smallest residual or term), possibly zero.
     converged : bool
         True exactly when ``status`` is ``SolveStatus.CONVERGED``: the
         solver's stopping rule was met (for several right-hand sides: by
