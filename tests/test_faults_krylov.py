@@ -180,6 +180,10 @@ def test_lanczos_fault(xp, kind, at):
     alpha, beta, Q = out.value
     for name, arr in (("alpha", alpha), ("beta", beta), ("Q", Q)):
         assert_finite(arr, name)
+    # whatever the operator did, the basis stays orthonormal: an operator that
+    # writes into its argument gets a copy, never a column of Q
+    Qn = to_numpy(Q)
+    np.testing.assert_allclose(Qn.T @ Qn, np.eye(Qn.shape[1]), atol=1e-10)
     if not fault.fired or kind in SCALE and at == 1:
         # healthy or consistently scaled: T is Qᵀ A Q for the operator used
         A_used = final_operator(fault, K, v0)
