@@ -39,6 +39,7 @@ ValueError: momentum must lie in [0, 1), got 1.0
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Integral, Real
 from typing import Any, Callable, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "optional_positive_int",
     "choice",
     "callable_arg",
+    "foreign_keywords",
     "array",
     "finite",
     "vector",
@@ -351,6 +353,60 @@ def choice(value: Any, options: Sequence[str], name: str) -> str:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
     return value
+
+
+def foreign_keywords(**hints: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: a keyword that another library uses, and natgrad does not,
+    gets a ``TypeError`` that says what natgrad takes instead.
+
+    Parameters
+    ----------
+    **hints : str
+        Keyword → what to use instead (a sentence fragment).
+
+    Returns
+    -------
+    callable
+        The decorator; the decorated function keeps its name, docstring and
+        signature (``functools.wraps``).
+
+    Raises
+    ------
+    TypeError
+        From the decorated function, when it is called with one of the
+        keywords (the message names the function and the keyword).
+
+    Notes
+    -----
+    People arrive from SciPy (``scipy.sparse.linalg.cg(A, b, tol=...)``, the
+    name before SciPy 1.12) and from other libraries; Python's own
+    "unexpected keyword argument" does not say which of natgrad's arguments
+    they meant.  The check costs one dictionary lookup per hint and call.
+
+    Examples
+    --------
+    >>> @foreign_keywords(tol="rtol= (relative to ‖b‖) and atol=")
+    ... def solve(b, *, rtol=1e-5):
+    ...     return b
+    >>> solve(1.0, tol=1e-8)
+    Traceback (most recent call last):
+        ...
+    TypeError: solve() got the keyword 'tol', which natgrad does not use: use rtol= (relative to ‖b‖) and atol=
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            for keyword, hint in hints.items():
+                if keyword in kwargs:
+                    raise TypeError(
+                        f"{fn.__name__}() got the keyword {keyword!r}, which natgrad does not use: use {hint}"
+                    )
+            return fn(*args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def callable_arg(fn: Any, name: str, *, optional: bool = False) -> Any:

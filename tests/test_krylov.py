@@ -705,3 +705,15 @@ def test_raise_if_failed_carries_the_result(xp):
 def test_record_history_must_be_bool():
     with pytest.raises(TypeError, match="record_history must be a bool"):
         cg(np.eye(3), np.ones(3), record_history=1)
+
+
+@pytest.mark.parametrize("solver", ["cg", "minres"])
+def test_scipys_tol_keyword_points_to_rtol(solver):
+    """``tol=`` is SciPy's name before 1.12: the error says what natgrad takes."""
+    import natgrad.linalg as la
+
+    A, b = np.diag([1.0, 2.0, 3.0]), np.ones(3)
+    with pytest.raises(TypeError, match=rf"{solver}\(\) got the keyword 'tol'.*use rtol="):
+        getattr(la, solver)(A, b, tol=1e-8)
+    assert getattr(la, solver)(A, b, rtol=1e-8).converged  # the right name works
+    assert getattr(la, solver).__name__ == solver and "rtol" in getattr(la, solver).__doc__

@@ -82,3 +82,9 @@ def operator_calls(op: LinearOperator, name: str) -> Callable[[Any], Any]:
     if op._native:
         return _Counted(op.matvec)
     return validation.CheckedCallable(op.matvec, name, check_finite=False)
+
+
+#: SciPy's ``tol=`` (its name before 1.12): point to what natgrad takes
+scipy_tol = validation.foreign_keywords(
+    tol="rtol= (the residual relative to ‖b‖, SciPy's name since 1.12) and atol= (absolute)"
+)

@@ -140,6 +140,7 @@ def _fmt(values: Any, xp: Any) -> float:
     return backend.to_float(xp.max(values))
 
 
+@_checks.scipy_tol
 def cg(
     A: Any,
     b: Any,
@@ -540,6 +541,7 @@ def _breakdown_message(
     )
 
 
+@_checks.scipy_tol
 def minres(
     A: Any,
     b: Any,
