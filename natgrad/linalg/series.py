@@ -332,9 +332,16 @@ def neumann_solve(
         alpha = 2.0 / (_MARGIN * (hi + damping) + (lo + damping))
         extra = f", alpha='auto' = {alpha:.3e}"
 
+    # The solution is linear in v: sum the series for v/‖v‖ and scale back, so
+    # that the products of an operator near the dtype's limits (1e±150) with
+    # the shrinking residual neither overflow nor fall into the subnormals
+    # (which XLA flushes to zero).
+    unit = v / norm_v
     restarts = 0
     while True:
-        run = _neumann_sum(xp, A, v, norm_v, alpha, damping, terms, rtol)
+        run = _neumann_sum(xp, A, unit, 1.0, alpha, damping, terms, rtol)
+        run = run._replace(x=run.x * norm_v, residual=run.residual * norm_v,
+                           best=(run.best[0] * norm_v, run.best[1] * norm_v, run.best[2]))
         if run.status in ("alpha", "growth") and auto and restarts < _MAX_RESTARTS:
             # The estimate missed the top of the spectrum: restart with a step
             # from the Rayleigh quotient that proved it (a lower bound on λ_max).
