@@ -707,13 +707,19 @@ def test_record_history_must_be_bool():
         cg(np.eye(3), np.ones(3), record_history=1)
 
 
-@pytest.mark.parametrize("solver", ["cg", "minres"])
+@pytest.mark.parametrize("solver", ["cg", "minres", "nystrom_pcg", "neumann_solve"])
 def test_scipys_tol_keyword_points_to_rtol(solver):
     """``tol=`` is SciPy's name before 1.12: the error says what natgrad takes."""
     import natgrad.linalg as la
 
     A, b = np.diag([1.0, 2.0, 3.0]), np.ones(3)
+    call = {
+        "cg": lambda **kw: la.cg(A, b, **kw),
+        "minres": lambda **kw: la.minres(A, b, **kw),
+        "nystrom_pcg": lambda **kw: la.nystrom_pcg(A, b, 2, damping=1e-3, **kw),
+        "neumann_solve": lambda **kw: la.neumann_solve(lambda v: A @ v, b, damping=1.0, alpha=0.2, **kw),
+    }[solver]
     with pytest.raises(TypeError, match=rf"{solver}\(\) got the keyword 'tol'.*use rtol="):
-        getattr(la, solver)(A, b, tol=1e-8)
-    assert getattr(la, solver)(A, b, rtol=1e-8).converged  # the right name works
+        call(tol=1e-8)
+    assert call(rtol=1e-8).converged  # the right name works
     assert getattr(la, solver).__name__ == solver and "rtol" in getattr(la, solver).__doc__

@@ -636,6 +636,7 @@ class _CountedOperator(LinearOperator):
         return self.base._matvec(x)
 
 
+@_checks.scipy_tol
 def nystrom_pcg(
     A: Any,
     b: Any,

@@ -41,6 +41,7 @@ import math
 from typing import Any, Callable, NamedTuple
 
 from .. import backend, validation
+from . import _checks
 from .krylov import lanczos
 from .operators import from_matvec
 from .result import SolveResult, SolveStatus
@@ -190,6 +191,7 @@ def _hvps(H: _Hvp) -> str:
 # ---------------------------------------------------------------------------
 
 
+@_checks.scipy_tol
 def neumann_solve(
     hvp: Callable[[Any], Any],
     v: Any,
