@@ -85,6 +85,18 @@ class Fault:
     def active(self) -> bool:
         return self.calls == self.at if self.once else self.calls >= self.at
 
+    def final(self, M: np.ndarray, like: Any) -> np.ndarray:
+        """The dense matrix ``M`` as this faulty product applies it after its
+        last call (the operator a converged result must be honest about);
+        ``like`` is an array of the library under test."""
+        if not self.fired or self.once:
+            return M
+        if self.kind in SCALE:
+            return M * SCALE[self.kind]
+        if self.kind == "write" and writable(like):
+            return np.zeros_like(M)  # it zeroes its argument, then applies M to zeros
+        return M
+
     def __call__(self, *args: Any) -> Any:
         self.calls += 1
         if not self.active():

@@ -40,17 +40,6 @@ def matvec_of(xp, K, dtype):
     return lambda v: Kx @ v
 
 
-def final_operator(fault: Fault, K: np.ndarray, x) -> np.ndarray:
-    """The dense operator as the faulty callable behaves at the end of the solve."""
-    if not fault.fired or fault.once:
-        return K
-    if fault.kind in SCALE:
-        return SCALE[fault.kind] * K
-    if fault.kind == "write" and writable(x):
-        return np.zeros_like(K)  # it zeroes its argument, then applies K to zeros
-    return K
-
-
 def tolerance(dtype: str, K: np.ndarray) -> tuple[float, float]:
     """(rtol given to the solver, bound on the true residual of a converged x).
 
@@ -108,7 +97,7 @@ def check_solve(xp, fault, out, K, b, bound, dtype, fault_on="A"):
     assert res.x.dtype == getattr(xp, dtype) and tuple(res.x.shape) == b.shape
     if fault.fired and fault.kind in BREAKING:
         assert not res.converged, res.info
-    A_end = final_operator(fault, K, res.x) if fault_on == "A" else K
+    A_end = fault.final(K, res.x) if fault_on == "A" else K
     x = assert_finite(res.x, "result.x")
     if fault.kind in ("nan", "inf") and fault.fired:
         assert res.status is SolveStatus.NONFINITE, (res.status, res.info)
@@ -186,7 +175,7 @@ def test_lanczos_fault(xp, kind, at):
     np.testing.assert_allclose(Qn.T @ Qn, np.eye(Qn.shape[1]), atol=1e-10)
     if not fault.fired or kind in SCALE and at == 1:
         # healthy or consistently scaled: T is Qᵀ A Q for the operator used
-        A_used = final_operator(fault, K, v0)
+        A_used = fault.final(K, v0)
         Qn = to_numpy(Q)
         T = np.diag(to_numpy(alpha)) + np.diag(to_numpy(beta), 1) + np.diag(to_numpy(beta), -1)
         np.testing.assert_allclose(Qn.T @ A_used @ Qn, T, atol=1e-10 * np.linalg.norm(A_used, 2))

@@ -79,18 +79,6 @@ def _system(M: np.ndarray, how: str) -> np.ndarray:
     return (Q * f) @ Q.T
 
 
-def _final_matrix(M: np.ndarray, fault: Fault, like) -> np.ndarray:
-    """The operator as the faulty hvp applies it after its last call."""
-    if not fault.fired:
-        return M
-    if fault.kind in SCALE:
-        return M * SCALE[fault.kind]
-    if fault.kind == "write" and writable(like):
-        # zeroes its argument, then multiplies it: the zero operator
-        return np.zeros_like(M)
-    return M
-
-
 def _run(xp, name, kind, at, dtype="float64"):
     solve, M, how = SOLVERS[name]
     Mx = from_numpy(xp, M, dtype)
@@ -116,7 +104,7 @@ def _run(xp, name, kind, at, dtype="float64"):
     if kind in BREAKING and fault.fired:
         assert not res.converged and res.status in FAILED, res.info
     tol = RTOL[dtype] if how == "neumann" else SFN_TOL
-    assert_honest_solve(res, _system(_final_matrix(M, fault, b), how), _B, tol)
+    assert_honest_solve(res, _system(fault.final(M, b), how), _B, tol)
     return res
 
 
