@@ -17,7 +17,7 @@ import pytest
 
 from helpers import from_numpy, to_numpy
 from natgrad import backend
-from natgrad.linalg import SolveStatus, aslinearoperator, cg, from_matvec, lanczos, minres
+from natgrad.linalg import SolveStatus, cg, from_matvec, lanczos, minres
 from natgrad.validation import CallableOutputError, NonFiniteOutputError
 from tests.faults import BREAKING, SCALE, Fault, InjectedFault, assert_finite, assert_honest_solve, outcome, writable
 

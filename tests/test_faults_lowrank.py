@@ -23,14 +23,13 @@ import pytest
 
 from helpers import from_numpy, to_numpy
 from natgrad import backend
-from natgrad.linalg import FactorizationWarning, SolveStatus, Woodbury, from_matvec, woodbury_solve
+from natgrad.linalg import FactorizationWarning, Woodbury, from_matvec, woodbury_solve
 from natgrad.linalg.nystrom import LowRankPSD, nystrom, nystrom_pcg, nystrom_solve
 from natgrad.validation import CallableOutputError, NonFiniteOutputError
 from tests.faults import (
     BREAKING,
     FAILED,
     KINDS,
-    SCALE,
     Fault,
     InjectedFault,
     assert_honest_solve,

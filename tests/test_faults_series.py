@@ -24,7 +24,7 @@ from natgrad import backend
 from natgrad.linalg import SolveStatus
 from natgrad.linalg.series import neumann_solve, saddle_free_solve
 from natgrad.validation import CallableOutputError
-from tests.faults import BREAKING, FAILED, KINDS, SCALE, Fault, InjectedFault, assert_honest_solve, outcome, writable
+from tests.faults import BREAKING, FAILED, KINDS, SCALE, Fault, InjectedFault, assert_honest_solve, outcome
 
 #: a call inside every solver's run (all of them make more than 20 products)
 LATE = 20
