@@ -141,12 +141,28 @@ class _Builder:
                 share = 0.0
         self.eps = eps * _ROUNDING * (1.0 - share)
         self.low_allowance = eps * _ROUNDING * share
+        self._requested = eps
+        #: the blocks are built from the matrix times 2^-scale_exp (see
+        #: :func:`_scale_exponent`) and scaled back when the matrix is made
+        self.scale_exp = 0
         self.records: list[_Record] = []
         self.pool: list[_PoolEntry] = []
         self.norm2_exact = 0.0  # Σ ‖A_b‖² over dense and SVD blocks
         self.norm2_aca = 0.0  # Σ ‖A_b‖² (exact or estimated) over ACA blocks
         self.exact: Callable[[], Any] | None = None  # the permuted matrix, on demand
         self.counts = {"dense": 0, "svd": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0, "split": 0}
+
+    def set_scale(self, exp: int) -> None:
+        """Build from the matrix times ``2^-exp`` (called before any block).
+
+        Float32 storage cannot hold a matrix whose entries are scaled far
+        enough to need this (beyond ``2^±(maxexp/4)``), so mixed precision is
+        switched off and its share of the budget returns to truncation.
+        """
+        self.scale_exp = exp
+        if exp and self.low is not None:
+            self.low, self.low_allowance = None, 0.0
+            self.eps = self._requested * _ROUNDING
 
     # -- leaves ---------------------------------------------------------------
     def weight(self, t: Cluster, s: Cluster) -> int:
@@ -247,7 +263,10 @@ class _Builder:
             tol=_ACA_SAFETY * self.eps,
         )
         rank = res.U.shape[1]
-        if not res.converged or rank * (m + n) >= m * n or not math.isfinite(res.norm):
+        # a norm whose square overflows goes to the formed block, whose
+        # check names the kernel (only a kernel whose scale jumps mid-build
+        # gets there: the build works on normalised values)
+        if not res.converged or rank * (m + n) >= m * n or not math.isfinite(res.norm * res.norm):
             self.counts["aca_fallback"] += 1
             return self.formed(t, s, source.block(t, s), None)
         lr = lowrank.recompress(res.U, res.V, _LOCAL_SHARE * self.eps * res.norm)
@@ -262,7 +281,7 @@ class _Builder:
             # the measured residual stands in for ACA's and the recompression's
             residual, e0 = err, 0.0
         else:
-            norm2, residual, e0 = res.norm**2, res.error, lr.error**2
+            norm2, residual, e0 = res.norm * res.norm, res.error, lr.error * lr.error
         self.norm2_aca += w * norm2
         self.counts["aca"] += 1
         # recompress returns U' = Q W Σ and V' with orthonormal columns
@@ -340,22 +359,97 @@ class _KernelSource:
     library and device, shape ``(len(X), len(Y))``, no NaN/Inf) and cast to
     the build dtype; an error names the call, so a kernel that fails only on
     some far-away block is caught there, not in the error bound.
+
+    The kernel gets fresh copies of its point sets (views for JAX, whose
+    arrays cannot be written): a kernel that writes into ``X`` or ``Y``
+    changes neither the caller's points nor the points of later calls, only
+    its own answer.  A PyTorch kernel whose output requires grad is refused
+    (:class:`~natgrad.backend.TracedArrayError`, naming the call).  The
+    first answer fixes the build's scale: when its
+    largest entry is beyond ``2^±(maxexp/4)`` (``1e±77`` in float64,
+    ``4e±9`` in float32), every answer is multiplied by the same power of
+    two (exact), so that squares and products of the build cannot overflow
+    or underflow; the H-matrix scales its blocks back at the end.  A later
+    answer more than ``2^(maxexp/2 − 32)`` (``3e144`` in float64, ``4e9``
+    in float32) above that scale is refused, naming the call: its squares
+    could overflow.
     """
 
-    def __init__(self, kernel: Callable[[Any, Any], Any], X: Any, Y: Any, dtype: Any) -> None:
-        self.X, self.Y = X, Y
+    def __init__(self, kernel: Callable[[Any, Any], Any], X: Any, Y: Any, dtype: Any, xp: Any,
+                 build: "_Builder") -> None:
+        self.X, self.Y, self.xp, self.build = X, Y, xp, build
+        self._copy = not backend.is_jax(xp)
+        self._kernel = kernel
+        # finiteness is checked here, with the same reduction that finds
+        # the scale (one host synchronisation per call, as before)
         self._call = validation.CheckedCallable(
-            kernel, "kernel", out_shape=lambda A, B: (A.shape[0], B.shape[0]), dtype=dtype
+            self._untracked if backend.is_torch(xp) else kernel, "kernel",
+            out_shape=lambda A, B: (A.shape[0], B.shape[0]), dtype=dtype, check_finite=False,
         )
+        self._largest = math.ldexp(1.0, math.frexp(float(xp.finfo(dtype).max))[1] // 2 - 32)
+
+    def _untracked(self, X: Any, Y: Any) -> Any:
+        # a kernel with a learnable parameter returns tensors that require
+        # grad: refused, naming the call, before any check reads them
+        K = self._kernel(X, Y)
+        if backend.is_array(K):
+            backend.namespace(**{f"the output of kernel (call {self._call.calls + 1})": K})
+        return K
+
+    def __call__(self, X: Any, Y: Any) -> Any:
+        if self._copy:
+            X, Y = self.xp.asarray(X, copy=True), self.xp.asarray(Y, copy=True)
+        K = self._call(X, Y)
+        xp, call = self.xp, self._call.calls
+        amax = backend.to_float(xp.max(xp.abs(K)))
+        if not math.isfinite(amax):
+            raise validation.NonFiniteOutputError(f"kernel (call {call}) returned NaN or Inf", "kernel", call)
+        if call == 1:
+            self.build.set_scale(_scale_exponent(amax, K.dtype, xp))
+        exp = self.build.scale_exp
+        if math.ldexp(amax, -exp) > self._largest:
+            # squares of such values would overflow: a kernel's answers must
+            # keep the scale of its first one within 2^(maxexp/2 - 32)
+            raise ValueError(
+                f"kernel (call {call}) returned values up to {amax:.3g}, over "
+                f"{self._largest:.1e} times the scale of its first call ({math.ldexp(1.0, exp):.3g}): "
+                "the build works at the first call's scale and cannot square them; a kernel "
+                "must keep its scale from call to call"
+            )
+        return _times_pow2(K, -exp) if exp else K
 
     def block(self, t: Cluster, s: Cluster) -> Any:
-        return self._call(self.X[t.start:t.stop, :], self.Y[s.start:s.stop, :])
+        return self(self.X[t.start:t.stop, :], self.Y[s.start:s.stop, :])
 
     def row(self, t: Cluster, s: Cluster, i: int) -> Any:
-        return self._call(self.X[t.start + i:t.start + i + 1, :], self.Y[s.start:s.stop, :])[0, :]
+        return self(self.X[t.start + i:t.start + i + 1, :], self.Y[s.start:s.stop, :])[0, :]
 
     def col(self, t: Cluster, s: Cluster, j: int) -> Any:
-        return self._call(self.X[t.start:t.stop, :], self.Y[s.start + j:s.start + j + 1, :])[:, 0]
+        return self(self.X[t.start:t.stop, :], self.Y[s.start + j:s.start + j + 1, :])[:, 0]
+
+
+def _scale_exponent(amax: float, dtype: Any, xp: Any) -> int:
+    """``e`` with ``max|A| · 2^-e`` in ``[0.5, 1)`` when ``max|A|`` is beyond
+    ``2^±(maxexp/4)`` (``1e±77`` in float64, ``4e±9`` in float32), else 0.
+
+    Within that range the build's squares and products of norms stay far
+    from overflow and underflow (a Frobenius norm squared over 10¹² entries
+    still fits), and nothing is rescaled: results are bit for bit those of
+    the unscaled code.  Outside it, the build works on ``A · 2^-e``; scaling
+    by a power of two is exact.  ``amax`` is the largest ``|A_ij|``.
+    """
+    if amax == 0.0:
+        return 0
+    _, e = math.frexp(amax)
+    limit = math.frexp(float(xp.finfo(dtype).max))[1] // 4
+    return e if abs(e) > limit else 0
+
+
+def _times_pow2(A: Any, e: int) -> Any:
+    """``A · 2^e`` in two exact steps (each factor is representable in
+    float32 for ``|e| ≤ 2·126``; one factor ``2^e`` alone may not be)."""
+    half = e // 2
+    return (A * math.ldexp(1.0, half)) * math.ldexp(1.0, e - half)
 
 
 def _check_symmetric(xp: Any, D: Any) -> None:
@@ -369,6 +463,8 @@ def _check_symmetric(xp: Any, D: Any) -> None:
 
 
 def _finite_norm2(xp: Any, A: Any) -> float:
+    # the entries are finite and normalised (see _scale_exponent and
+    # _KernelSource): their squares cannot overflow
     value = backend.to_float(xp.sum(A * A))
     if not math.isfinite(value):
         raise ValueError("the matrix (or kernel) has NaN or Inf entries")
@@ -473,6 +569,11 @@ class HMatrix(LinearOperator):
         from the products when ``x`` is not an array, or is an array of
         another library or on another device than the H-matrix (it is never
         converted or moved silently).
+    natgrad.backend.TracedArrayError
+        From the classmethods and the products for a JAX tracer or a PyTorch
+        tensor that requires grad (naming ``points``, ``A`` or ``x``): the
+        build is an eager, host-driven loop, and the products are not
+        recorded for autograd.
 
     Notes
     -----
@@ -488,6 +589,14 @@ class HMatrix(LinearOperator):
     one precomputed index (the path for CuPy, PyTorch, JAX, and NumPy without
     numba, or with ``NATGRAD_DISABLE_NUMBA=1``).  See the module docstring
     for the error budget.
+
+    The products do not check ``x`` for NaN or Inf (that would cost a host
+    synchronisation per product; :func:`natgrad.cg` checks its residual
+    instead): a non-finite entry ``x_j`` makes exactly the rows non-finite
+    that a stored block connects to column ``j``, as in a dense product
+    except that blocks compressed to rank zero are not stored, so
+    ``0 · NaN`` does not reach their rows.  Other columns of a block of
+    right-hand sides are unaffected.
 
     Examples
     --------
@@ -526,8 +635,14 @@ class HMatrix(LinearOperator):
         self._records = builder.records
         total2 = builder.norm2_exact + builder.norm2_aca
         err2 = sum(r.weight * r.error**2 for r in self._records)
-        self.norm_estimate = math.sqrt(total2)
+        self._scale_exp = exp = builder.scale_exp
+        self.norm_estimate = math.sqrt(total2) * math.ldexp(1.0, exp)
         self.error_estimate = math.sqrt(err2 / total2) if total2 > 0 else 0.0
+        if exp:  # the blocks were built from A · 2^-exp
+            for r in self._records:
+                r.error *= math.ldexp(1.0, exp)
+                if r.kind != "zero":
+                    r.U = _times_pow2(r.U, exp)
         self.info = dict(builder.counts, verify=verify, densified=False, symmetric=builder.symmetric)
         self._store = self._pack()
         self._device = self._store.device
@@ -542,6 +657,8 @@ class HMatrix(LinearOperator):
         Dp = exact() if exact is not None else self._assemble(self._layout)
         if exact is not None:
             self.error_estimate = 0.0
+            if self._scale_exp:  # the exact matrix as the build saw it
+                Dp = _times_pow2(Dp, self._scale_exp)
         self._records = [_Record("dense", 0, self.shape[0], 0, self.shape[1], "dense", U=Dp)]
         self._layout, self._stored = ("leaf", 0), {}
         self._store = self._pack()
@@ -614,12 +731,27 @@ class HMatrix(LinearOperator):
         ------
         ValueError
             For points that are not a non-empty 2-D finite array, eps outside
-            (0, 1), eta ≤ 0, leaf_size < 1, a kernel returning the wrong shape
-            or NaN/Inf (checked on the first block), ``symmetric=True`` with
-            ``col_points`` or with a kernel whose diagonal blocks are not
-            symmetric.
+            (0, 1) or below what the dtype can guarantee, eta ≤ 0,
+            leaf_size < 1, ``symmetric=True`` with ``col_points`` or with a
+            kernel whose diagonal blocks are not symmetric, or a kernel whose
+            values grow by more than 3e144 (float32: 4e9) over its first
+            call's scale (their squares could overflow; see Notes).
+        natgrad.validation.CallableOutputError
+            A ``ValueError``: the kernel returned the wrong shape, at any
+            call (the message names the call).
+        natgrad.validation.NonFiniteOutputError
+            A ``ValueError``: the kernel returned NaN or Inf, at any call
+            (checked at every call; the message names the call).
         TypeError
-            For non-array points, a non-callable kernel, or mixed namespaces.
+            For non-array points, a non-callable kernel, mixed namespaces, or
+            a kernel returning a non-array or an array of another library.
+        natgrad.backend.TracedArrayError
+            For points that are a JAX tracer or a PyTorch tensor requiring
+            grad, and for a PyTorch kernel whose output requires grad (naming
+            the call).
+        Exception
+            An exception raised by the kernel passes through unchanged, with
+            a note naming the call.
 
         Notes
         -----
@@ -645,6 +777,29 @@ class HMatrix(LinearOperator):
         (2026).  On the array-API store (CuPy, PyTorch, JAX, NumPy without
         numba) float32 blocks are widened for each product: the memory
         halves, the product gets slower.
+
+        **Scale.**  A kernel of any scale gets the same H-matrix: when the
+        first block's largest entry is beyond ``2^±(maxexp/4)`` (``1e±77``
+        in float64, ``4e±9`` in float32), every kernel value is multiplied
+        by one power of two (exact) that brings it to ``[0.5, 1)``, the
+        blocks are built from those and scaled back at the end, so squares
+        of norms never overflow or underflow and a kernel times ``1e±150``
+        meets the bound with the ranks of the unscaled kernel.  (Mixed
+        precision is then off: float32 cannot hold such entries.)
+
+        **A kernel that changes mid-build.**  The kernel is called on blocks,
+        rows and columns, once or (for verified ACA blocks) twice per entry.
+        It always gets fresh copies of its point arrays, so a kernel that
+        writes into ``X`` or ``Y`` changes neither ``points`` nor what later
+        calls see.  A kernel whose answers change between calls (a scale
+        that jumps, a kernel that damages its own copy) cannot be told from
+        a healthy one; the H-matrix is then that of the matrix the kernel
+        answered, each entry from the last call that covered it, and
+        (with ``verify``) it meets ``eps`` and its :attr:`error_estimate` for
+        that matrix.  A jump to values more than ``2^(maxexp/2 − 32)``
+        (``3e144`` in float64, ``4e9`` in float32) above the first call's
+        scale, whose squares could overflow, raises a ``ValueError`` naming
+        the call.
 
         Examples
         --------
@@ -685,9 +840,9 @@ class HMatrix(LinearOperator):
             verify = rows.n * cols.n <= _VERIFY_LIMIT
         X = xp.astype(rows.points, dtype) if rows.points.dtype != dtype else rows.points
         Y = xp.astype(cols.points, dtype) if cols.points.dtype != dtype else cols.points
-        source = _KernelSource(kernel, X, Y, dtype)
         build = _Builder(xp, dtype, eps, splitting=True, symmetric=symmetric,
                          mixed_precision=mixed_precision)
+        source = _KernelSource(kernel, X, Y, dtype, xp, build)
         build.exact = lambda: source.block(rows.root, cols.root)
 
         def admissible_block(t: Cluster, s: Cluster) -> Any:
@@ -772,10 +927,13 @@ class HMatrix(LinearOperator):
         Raises
         ------
         ValueError
-            If ``A`` is not 2-D or has NaN/Inf, eps is outside (0, 1),
-            eta ≤ 0, leaf_size < 1, or tree/admissibility is unknown.
+            If ``A`` is not 2-D or has NaN/Inf, eps is outside (0, 1) or
+            below what the dtype can guarantee, eta ≤ 0, leaf_size < 1, or
+            tree/admissibility is unknown.
         TypeError
             If ``A`` is not an array.
+        natgrad.backend.TracedArrayError
+            If ``A`` is a JAX tracer or a PyTorch tensor that requires grad.
 
         Notes
         -----
@@ -784,6 +942,12 @@ class HMatrix(LinearOperator):
         ``‖H − A‖_F ≤ eps ‖A‖_F`` holds on every input, up to rounding.  A block
         whose compressed form would need ``k(m + n) ≥ mn`` entries is stored
         dense (random matrices end up (nearly) dense, with zero error).
+
+        Entries of any scale (``1e±150`` in float64, ``1e±20`` in float32,
+        whose squares overflow or underflow there) give the same blocks:
+        a matrix whose largest entry is beyond ``2^±(maxexp/4)`` is built
+        from a copy scaled by a power of two (exact) and scaled back, as in
+        :meth:`from_kernel`.
 
         Examples
         --------
@@ -807,6 +971,12 @@ class HMatrix(LinearOperator):
         eta = validation.positive(eta, "eta")
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
         m, n = A.shape
+        # entries far from 1 (1e±150) are normalised by a power of two, so
+        # that the embedding's products and the norms' squares cannot
+        # overflow or underflow; the blocks are scaled back at the end
+        exp = _scale_exponent(backend.to_float(xp.max(xp.abs(A))), A.dtype, xp)
+        if exp:
+            A = _times_pow2(A, -exp)
         if tree == "embedding":
             rc, cc = spectral_coordinates(A, dim=3, seed=seed)
             rows = ClusterTree.from_points(rc, leaf_size=leaf_size)
@@ -820,6 +990,7 @@ class HMatrix(LinearOperator):
             raise ValueError(f"tree must be 'embedding' or 'index', got {tree!r}")
         btree = BlockTree(rows, cols, eta=eta, admissibility=admissibility)
         build = _Builder(xp, dtype, eps, splitting=bool(adaptive), mixed_precision=mixed_precision)
+        build.set_scale(exp)
         build.exact = lambda: Ap
 
         def sub(t: Cluster, s: Cluster) -> Any:
