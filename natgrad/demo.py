@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -98,7 +100,7 @@ def _plot(runs: list[Run], path: str, title: str) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m natgrad.demo",
         description="Train the 5-D Poisson PINN of arXiv 2505.12149 with ENGD-W, SPRING and Adam.",
@@ -106,16 +108,76 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small network, about a minute on two cores")
     size.add_argument("--full", action="store_true", help="the paper's configuration (N_Ω=3000, N_∂Ω=500)")
-    parser.add_argument("--seconds", type=float, default=None, help="wall-clock budget per method")
-    parser.add_argument("--plot", default="natgrad-demo.png", help="where to save the convergence plot")
+    parser.add_argument("--seconds", type=float, default=None, help="wall-clock budget per method (> 0)")
+    parser.add_argument("--plot", default="natgrad-demo.png",
+                        help="where to save the convergence plot (its folder must exist and be writable)")
     parser.add_argument("--no-plot", action="store_true", help="do not save a plot")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (≥ 0)")
+    return parser
+
+
+def _plot_problem(path: str) -> str | None:
+    """Why the plot could not be saved at ``path``, or None when it can."""
+    if not path or not path.strip():
+        return "--plot must name a file"
+    if os.path.isdir(path):
+        return f"--plot {path!r} is a folder; name a file, e.g. {os.path.join(path, 'natgrad-demo.png')!r}"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"--plot {path!r}: the folder {folder!r} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"--plot {path!r}: the folder {folder!r} is not writable"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"--plot {path!r} exists and is not writable"
+    return None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The demo's command line, checked before anything is trained.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    argparse.Namespace
+        ``quick``, ``full``, ``seconds``, ``plot``, ``no_plot``,
+        ``no_progress``, ``seed``.
+
+    Raises
+    ------
+    SystemExit
+        With status 2 and a message naming the flag, for a budget that is not
+        a finite positive number, a negative seed, or a ``--plot`` path that
+        cannot be written (a missing or read-only folder, a folder given as
+        the file): found at the start, not after minutes of training.
+
+    Examples
+    --------
+    >>> args = parse_args(["--quick", "--seconds", "5", "--no-plot"])
+    >>> args.quick, args.seconds, args.no_plot
+    (True, 5.0, True)
+    """
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.seconds is not None and not args.seconds > 0:
-        parser.error("--seconds must be positive")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        parser.error(f"--seconds must be a finite positive number of seconds, got {args.seconds!r}")
+    if args.seed < 0:
+        parser.error(f"--seed must be ≥ 0, got {args.seed}")
+    if not args.no_plot:
+        problem = _plot_problem(args.plot)
+        if problem is not None:
+            parser.error(problem + " (or pass --no-plot)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if importlib.util.find_spec("torch") is None:
-        parser.exit(2, "the demo needs PyTorch: pip install -e '.[demo]'\n")
+        _parser().exit(2, "the demo needs PyTorch: pip install -e '.[demo]'\n")
 
     config = "quick" if args.quick else "full" if args.full else "default"
     hidden, n_in, n_bd, budget = CONFIGS[config]
@@ -130,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for run in runs:
         print(f"{run.name:<8} {run.steps:>7} {run.seconds:>9.1f} {run.seconds / max(run.steps, 1):>8.3f} {run.l2:>14.3e}")
+    for run in runs:  # a method that stopped before its budget says why
+        if run.history.get("stopped") not in (None, "steps", "time_budget"):
+            print(f"{run.name} stopped early: {run.history['reason']}")
     best = min(runs, key=lambda r: r.l2)
     print(f"\nbest method: {best.name} (P = {problem.n_params} parameters)")
     print(f"final relative L2 error: {best.l2:.3e}")

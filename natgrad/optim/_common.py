@@ -104,7 +104,7 @@ def grid_line_search(
         for eta in grid:
             r = model.residuals(params - eta * direction, batch)
             if outputs is not None:
-                outputs.array(r, "residuals", (None,), "the model's residuals along the direction")
+                outputs.residuals(r, what="the model's residuals along the direction")
                 outputs.seen.pop()  # not a suspect: the point is off the current params
             values.append(backend.to_float(loss_of(xp, r, kind)))
     finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v)]
@@ -185,6 +185,7 @@ class Outputs:
     def __init__(self, who: str, step: int, params: Any) -> None:
         self.who, self.step, self.params = who, step, params
         self.seen: list[tuple[str, Any]] = []  # (what, array) for culprit()
+        self.n: int | None = None  # the number of residuals, once seen
 
     def where(self, method: str) -> str:
         return f"model.{method} at {self.who} step {self.step}"
@@ -222,11 +223,23 @@ class Outputs:
             )
         return x
 
-    def residuals(self, r: Any, method: str = "residuals") -> Any:
-        return self.array(r, method, (None,), "the model's residuals (model.residuals)")
+    def residuals(self, r: Any, method: str = "residuals", what: str = "the model's residuals") -> Any:
+        """``r`` of shape ``(N,)``; the first ``N`` seen in the step is the one
+        every later residual vector (the line search's) must have."""
+        r = self.array(r, method, (self.n,), f"{what} (model.{method})")
+        self.n = r.shape[0] if self.n is None else self.n
+        return r
 
-    def jacobian(self, J: Any, n: int, method: str = "jacobian") -> Any:
-        return self.array(J, method, (n, self.params.shape[0]), "the model's Jacobian (model.jacobian)")
+    def jacobian(self, J: Any, n: int, method: str = "jacobian", what: str = "the model's Jacobian") -> Any:
+        """``J`` of shape ``(n, P)``, ``n`` the number of residuals the model returned."""
+        try:
+            return self.array(J, method, (n, self.params.shape[0]), f"{what} (model.{method})")
+        except validation.CallableOutputError as err:
+            if J.ndim == 2 and J.shape[0] != n and method != "residuals_and_jacobian":
+                raise validation.CallableOutputError(
+                    f"{err} (model.residuals returned {n} residuals; one of the two is wrong)", err.name, err.call
+                ) from None
+            raise
 
     def gradient(self, g: Any, method: str = "loss_and_grad", stage: str = "") -> Any:
         what = f"the model's gradient{stage} (model.{method})"

@@ -184,10 +184,9 @@ class FNGD(_common.Stateful):
         out = _common.Outputs("FNGD", self.steps + 1, params)
         method = "residuals_and_jacobian" if callable(getattr(model, "residuals_and_jacobian", None)) else "jacobian"
         losses, J = _common.residuals_and_jacobian(model, params, batch)
-        losses = out.array(losses, method if method != "jacobian" else "residuals", (None,),
-                           "the model's per-sample losses (model.residuals)")
-        J = out.array(J, method, (losses.shape[0], params.shape[0]),
-                      "the model's per-sample gradients (model.jacobian)")
+        method_r = method if method != "jacobian" else "residuals"
+        losses = out.residuals(losses, method_r, "the model's per-sample losses")
+        J = out.jacobian(J, losses.shape[0], method, "the model's per-sample gradients")
         loss = backend.to_float(xp.mean(losses))
         if not math.isfinite(loss):
             return params, {**_common.loss_rejection(loss, out, "mean"), "time": timer.total()}
