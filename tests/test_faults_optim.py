@@ -34,12 +34,6 @@ from tests.faults import CallCounter, FaultyModel, InjectedFault, assert_finite,
 KINDS = ("nan", "inf", "shape", "raise", "huge")
 #: optimisers for which every call of the model in a step is a stage of the update
 STAGED = ("flow-", "adam")
-#: faults that today end in a floating-point warning inside natgrad.linalg, not in the
-#: optimiser: Inf from the operator inside cg (pᵀAp), J·1e150 in the Nyström sketch's
-#: norm.  Reported to the linalg owners; these cases xfail (non-strict) until fixed.
-KNOWN_LINALG = {("engd-cg", "vjp", "inf"), ("engd-cg", "jvp", "inf"), ("engd-cg", "vjp", "huge"),
-                ("engd-cg", "jvp", "huge"), ("engd-nystrom", "jacobian", "huge"),
-                ("engd-nystrom", "residuals", "huge")}
 #: methods with an array output whose shape the optimiser checks
 SHAPED = ("residuals", "jacobian", "jvp", "vjp", "loss_and_grad", "hvp")
 
@@ -99,25 +93,15 @@ def test_every_optimiser_is_honest_under_model_faults(xp, name):
     twin, counter = factory(), CallCounter(model)
     twin.load_state_dict(saved)
     clean, _ = twin.step(params, counter, None)
-    cases, known = 0, []
+    cases = 0
     for method, count in counter.calls.items():
         for at in sorted({1, 2, count} & set(range(1, count + 1))):
             for kind in KINDS:
                 if name == "engd-cg" and method == "residuals" and kind == "shape":
                     continue  # r of the wrong length meets the user's own vjp first: the user's error
                 cases += 1
-                if (name, method, kind) not in KNOWN_LINALG:
-                    _one_case(name, factory, saved, params, model, method, kind, at, clean)
-                    continue
-                try:
-                    _one_case(name, factory, saved, params, model, method, kind, at, clean)
-                except AssertionError as err:
-                    if "warning escaped" not in str(err):
-                        raise
-                    known.append(f"{kind} at {method} call {at}: {str(err).splitlines()[0]}")
+                _one_case(name, factory, saved, params, model, method, kind, at, clean)
     assert cases >= 5
-    if known:
-        pytest.xfail("natgrad.linalg warns under these faults (not the optimiser): " + "; ".join(known))
 
 
 @pytest.mark.parametrize("method", ["heun", "rk4"])

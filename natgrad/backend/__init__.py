@@ -48,7 +48,8 @@ module                 concern
 ``syrk``               :func:`gram` (``U Uᵀ`` by BLAS ``syrk``) and the
                        BLAS thread-pool rules
 ``threads``            :func:`blas_threads`, a limit on the BLAS pools for
-                       work made of many small products
+                       work made of many small products, and
+                       :func:`quiet_floating_point` for the solvers
 ``random``             :func:`normal`, reproducible across backends
 ``io``                 checkpoint files (``.npz`` plus JSON, never pickled,
                        written atomically); not re-exported: ``from
@@ -101,7 +102,7 @@ from .dtypes import eps, float_dtype, is_low_precision
 from .random import normal
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
 from .syrk import gram
-from .threads import blas_threads
+from .threads import blas_threads, quiet_floating_point
 
 __all__ = [
     "CholeskyError",
@@ -132,6 +133,7 @@ __all__ = [
     "svd",
     "gram",
     "blas_threads",
+    "quiet_floating_point",
     "normal",
     "to_namespace",
     "is_scipy_operator",

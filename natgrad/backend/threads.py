@@ -1,4 +1,8 @@
-"""Thread pools of the CPU BLAS: a limit for work made of many small products.
+"""The CPU's numerical state around natgrad's solvers: the BLAS thread pools
+(a limit for work made of many small products) and NumPy's floating-point
+warnings (silenced where the solver reports non-finite values itself).
+
+Thread pools of the CPU BLAS: a limit for work made of many small products.
 
 A BLAS thread pool pays off on large products.  On many small ones (the
 QR/SVD/products on blocks of a few hundred rows of an H-matrix build) its
@@ -18,9 +22,12 @@ Examples
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import functools
+from typing import Any, Callable, Iterator
 
-__all__ = ["blas_threads"]
+import numpy
+
+__all__ = ["blas_threads", "quiet_floating_point"]
 
 
 @contextlib.contextmanager
@@ -66,3 +73,51 @@ def blas_threads(limit: int = 1) -> Iterator[None]:
         return
     with threadpool_limits(limits=limit, user_api="blas"):
         yield
+
+
+def quiet_floating_point(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: NumPy's floating-point warnings (overflow, invalid value,
+    division by zero) are not emitted while ``fn`` runs.
+
+    Parameters
+    ----------
+    fn : callable
+        A solver that detects NaN, Inf and overflow itself and reports them
+        in its result (``status="nonfinite"``, a named error).
+
+    Returns
+    -------
+    callable
+        ``fn`` with the same name, docstring and signature.
+
+    Raises
+    ------
+    Exception
+        Whatever ``fn`` raises; nothing of its own.
+
+    Notes
+    -----
+    A ``pᵀAp`` whose ``A p`` holds an Inf is NaN by design of IEEE
+    arithmetic, and the solver turns it into ``status="nonfinite"``; NumPy's
+    ``RuntimeWarning`` about it on the way says the same thing less clearly
+    and cannot be acted on.  ``numpy.errstate`` is thread-local and restored
+    on exit; the warnings of array-api-strict (which computes with NumPy) are
+    covered too, and PyTorch, JAX and CuPy do not warn.  A user's function
+    called by the solver runs in the same state.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> @quiet_floating_point
+    ... def overflowing():
+    ...     return np.float64(1e300) * 1e300
+    >>> overflowing()
+    np.float64(inf)
+    """
+
+    @functools.wraps(fn)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return fn(*args, **kwargs)
+
+    return quiet

@@ -140,6 +140,7 @@ def _fmt(values: Any, xp: Any) -> float:
     return backend.to_float(xp.max(values))
 
 
+@backend.quiet_floating_point
 @_checks.scipy_tol
 def cg(
     A: Any,
@@ -541,6 +542,7 @@ def _breakdown_message(
     )
 
 
+@backend.quiet_floating_point
 @_checks.scipy_tol
 def minres(
     A: Any,
@@ -859,6 +861,7 @@ class LanczosResult(NamedTuple):
     Q: Any
 
 
+@backend.quiet_floating_point
 def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> LanczosResult:
     r"""``k`` steps of the symmetric Lanczos process.
 

@@ -273,12 +273,18 @@ def _core(Y: Any, Omega: Any, method: str, xp: Any) -> LowRankPSD:
     al. 2023, Alg. 2.1); ``method="cholesky"`` stops before the SVD."""
     n, ell = Y.shape
     machine_eps = backend.eps(Y.dtype, xp)
-    norm_y = backend.to_float(xp.linalg.vector_norm(Y))
-    if norm_y == 0.0:  # A Ω = 0: the approximation is zero
+    top = backend.to_float(xp.max(xp.abs(Y)))
+    if top == 0.0:  # A Ω = 0: the approximation is zero
         zeros = xp.zeros((ell,), dtype=Y.dtype, device=backend.device(Y))
         if method == "cholesky":
             return LowRankPSD.from_factor(xp.zeros_like(Y))
         return LowRankPSD(Omega, zeros)
+    # Nyström commutes with scaling (Â(cA) = c Â(A)): work on Y/2ᵏ ≈ unit size
+    # (exact, a power of two), so that norms and ΩᵀY cannot overflow for an A
+    # near the end of the exponent range, and scale the result back.
+    scale = 2.0 ** math.frexp(top)[1]
+    Y = Y / scale
+    norm_y = backend.to_float(xp.linalg.vector_norm(Y))
     jitter = machine_eps * norm_y
     limit = math.sqrt(machine_eps) * norm_y
     while True:
@@ -300,10 +306,10 @@ def _core(Y: Any, Omega: Any, method: str, xp: Any) -> LowRankPSD:
     # B = Y_ν L⁻ᵀ, so that B Bᵀ = Y_ν (ΩᵀY_ν)⁻¹ Y_νᵀ.
     B = xp.matrix_transpose(backend.solve_triangular(L, xp.matrix_transpose(Y_nu), lower=True))
     if method == "cholesky":
-        return LowRankPSD.from_factor(B, jitter=jitter)
+        return LowRankPSD.from_factor(B * math.sqrt(scale), jitter=jitter * scale)
     V, sig, _ = backend.svd(B)
     s = xp.clip(sig * sig - jitter, min=0.0)
-    return LowRankPSD(V, s, jitter=jitter)
+    return LowRankPSD(V, s * scale, jitter=jitter * scale)
 
 
 def _check_seed(seed: Any) -> None:
@@ -321,6 +327,7 @@ def _block_seed(seed: Any, i: int) -> Any:
     return (seed + i * 0x9E3779B1) % (1 << 63)
 
 
+@backend.quiet_floating_point
 def nystrom(
     A: Any,
     rank: int | str,
@@ -636,6 +643,7 @@ class _CountedOperator(LinearOperator):
         return self.base._matvec(x)
 
 
+@backend.quiet_floating_point
 @_checks.scipy_tol
 def nystrom_pcg(
     A: Any,
@@ -730,6 +738,7 @@ def nystrom_pcg(
                        f"Nyström-PCG (rank {approx.rank}, {method}): {res.info}")
 
 
+@backend.quiet_floating_point
 def nystrom_solve(
     A: Any,
     b: Any,

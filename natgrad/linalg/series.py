@@ -191,6 +191,7 @@ def _hvps(H: _Hvp) -> str:
 # ---------------------------------------------------------------------------
 
 
+@backend.quiet_floating_point
 @_checks.scipy_tol
 def neumann_solve(
     hvp: Callable[[Any], Any],
@@ -704,6 +705,7 @@ _VARIANTS = ("damped", "quasi")
 _METHODS = ("series", "lanczos")
 
 
+@backend.quiet_floating_point
 def saddle_free_solve(
     hvp: Callable[[Any], Any],
     g: Any,
