@@ -827,6 +827,10 @@ class CheckedCallable:
         # The full namespace check costs ~14 µs a call, a quarter of a CG
         # iteration on a cheap operator; the same array type on the same
         # device is the same library and device, and costs ~1 µs to confirm.
+        if getattr(y, "requires_grad", False):
+            # a PyTorch output tracked by autograd (a learnable parameter in
+            # the user's function): refused like a tracked argument, naming it
+            backend.namespace(**{f"the output of {self._where()}": y})
         if type(y) is not type(x) or backend.device(y) != backend.device(x):
             try:
                 backend.namespace(**{f"input of {self.name}": x, f"output of {self.name}": y})

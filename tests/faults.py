@@ -32,7 +32,7 @@ import numpy as np
 
 from natgrad.linalg import FactorizationWarning, SolveStatus
 
-from .helpers import to_numpy
+from helpers import to_numpy  # tests/ is on the path (pyproject: pythonpath)
 
 #: Every kind of fault :class:`Fault` can inject.
 KINDS = ("nan", "inf", "raise", "shape", "huge", "tiny", "write")

@@ -229,3 +229,23 @@ def test_checked_callable_out_shape_with_a_free_axis(xp):
                                    out_shape=lambda p, n: (None, p.shape[0]))
     with pytest.raises(v.CallableOutputError, match="expected"):
         wrong_ndim(xp.ones(3), 5)
+
+
+def test_checked_callable_refuses_a_tracked_torch_output():
+    """A user's HVP with a learnable parameter returns a tensor that requires
+    grad: refused at that call, naming the callable and the call."""
+    torch = pytest.importorskip("torch")
+    from natgrad.backend import TracedArrayError
+
+    w = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    calls = {"n": 0}
+
+    def hvp(v):
+        calls["n"] += 1
+        return v * (w if calls["n"] == 2 else w.detach())
+
+    checked = v.CheckedCallable(hvp, "hvp")
+    x = torch.ones(3, dtype=torch.float64)
+    assert torch.equal(checked(x), 2.0 * x)
+    with pytest.raises(TracedArrayError, match=r"the output of hvp \(call 2\) is a PyTorch tensor that requires grad"):
+        checked(x)

@@ -379,22 +379,13 @@ class _KernelSource:
                  build: "_Builder") -> None:
         self.X, self.Y, self.xp, self.build = X, Y, xp, build
         self._copy = not backend.is_jax(xp)
-        self._kernel = kernel
         # finiteness is checked here, with the same reduction that finds
         # the scale (one host synchronisation per call, as before)
         self._call = validation.CheckedCallable(
-            self._untracked if backend.is_torch(xp) else kernel, "kernel",
+            kernel, "kernel",
             out_shape=lambda A, B: (A.shape[0], B.shape[0]), dtype=dtype, check_finite=False,
         )
         self._largest = math.ldexp(1.0, math.frexp(float(xp.finfo(dtype).max))[1] // 2 - 32)
-
-    def _untracked(self, X: Any, Y: Any) -> Any:
-        # a kernel with a learnable parameter returns tensors that require
-        # grad: refused, naming the call, before any check reads them
-        K = self._kernel(X, Y)
-        if backend.is_array(K):
-            backend.namespace(**{f"the output of kernel (call {self._call.calls + 1})": K})
-        return K
 
     def __call__(self, X: Any, Y: Any) -> Any:
         if self._copy:
