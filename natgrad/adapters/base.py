@@ -48,6 +48,7 @@ __all__ = [
     "POINT_ROW_FACTOR",
     "point_chunk",
     "untracked",
+    "batch_arrays",
 ]
 
 #: the two loss conventions a model's ``loss`` may take: ``"squared"``
@@ -233,6 +234,41 @@ def untracked(x: Any) -> Any:
     if getattr(x, "requires_grad", False) and type(x).__module__.startswith("torch"):
         return x.detach()
     return x
+
+
+def batch_arrays(batch: Any, name: str = "batch") -> Any:
+    """The arrays of a batch with the names an error message gives them.
+
+    Parameters
+    ----------
+    batch : any
+        A single array, or tuples, lists and dicts of them, nested (the
+        batches the adapters document).  Other objects (None, Python
+        numbers, a custom container) are not entered.
+    name : str
+        The name of ``batch`` itself.
+
+    Yields
+    ------
+    (str, object)
+        ``("batch", x)``, ``("batch[1]", x)``, ``("batch['y']", x)``, ...:
+        each non-container leaf, named by its path.  The caller decides which
+        leaves are arrays of its framework.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [n for n, _ in batch_arrays((np.ones(2), {"y": np.zeros(1)}))]
+    ['batch[0]', "batch[1]['y']"]
+    """
+    if isinstance(batch, (tuple, list)):
+        for i, item in enumerate(batch):
+            yield from batch_arrays(item, f"{name}[{i}]")
+    elif isinstance(batch, dict):
+        for key, item in batch.items():
+            yield from batch_arrays(item, f"{name}[{key!r}]")
+    elif batch is not None:
+        yield name, batch
 
 
 def check_loss(loss: Any) -> str:
@@ -437,7 +473,36 @@ class FlatModel:
     def _prepare_export(self, x: Any) -> Any:
         return x
 
+    def _data_dtype(self, x: Any) -> Any:  # pragma: no cover - abstract
+        """The dtype a floating data array ``x`` computes in, None for anything else."""
+        raise NotImplementedError
+
+    def _dtype_advice(self, data: Any) -> str:
+        """How to bring data of dtype ``data`` and the parameters together."""
+        return f"convert the data to {self.dtype}, or build the model from {data} parameters"
+
     # -- conversion and validation -----------------------------------------
+    def _check_batch(self, batch: Any) -> Any:
+        """``batch``, after checking that its floating arrays have the model's dtype.
+
+        A float64 batch for float32 parameters (or the reverse) would
+        otherwise surface as the framework's own error from deep inside the
+        user's function (PyTorch: ``mat1 and mat2 must have the same
+        dtype``), or be silently promoted (JAX under x64, elementwise PyTorch
+        operations) into outputs and Jacobians of another dtype than the
+        parameters.  Integer and boolean arrays (labels, indices) and
+        non-arrays pass.  Reads ``dtype`` attributes only: no host
+        synchronisation, a few microseconds per call.
+        """
+        for name, x in batch_arrays(batch):
+            data = self._data_dtype(x)
+            if data is not None and data != self.dtype:
+                raise TypeError(
+                    f"{name} is {data} but the model's parameters are {self.dtype}; "
+                    + self._dtype_advice(data)
+                )
+        return batch
+
     @property
     def n_params(self) -> int:
         """Number of parameters ``P``."""
@@ -556,7 +621,9 @@ class FlatModel:
         ----------
         flat : array, shape (P,)
         batch
-            Passed to ``fn`` unchanged.
+            Passed to ``fn`` unchanged.  Its floating arrays (a single array,
+            or inside tuples, lists and dicts) must have the parameters'
+            dtype; integer and boolean arrays may be anything.
 
         Returns
         -------
@@ -566,9 +633,12 @@ class FlatModel:
         ------
         TypeError, ValueError
             If ``flat`` has the wrong type, length or dtype, or ``fn`` does not
-            return a vector.
+            return a vector.  ``TypeError`` also for a floating array of the
+            batch whose dtype is not the parameters' (the message names both
+            dtypes and the array, e.g. ``batch[0]``); every method that takes
+            a batch checks it the same way.
         """
-        return self._export(self._residuals(self._import(flat, "flat"), batch))
+        return self._export(self._residuals(self._import(flat, "flat"), self._check_batch(batch)))
 
     def jacobian(self, flat: Any, batch: Any) -> Any:
         """The Jacobian ``J = ∂r/∂θ`` of the outputs, shape ``(N, P)``.
@@ -591,7 +661,7 @@ class FlatModel:
         otherwise; pointwise models vmap the per-point gradient over chunks
         of points.  Chunks are sized to the model's memory budget.
         """
-        return self._export(self._jacobian(self._import(flat, "flat"), batch)[1])
+        return self._export(self._jacobian(self._import(flat, "flat"), self._check_batch(batch))[1])
 
     def residuals_and_jacobian(self, flat: Any, batch: Any) -> tuple[Any, Any]:
         """``(residuals, jacobian)`` sharing the forward pass.
@@ -606,7 +676,7 @@ class FlatModel:
         r : array, shape (N,)
         J : array, shape (N, P)
         """
-        r, J = self._jacobian(self._import(flat, "flat"), batch)
+        r, J = self._jacobian(self._import(flat, "flat"), self._check_batch(batch))
         return self._export(r), self._export(J)
 
     def jvp(self, flat: Any, batch: Any, v: Any) -> Any:
@@ -623,7 +693,7 @@ class FlatModel:
         array, shape (N,)
         """
         theta = self._import(flat, "flat")
-        return self._export(self._jvp(theta, batch, self._import(v, "v")))
+        return self._export(self._jvp(theta, self._check_batch(batch), self._import(v, "v")))
 
     def vjp(self, flat: Any, batch: Any, u: Any) -> Any:
         """The vector-Jacobian product ``Jᵀ u`` (reverse mode).
@@ -644,7 +714,7 @@ class FlatModel:
             If ``u`` does not have the length ``N`` of the outputs.
         """
         theta = self._import(flat, "flat")
-        return self._export(self._vjp(theta, batch, u))
+        return self._export(self._vjp(theta, self._check_batch(batch), u))
 
     def loss_and_grad(self, flat: Any, batch: Any) -> tuple[Any, Any]:
         """The loss and its gradient.
@@ -661,7 +731,7 @@ class FlatModel:
         grad : array, shape (P,)
             ``Jᵀ r`` or ``Jᵀ 1 / N``.
         """
-        loss, grad = self._loss_and_grad(self._import(flat, "flat"), batch)
+        loss, grad = self._loss_and_grad(self._import(flat, "flat"), self._check_batch(batch))
         return self._export(loss), self._export(grad)
 
     def hvp(self, flat: Any, batch: Any, v: Any) -> Any:
@@ -686,7 +756,7 @@ class FlatModel:
         ``∇²L = JᵀJ + Σᵢ rᵢ ∇²rᵢ``.
         """
         theta = self._import(flat, "flat")
-        return self._export(self._hvp(theta, batch, self._import(v, "v")))
+        return self._export(self._hvp(theta, self._check_batch(batch), self._import(v, "v")))
 
     def ggn_vp(self, flat: Any, batch: Any, v: Any) -> Any:
         """The Gauss-Newton product ``JᵀJ v`` (``"squared"``) or ``JᵀJ v / N``
@@ -707,7 +777,7 @@ class FlatModel:
         One JVP followed by one VJP; ``J`` is never formed.
         """
         theta = self._import(flat, "flat")
-        return self._export(self._ggn_vp(theta, batch, self._import(v, "v")))
+        return self._export(self._ggn_vp(theta, self._check_batch(batch), self._import(v, "v")))
 
     # -- shared derivations on framework arrays ----------------------------
     def _loss_of(self, r: Any) -> Any:

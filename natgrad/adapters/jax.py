@@ -237,6 +237,24 @@ class JaxModel(base.FlatModel):
     def _is_native(self, x: Any) -> bool:
         return isinstance(x, jax.Array)
 
+    def _data_dtype(self, x: Any) -> Any:
+        # A NumPy array is compared by the dtype JAX computes it in: without
+        # x64, float64 NumPy data becomes float32 and agrees with float32
+        # parameters; under x64 it stays float64 and would promote the outputs.
+        # A weakly typed array (a Python float made an array) does not promote.
+        if getattr(x, "weak_type", False):
+            return None
+        if isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating):
+            return jax.dtypes.canonicalize_dtype(x.dtype)
+        return None
+
+    def _dtype_advice(self, data: Any) -> str:
+        return (
+            f"convert the data with jnp.asarray(x, dtype=jnp.{self.dtype}) or build the model "
+            f"from {data} parameters (JAX would promote the outputs and Jacobians to "
+            f"{jnp.promote_types(data, self.dtype)})"
+        )
+
     def _unflatten(self, theta: Any) -> Any:
         return self._unravel(theta)
 
@@ -306,6 +324,7 @@ class JaxModel(base.FlatModel):
         """
         theta = self._import(flat, "flat")
         d = self._import(direction, "direction")
+        self._check_batch(batch)
         etas = jnp.asarray(etas, dtype=self.dtype)
         # one device-to-host copy of all the losses (a host synchronisation),
         # rather than one per step size

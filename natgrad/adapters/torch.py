@@ -295,6 +295,18 @@ class TorchModel(base.FlatModel):
     def _prepare_export(self, x: Any) -> Any:
         return x.detach()
 
+    def _data_dtype(self, x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            return x.dtype
+        return None
+
+    def _dtype_advice(self, data: Any) -> str:
+        model = {torch.float64: ".double()", torch.float32: ".float()"}.get(data, f".to({data})")
+        return (
+            f"convert the data with .to({self.dtype}) or the model with {model} "
+            "(before building the TorchModel)"
+        )
+
     def _copy(self, x: Any) -> Any:
         return x.clone()
 
@@ -495,6 +507,7 @@ class TorchModel(base.FlatModel):
         """
         theta = self._import(flat, "flat")
         d = self._import(direction, "direction")
+        self._check_batch(batch)
         with torch.no_grad():
             return [backend.to_float(self._loss(theta - eta * d, batch)) for eta in etas]
 

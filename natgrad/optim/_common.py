@@ -3,10 +3,14 @@ the grid line search, the step-or-reject rule and the state as data."""
 
 from __future__ import annotations
 
+import functools
 import math
+import re
+import threading
 import time
+import warnings
 from numbers import Integral, Real
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from .. import backend, validation
 from ..adapters.base import untracked
@@ -284,6 +288,145 @@ def scaled_norm(xp: Any, d: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# a repeated warning is shown once per optimiser, not once per step
+# ---------------------------------------------------------------------------
+
+#: numbers in a warning's text (a damping, a jitter, a size, float32): two
+#: warnings whose texts differ only in them are of one kind
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+_hook_lock = threading.Lock()
+_hook_users = 0
+_hook_previous: Any = None
+_local = threading.local()  # .stack: the recorders of the steps running in this thread
+
+
+def _dispatch(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+              line: Any = None) -> None:
+    """``warnings.showwarning`` while some thread is inside a step: a warning
+    from this thread's innermost step is recorded for it, any other is shown
+    as before."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        stack[-1].append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+    else:
+        _hook_previous(message, category, filename, lineno, file, line)
+
+
+def _hook(on: bool) -> None:
+    """Install :func:`_dispatch` for the first step running, restore the
+    previous ``showwarning`` when the last one ends (counted under a lock)."""
+    global _hook_users, _hook_previous
+    with _hook_lock:
+        if on:
+            if _hook_users == 0 and warnings.showwarning is not _dispatch:
+                _hook_previous = warnings.showwarning
+                warnings.showwarning = _dispatch
+            _hook_users += 1
+        else:
+            _hook_users -= 1
+            if _hook_users == 0 and warnings.showwarning is _dispatch:
+                warnings.showwarning = _hook_previous
+
+
+def _natgrad_warning(category: type) -> bool:
+    return category.__module__.split(".")[0] == "natgrad"
+
+
+def warn_once_per_optimizer(step: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator of an optimiser's ``step``: natgrad's own warnings (such as
+    :class:`~natgrad.linalg.FactorizationWarning`) are shown once per
+    optimiser instance and kind, not once per step.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(self, params, model, batch, ...) -> (params, info)`` of a
+        :class:`Stateful` optimiser.
+
+    Returns
+    -------
+    callable
+        The step.  A natgrad warning raised inside it is shown the first
+        time its kind (category and text up to the numbers in it) occurs on
+        this optimiser, with a note saying so; later ones are not shown.
+        Every natgrad warning of a step, shown or not, is listed in its
+        ``info["warnings"]`` (``"FactorizationWarning: <text>"``; the key is
+        present only when there was one).  A new optimiser or :meth:`reset`
+        shows each kind again.  Other warnings (the user's model's, NumPy's)
+        are shown as they came, after the step.
+
+    Notes
+    -----
+    Only the display is de-duplicated: the ``warnings`` filters act where
+    the warning is raised, as always, so an ``"error"`` filter still raises
+    the first (and every) one from inside the step, before the step commits
+    its state, and ``"ignore"`` still silences it.  The linear-algebra
+    functions themselves (:func:`~natgrad.linalg.woodbury_solve`, ...) keep
+    warning at every call.
+
+    The warnings reach the step through ``warnings.showwarning``, which is
+    replaced while any step runs (counted under a lock, restored when the
+    last one ends) by a function that gives a warning to the innermost step
+    running in the same thread (a thread-local stack) and shows any other
+    as before.  Unlike ``warnings.catch_warnings``, which swaps the
+    process-wide filters and handlers and may leave them wrong when two
+    threads use it at once, this is safe for optimisers stepping in
+    several threads.  A ``warnings.catch_warnings()`` block entered in
+    another thread while a step runs (pytest's, a user's) may record that
+    step's first warning in its own list instead of showing it; that is the
+    known thread-unsafety of ``catch_warnings`` itself.
+    """
+
+    @functools.wraps(step)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        caught: list[Any] = []
+        stack = getattr(_local, "stack", None)
+        if stack is None:
+            stack = _local.stack = []
+        stack.append(caught)
+        _hook(True)
+        try:
+            result = step(self, *args, **kwargs)
+        finally:
+            stack.pop()
+            _hook(False)
+            # shown also when the step raised: the warnings it gave before
+            raised = _show_once(self, caught)
+        if raised and isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+            result[1]["warnings"] = raised
+        return result
+
+    return wrapper
+
+
+def _show_once(optimizer: Any, caught: list[Any]) -> list[str]:
+    """Show the caught warnings (natgrad's once per kind on ``optimizer``);
+    the natgrad ones as ``"Category: text"``."""
+    seen = optimizer.__dict__.setdefault("_warnings_seen", {})
+    raised = []
+    for w in caught:
+        message = w.message
+        if _natgrad_warning(w.category):
+            text = str(message)
+            raised.append(f"{w.category.__name__}: {text}")
+            key = (w.category, _NUMBER.sub("#", text))
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > 1:
+                continue
+            who = type(optimizer).__name__
+            try:
+                message = w.category(
+                    f"{text} [shown once per {who} optimiser; later ones are listed in "
+                    "info['warnings'] of their steps; reset() shows it again]"
+                )
+            except Exception:  # a category whose constructor wants more: the text as it was
+                pass
+        warnings.showwarning(message, w.category, w.filename, w.lineno, w.file, w.line)
+    return raised
+
+
+# ---------------------------------------------------------------------------
 # a step is taken only when everything about it is finite
 # ---------------------------------------------------------------------------
 
@@ -503,8 +646,12 @@ class Stateful:
         self.__dict__.update(attributes)
 
     def reset(self) -> None:
-        """Forget the state (momentum, caches, step count, adapted damping)."""
-        self._commit(**self._fresh_state())
+        """Forget the state (momentum, caches, step count, adapted damping).
+
+        Also forgets which warnings this optimiser has shown (see
+        :func:`warn_once_per_optimizer`): each is shown once again.
+        """
+        self._commit(**self._fresh_state(), _warnings_seen={})
 
     def state_dict(self) -> dict[str, Any]:
         """The optimiser's state as plain data.

@@ -329,6 +329,7 @@ class ENGD(_common.Stateful):
             return None, details
         return out.array(model.vjp(params, batch, res.x), "vjp", (P,)), details
 
+    @_common.warn_once_per_optimizer
     def step(self, params: Any, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
         """One ENGD step.
 
@@ -351,7 +352,11 @@ class ENGD(_common.Stateful):
             ``loss`` (before the step), ``lr`` (the step size taken, 0 when
             none), ``step_taken``, ``direction_norm``, solver details,
             ``time`` (seconds per phase) and, when no step was taken, a
-            ``message`` saying why.
+            ``message`` saying why.  ``warnings``: the natgrad warnings of the
+            step (e.g. a ``FactorizationWarning`` of the float32 Gram
+            matrix), present when there were any; each kind is shown only
+            the first time on this optimiser (``reset()`` shows it again;
+            the ``warnings`` filters apply as usual).
         """
         params, xp = _common.begin(params)
         _common.require_kind(model, "squared", "ENGD")

@@ -158,6 +158,7 @@ class FNGD(_common.Stateful):
         cache = {k: (a, u) for k, a, u in zip(keys, alphas, uses)}
         return {"steps": state["steps"], "velocity": state["velocity"], "alpha": state["alpha"], "_cache": cache}
 
+    @_common.warn_once_per_optimizer
     def step(self, params: Any, model: Any, batch: Any, *, batch_key: Any = None) -> tuple[Any, dict[str, Any]]:
         """One FNGD step.
 
@@ -174,7 +175,8 @@ class FNGD(_common.Stateful):
         params : array
         info : dict
             ``loss``, ``refreshed`` (whether ``α`` was recomputed), ``lr``,
-            ``direction_norm`` and ``time``.
+            ``direction_norm``, ``time`` and, as for :meth:`ENGD.step`,
+            ``warnings`` when the step raised some (shown once per optimiser).
         """
         params, xp = _common.begin(params)
         _common.require_kind(model, "mean", "FNGD")

@@ -114,6 +114,7 @@ class SaddleFreeNewton(_common.Stateful):
     def _fresh_state(self) -> dict[str, Any]:
         return {"damping": self.initial_damping, "steps": 0}
 
+    @_common.warn_once_per_optimizer
     def step(self, params: Any, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
         """One saddle-free Newton step.
 
@@ -131,7 +132,7 @@ class SaddleFreeNewton(_common.Stateful):
             ``series_info``, ``lr``, ``step_taken``, ``hvps`` (Hessian-vector
             products, from the solver's ``stats`` plus the one of the
             adaptation), with adaptation ``rho``, ``time`` and, when no step
-            was taken, ``message``.
+            was taken, ``message``; ``warnings`` as for :meth:`ENGD.step`.
         """
         params, xp = _common.begin(params)
         _common.require(model, ("loss_and_grad", "hvp"), "SaddleFreeNewton")

@@ -101,6 +101,7 @@ class SPRING(_common.Stateful):
     def _fresh_state(self) -> dict[str, Any]:
         return {"phi": None, "steps": 0}
 
+    @_common.warn_once_per_optimizer
     def step(self, params: Any, model: Any, batch: Any) -> tuple[Any, dict[str, Any]]:
         """One SPRING step; returns ``(params, info)`` like :meth:`ENGD.step`.
 
