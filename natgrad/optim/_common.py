@@ -376,6 +376,29 @@ def warn_once_per_optimizer(step: Callable[..., Any]) -> Callable[..., Any]:
     another thread while a step runs (pytest's, a user's) may record that
     step's first warning in its own list instead of showing it; that is the
     known thread-unsafety of ``catch_warnings`` itself.
+
+    Examples
+    --------
+    A float32 rank-one Jacobian with a damping far below float32 rounding:
+    the Gram matrix's Cholesky breaks down at every step, the warning is
+    shown once.
+
+    >>> import warnings
+    >>> import numpy as np
+    >>> from natgrad.adapters.callables import CallableModel
+    >>> from natgrad.optim import ENGD
+    >>> A, y = np.ones((3, 4), np.float32), np.full(3, 2.0, np.float32)
+    >>> model = CallableModel(residuals=lambda p, b: A @ p - y, jacobian=lambda p, b: A,
+    ...                       params=np.zeros(4, np.float32))
+    >>> opt, params = ENGD(damping=1e-20), model.params
+    >>> with warnings.catch_warnings(record=True) as shown:
+    ...     warnings.simplefilter("always")
+    ...     for _ in range(4):
+    ...         params, info = opt.step(params, model, None)
+    >>> len(shown), len(info["warnings"])
+    (1, 1)
+    >>> info["warnings"][0].split(" failed")[0]
+    'FactorizationWarning: Cholesky of λI_N + UUᵀ'
     """
 
     @functools.wraps(step)
