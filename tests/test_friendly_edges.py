@@ -263,3 +263,22 @@ def test_warnings_hook_is_restored_and_per_thread():
     # two threads × three optimisers, each shows its warning once
     assert len(_factorization(record)) == 6
     assert warnings.showwarning is before
+
+
+def test_warning_before_an_exception_in_the_step_is_still_shown():
+    A = np.ones((3, 4), dtype=np.float32)
+    calls = []
+
+    def residuals(p, b):
+        calls.append(1)
+        if len(calls) == 2:  # the line search, after the factorisation warned
+            raise KeyError("the user's own error")
+        return A @ p - 2.0
+
+    model = CallableModel(residuals=residuals, jacobian=lambda p, b: A, params=np.zeros(4, np.float32))
+    opt = ENGD(damping=1e-20)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        with pytest.raises(KeyError, match="the user's own error"):
+            opt.step(model.params, model, None)
+    assert len(_factorization(record)) == 1 and opt.steps == 0

@@ -350,9 +350,12 @@ def warn_once_per_optimizer(step: Callable[..., Any]) -> Callable[..., Any]:
         The step.  A natgrad warning raised inside it is shown the first
         time its kind (category and text up to the numbers in it) occurs on
         this optimiser, with a note saying so; later ones are not shown.
-        Every natgrad warning of a step, shown or not, is listed in its
-        ``info["warnings"]`` (``"FactorizationWarning: <text>"``; the key is
-        present only when there was one).  A new optimiser or :meth:`reset`
+        Every natgrad warning of a step that the ``warnings`` filters let
+        through, shown or not, is listed in its ``info["warnings"]``
+        (``"FactorizationWarning: <text>"``; the key is present only when
+        there was one; Python's default filter already drops a repeat of
+        the very same text from the same place, so under it only warnings
+        whose text changed reach the list).  A new optimiser or :meth:`reset`
         shows each kind again.  Other warnings (the user's model's, NumPy's)
         are shown as they came, after the step.
 
