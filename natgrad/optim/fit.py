@@ -200,6 +200,12 @@ class _Run:
 
 
 def _progress_bar(progress: bool, steps: int, start: int, name: str) -> Any:
+    """A tqdm bar over the run's true number of steps (None without tqdm).
+
+    ``total`` is ``steps`` and ``initial`` the resumed run's finished steps, so
+    tqdm's own rate gives the remaining time of this run: ``(steps − done)``
+    times the seconds per step measured so far.
+    """
     if not progress or importlib.util.find_spec("tqdm") is None:
         return None
     from tqdm.auto import tqdm
@@ -224,6 +230,7 @@ def fit(
     resume: bool = False,
     divergence: float | None = DIVERGENCE,
     max_rejections: int | None = MAX_REJECTIONS,
+    desc: str | None = None,
 ) -> tuple[Any, History]:
     """Run optimiser steps up to step ``steps``, record what happened, save and resume.
 
@@ -245,7 +252,9 @@ def fit(
         ``callback(step, params, info)`` after every step; returning ``True``
         stops the loop.
     progress : bool, default True
-        Show a tqdm progress bar when tqdm is installed.
+        Show a tqdm progress bar when tqdm is installed: its total is
+        ``steps`` (a resumed run starts it at the checkpoint's step), so its
+        remaining time is that of this run.
     params : array, optional
         Starting parameters (``model.params`` by default).  When resuming
         from a checkpoint its parameters are used instead.
@@ -282,6 +291,9 @@ def fit(
         (``info["step_taken"] is False``: a non-finite model output, a line
         search without decrease, ...), instead of repeating a step that
         cannot be taken; None never stops for this.
+    desc : str, optional
+        The progress bar's label, e.g. the method's name in a comparison
+        (default: the optimiser's class name).
 
     Returns
     -------
@@ -309,6 +321,7 @@ def fit(
         ``steps``, ``metric_every``, ``checkpoint_every`` or
         ``max_rejections`` not an int, ``divergence`` or ``time_budget``
         not a real number, ``callback`` or ``metric`` not callable,
+        ``desc`` not a string,
         ``checkpoint`` not a path, ``params`` not an array,
         an optimiser without ``state_dict``/``load_state_dict`` when
         ``checkpoint`` is given.
@@ -406,6 +419,8 @@ def fit(
         if not divergence > 1:
             raise ValueError(f"divergence must be above 1 (a factor over the first loss), got {divergence!r}")
     max_rejections = validation.optional_positive_int(max_rejections, "max_rejections")
+    if desc is not None and not isinstance(desc, str):
+        raise TypeError(f"desc must be a string (the progress bar's label), got {type(desc).__name__}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint= (the file to resume from)")
     saver = None if checkpoint is None else _Checkpoint(checkpoint, every, optimizer)
@@ -419,7 +434,7 @@ def fit(
     if metric is not None and start == 0:
         run.record_metric(0)
     stop = _Stop(divergence, max_rejections)
-    bar = _progress_bar(progress, steps, start, type(optimizer).__name__)
+    bar = _progress_bar(progress, steps, start, type(optimizer).__name__ if desc is None else desc)
     try:
         stopped, reason = _loop(run, optimizer, model, _batch_source(batches), steps, callback, metric_every,
                                 time_budget, saver, bar, stop)
