@@ -269,11 +269,12 @@ def test_demo_flags_are_checked_before_training(tmp_path, capsys, monkeypatch):
         (["--plot", str(tmp_path / "missing" / "plot.png")], "the folder .* does not exist"),
         (["--plot", str(tmp_path)], "is a folder"),
         (["--plot", ""], "--plot must name a file"),
-        (["--seconds", "0"], "--seconds must be a finite positive"),
-        (["--seconds", "-3"], "--seconds must be a finite positive"),
-        (["--seconds", "nan"], "--seconds must be a finite positive"),
-        (["--seconds", "inf"], "--seconds must be a finite positive"),
-        (["--seconds", "soon"], "--seconds: invalid float value"),
+        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--steps", "-3"], "--steps must be a positive integer"),
+        (["--steps", "soon"], "--steps must be a positive integer"),
+        (["--max-seconds", "inf"], "--max-seconds must be a finite positive"),
+        (["--max-seconds", "soon"], "--max-seconds: invalid float value"),
+        (["--seconds", "60"], "--seconds was replaced by --steps"),
         (["--seed", "-1"], "--seed must be ≥ 0"),
         (["--quick", "--full"], "not allowed with argument"),
     ]
@@ -286,6 +287,6 @@ def test_demo_flags_are_checked_before_training(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err
         assert __import__("re").search(message, err), (argv, err)
     # a missing folder is fine with --no-plot; good flags parse
-    args = demo.parse_args(["--no-plot", "--plot", str(tmp_path / "missing" / "p.png"), "--seconds", "2"])
-    assert args.no_plot and args.seconds == 2.0
+    args = demo.parse_args(["--no-plot", "--plot", str(tmp_path / "missing" / "p.png"), "--steps", "2"])
+    assert args.no_plot and args.steps == {"ENGD-W": 2, "SPRING": 2, "Adam": 2}
     assert demo.parse_args(["--plot", str(tmp_path / "p.png")]).plot == str(tmp_path / "p.png")

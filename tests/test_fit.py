@@ -290,3 +290,21 @@ def test_split_and_join_arrays_round_trip():
         io.split_arrays({"f": object()})
     with pytest.raises(io.CheckpointError, match="no array 'state.m'"):
         io.join_arrays(skeleton, {})
+
+
+def test_progress_bar_shows_the_true_total_and_the_name(tmp_path, capsys):
+    """The bar counts to ``steps`` (a resumed run from its checkpoint's step),
+    labelled by ``desc`` or else the optimiser's class name."""
+    pytest.importorskip("tqdm")
+    model = make_model(np, loss="squared")
+    fit(GradientFlow(lr=0.1), model, None, 7, desc="ENGD-W (test)")
+    err = capsys.readouterr().err
+    assert "ENGD-W (test)" in err and "0/7" in err and "7/7" in err
+    assert "GradientFlow" not in err
+    path = tmp_path / "run.npz"
+    fit(GradientFlow(lr=0.1), model, None, 3, progress=False, checkpoint=path)
+    fit(GradientFlow(lr=0.1), model, None, 9, checkpoint=path, resume=True)
+    err = capsys.readouterr().err
+    assert "GradientFlow" in err and "3/9" in err and "9/9" in err and "0/9" not in err
+    with pytest.raises(TypeError, match="desc must be a string"):
+        fit(GradientFlow(lr=0.1), model, None, 2, progress=False, desc=3)
