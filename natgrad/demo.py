@@ -25,8 +25,8 @@ such last-bit differences grow over the training steps (measured: after 30
 quick steps ENGD-W's error differs in the 7th digit between 1 and 2 threads,
 while two runs on 2 threads agree in every bit).  Only the times change with
 the load.  Configurations (steps per method sized from the seconds per step
-measured on two idle cores): ``--quick`` (about a minute), the default
-(about three minutes) and ``--full`` (the paper's network 5→64→64→48→48→1
+on two idle cores): ``--quick`` (about a minute), the default (about three
+minutes) and ``--full`` (the paper's network 5→64→64→48→48→1
 with 3000 interior and 500 boundary points per step; about a quarter of an
 hour).
 """
@@ -81,10 +81,11 @@ class Config:
     n_test: int = 10_000
 
 
-#: The configurations.  Step counts from the seconds per step measured on two
-#: idle cores (2 torch threads; benchmarks/results/demo-runs.md): default
-#: ENGD-W 0.64 s, SPRING 0.66 s, Adam 0.026 s; quick 0.044, 0.053, 0.005 s;
-#: full 2.26, 2.31, 0.073 s.
+#: The configurations.  Step counts from the seconds per step on two idle cores
+#: (2 torch threads), estimated by timing each step against steps whose idle
+#: time was measured before (benchmarks/results/demo-runs.md): default ENGD-W
+#: 0.42–0.64 s, SPRING about the same, Adam 0.021–0.026 s (≈ 2.5–3 min in all);
+#: quick 0.043, 0.053, 0.0045 s; full 2.26, 2.31, 0.073 s.
 CONFIGS = {
     "quick": Config((32, 32), 400, 100, {"ENGD-W": 400, "SPRING": 350, "Adam": 3500}),
     "default": Config((64, 64, 48, 48), 1000, 250, {"ENGD-W": 90, "SPRING": 90, "Adam": 2000}),
