@@ -175,6 +175,32 @@ def train(config: str | Config = "quick", *, steps: Mapping[str, int] | None = N
     :data:`EVALUATIONS` times (untimed).  ``max_seconds`` is an optional cap
     on each method's optimiser time; a run it stops has ``capped`` True and
     an error that depends on the machine's speed.
+
+    Parameters
+    ----------
+    config : str or Config, default "quick"
+        A name of :data:`CONFIGS` or a configuration (e.g. a tiny one for tests).
+    steps : mapping of str to int, optional
+        Step counts overriding the configuration's (see :func:`budget`).
+    max_seconds : float, optional
+        Cap on each method's optimiser time (``fit(time_budget=...)``).
+    progress : bool, default True
+        tqdm bars (when installed) labelled by the method, over its steps.
+    seed : int, default 0
+        Seed of the initial weights and of the points (:func:`make_poisson`).
+
+    Returns
+    -------
+    runs : list of Run
+        One per method of :data:`METHODS`, in that order.
+    problem : natgrad.examples.poisson.PoissonProblem
+        The problem (its ``n_params``, ``l2_error``, …).
+
+    Raises
+    ------
+    KeyError, ValueError
+        As :func:`budget`, for an unknown configuration, method or a step
+        count below 1.
     """
     from natgrad.examples.poisson import make_poisson
     from natgrad.optim import fit
