@@ -42,7 +42,7 @@ def test_kernel_bound_storage_and_products(xp, name, geometry, eps, symmetric):
     A = dense_reference(name, P)
     kw = dict(eps=eps, leaf_size=32, eta=4.0 if geometry != "2" else 1.0, aca_min_size=32, symmetric=symmetric)
     H = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), mixed_precision=True, **kw)
-    full = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), **kw)
+    full = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), mixed_precision=False, **kw)
     err = rel_error(H, A)
     assert err <= eps
     # verified blocks: exact truncation errors plus an upper bound on rounding
@@ -82,7 +82,7 @@ def test_no_effect_where_float32_cannot_pay(xp):
     P = points("2", n, seed=22)
     kw = dict(eps=1e-8, leaf_size=32)
     H = HMatrix.from_kernel(kernel_fn("cauchy"), from_numpy(xp, P), mixed_precision=True, **kw)
-    full = HMatrix.from_kernel(kernel_fn("cauchy"), from_numpy(xp, P), **kw)
+    full = HMatrix.from_kernel(kernel_fn("cauchy"), from_numpy(xp, P), mixed_precision=False, **kw)
     assert H.info["float32_blocks"] == 0
     assert H.ranks() == full.ranks() and H.nbytes == full.nbytes
     # a float32 matrix has no narrower storage to go to
@@ -106,7 +106,8 @@ def test_unverified_aca_and_budget_split():
     P = points("3", 3000, seed=23)
     A = dense_reference("exponential", P)
     H = HMatrix.from_kernel(kernel_fn("exponential"), xp.asarray(P), eps=1e-6, leaf_size=64, eta=4.0,
-                            split="bisect", verify=False, symmetric=True, mixed_precision=True)
+                            split="bisect", aca_min_size=128, verify=False, symmetric=True,
+                            mixed_precision=True)
     assert H.info["aca"] > 0 and H.info["float32_blocks"] > 0
     assert rel_error(H, A) <= 1e-6
     build = _Builder(xp, xp.float64, 1e-6, splitting=True, mixed_precision=True)

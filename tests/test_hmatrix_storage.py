@@ -20,6 +20,81 @@ def _numpy_ns():
     return xp_np
 
 
+# -- what a user gets without arguments -----------------------------------------
+
+
+def test_defaults_detect_symmetry_and_store_mixed(xp):
+    n = size_for(xp, 700)
+    P = points("3", n, seed=31)
+    A = dense_reference("exponential", P)
+    H = HMatrix.from_kernel(kernel_fn("exponential"), from_numpy(xp, P))
+    assert H.info["symmetric"] is True and H.info["float32_blocks"] > 0
+    assert rel_error(H, A) <= 1e-6
+    plain = HMatrix.from_kernel(kernel_fn("exponential"), from_numpy(xp, P), symmetric=False,
+                                mixed_precision=False)
+    assert plain.info["symmetric"] is False and plain.info["float32_blocks"] == 0
+    # half the blocks, each in half the bytes (near-field diagonal blocks aside)
+    assert H.nbytes < 0.4 * plain.nbytes
+    # below eps ≈ 3.6e-7 float32 cannot pay: everything stays float64
+    tight = HMatrix.from_kernel(kernel_fn("exponential"), from_numpy(xp, P), eps=1e-8)
+    assert tight.info["float32_blocks"] == 0 and tight.info["symmetric"] is True
+    assert rel_error(tight, A) <= 1e-8
+
+
+def _skewed(X, Y):  # kernel(x, y) != kernel(y, x) everywhere
+    return kernel_fn("cauchy")(X, Y) * (1.0 + 0.1 * X[:, :1])
+
+
+def test_defaults_see_an_asymmetric_kernel(xp):
+    P = points("2", size_for(xp, 500), seed=32)
+    H = HMatrix.from_kernel(_skewed, from_numpy(xp, P), eps=1e-6, leaf_size=32)
+    assert H.info["symmetric"] is False
+    A = dense_reference("cauchy", P) * (1.0 + 0.1 * P[:, :1])
+    assert rel_error(H, A) <= 1e-6
+
+
+def test_symmetry_probe(xp):
+    from natgrad.hmatrix import hmatrix as hm
+
+    P = from_numpy(xp, points("2", 300, seed=35))
+    ns = backend.namespace(P)
+
+    def probe(kernel):
+        build = hm._Builder(ns, P.dtype, 1e-6, splitting=True)
+        return hm._looks_symmetric(hm._KernelSource(kernel, P, P, P.dtype, ns, build), 300)
+
+    assert probe(kernel_fn("cauchy")) is True
+    assert probe(_skewed) is False
+    # an asymmetry far below eps but far above rounding is seen
+    assert probe(lambda X, Y: kernel_fn("cauchy")(X, Y) * (1.0 + 1e-9 * X[:, :1])) is False
+
+
+def test_symmetry_probe_missed_falls_back_to_the_full_matrix(monkeypatch):
+    # a kernel asymmetric only where the sampled blocks do not look: the
+    # near-field diagonal check finds it and the build starts again in full
+    from natgrad.hmatrix import hmatrix as hm
+
+    monkeypatch.setattr(hm, "_looks_symmetric", lambda source, n: True)
+    P = points("2", 500, seed=33)
+    H = HMatrix.from_kernel(_skewed, _numpy_ns().asarray(P), eps=1e-6, leaf_size=32)
+    assert H.info["symmetric"] is False
+    A = dense_reference("cauchy", P) * (1.0 + 0.1 * P[:, :1])
+    assert rel_error(H, A) <= 1e-6
+    with pytest.raises(ValueError, match="not symmetric"):  # declared: an error, as before
+        HMatrix.from_kernel(_skewed, _numpy_ns().asarray(P), eps=1e-6, leaf_size=32, symmetric=True)
+
+
+def test_symmetric_and_mixed_flags_are_checked(xp):
+    P = from_numpy(xp, points("2", 100, seed=34))
+    with pytest.raises(TypeError, match="mixed_precision"):
+        HMatrix.from_kernel(kernel_fn("cauchy"), P, mixed_precision="auto")
+    with pytest.raises(TypeError, match="symmetric"):
+        HMatrix.from_kernel(kernel_fn("cauchy"), P, symmetric=1)
+    # rectangular: nothing to detect
+    H = HMatrix.from_kernel(kernel_fn("cauchy"), P, col_points=P[:50, :])
+    assert H.info["symmetric"] is False
+
+
 # -- symmetric storage --------------------------------------------------------
 
 
@@ -35,7 +110,7 @@ def test_symmetric_storage_bound_and_products(xp, name, geometry, eps):
     eta = 4.0 if geometry in ("3", "sphere") else 1.0
     kw = dict(eps=eps, leaf_size=32, eta=eta, aca_min_size=32)
     H = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), symmetric=True, **kw)
-    full = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), **kw)
+    full = HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), symmetric=False, **kw)
     assert H.info["symmetric"] is True and full.info["symmetric"] is False
     err = rel_error(H, A)
     assert err <= eps

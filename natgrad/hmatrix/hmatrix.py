@@ -44,6 +44,7 @@ S. Mango, J. Katende, arXiv 2409.07028 (error-bounded adaptive H-matrices).
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -443,14 +444,64 @@ def _times_pow2(A: Any, e: int) -> Any:
     return (A * math.ldexp(1.0, half)) * math.ldexp(1.0, e - half)
 
 
+class _AsymmetricKernel(ValueError):
+    """A kernel declared or detected symmetric that is not (see :func:`_check_symmetric`)."""
+
+
+#: a kernel is taken as symmetric when ``‖K(X, Y) − K(Y, X)ᵀ‖_F`` is at most
+#: this many unit roundoffs times the block's norm: rounding in the user's
+#: distance computation differs between the two argument orders by a few
+#: units, a genuinely asymmetric kernel by far more
+_SYMMETRY_ROUNDOFFS = 100.0
+
+
+def _symmetry_gap(xp: Any, A: Any, B: Any) -> tuple[float, float]:
+    """``‖A − Bᵀ‖_F`` and ``‖A‖_F`` (``B`` the transposed block's evaluation)."""
+    gap = backend.to_float(xp.linalg.vector_norm(A - xp.matrix_transpose(B)))
+    return gap, backend.to_float(xp.linalg.vector_norm(A))
+
+
 def _check_symmetric(xp: Any, D: Any) -> None:
-    gap = backend.to_float(xp.linalg.vector_norm(D - xp.matrix_transpose(D)))
-    size = backend.to_float(xp.linalg.vector_norm(D))
-    if gap > 100.0 * backend.eps(D.dtype, xp) * max(size, 1e-300):
-        raise ValueError(
+    gap, size = _symmetry_gap(xp, D, D)
+    if gap > _SYMMETRY_ROUNDOFFS * backend.eps(D.dtype, xp) * max(size, 1e-300):
+        raise _AsymmetricKernel(
             "symmetric=True but the kernel is not symmetric: kernel(X, X) differs from its "
             f"transpose by {gap:.2e} (relative {gap / max(size, 1e-300):.2e}) on a diagonal block"
         )
+
+
+#: the symmetry probe: this many pairs of point samples, of this many points each
+_PROBE_PAIRS, _PROBE_POINTS = 3, 8
+
+
+def _looks_symmetric(source: "_KernelSource", n: int) -> bool:
+    """Whether ``kernel(x, y) = kernel(y, x)`` on sampled blocks (up to rounding).
+
+    Three pairs of disjoint samples of 8 points, drawn with a fixed seed from
+    the first and the second half of the cluster order (points far apart, as
+    in the off-diagonal blocks that symmetric storage mirrors) and from
+    anywhere: ``K(X_I, X_J)`` is compared with ``K(X_J, X_I)ᵀ``.  Six small
+    kernel calls; the near-field diagonal blocks are checked again during
+    the build.
+    """
+    if n < 2:
+        return True
+    xp, X = source.xp, source.X
+    rng = random.Random(0)
+    half = n // 2
+    m = min(_PROBE_POINTS, half)
+    for pair in range(_PROBE_PAIRS):
+        if pair == 0:
+            I, J = rng.sample(range(half), m), rng.sample(range(half, n), m)
+        else:
+            both = rng.sample(range(n), 2 * m)
+            I, J = both[:m], both[m:]
+        XI = xp.take(X, xp.asarray(I, device=backend.device(X)), axis=0)
+        XJ = xp.take(X, xp.asarray(J, device=backend.device(X)), axis=0)
+        gap, size = _symmetry_gap(xp, source(XI, XJ), source(XJ, XI))
+        if gap > _SYMMETRY_ROUNDOFFS * backend.eps(X.dtype, xp) * max(size, 1e-300):
+            return False
+    return True
 
 
 def _finite_norm2(xp: Any, A: Any) -> float:
@@ -663,15 +714,15 @@ class HMatrix(LinearOperator):
         points: Any,
         *,
         eps: float = 1e-6,
-        eta: float = 1.0,
+        eta: float = 4.0,
         leaf_size: int = 64,
         col_points: Any = None,
-        split: str = "pca",
+        split: str = "auto",
         admissibility: str = "standard",
-        aca_min_size: int = 128,
+        aca_min_size: int = 256,
         verify: bool | None = None,
-        symmetric: bool = False,
-        mixed_precision: bool = False,
+        symmetric: bool | None = None,
+        mixed_precision: bool | None = None,
     ) -> "HMatrix":
         """H-matrix of the kernel matrix ``A_ij = kernel(x_i, y_j)``.
 
@@ -683,36 +734,52 @@ class HMatrix(LinearOperator):
             points' namespace.
         points : array, shape (n, d)
             Row points (and column points unless ``col_points`` is given).
-        eps : float
+        eps : float, default 1e-6
             Relative Frobenius bound, ``0 < eps < 1``.
-        eta : float
-            Admissibility parameter (> 0).
-        leaf_size : int
+        eta : float, default 4.0
+            Admissibility parameter (> 0): a block of clusters ``t × s`` is
+            low-rank when ``min(diam t, diam s) ≤ eta · dist(t, s)``.
+        leaf_size : int, default 64
             Largest cluster leaf (≥ 1).
         col_points : array, shape (n2, d), optional
             Column points for a rectangular kernel matrix.
-        split : {"pca", "bisect"}
-            Cluster splitting rule (see :class:`ClusterTree`).
-        admissibility : {"standard", "weak"}
-        aca_min_size : int
+        split : {"auto", "pca", "bisect"}, default "auto"
+            Cluster splitting rule (see :class:`ClusterTree`); ``"auto"``:
+            ``"bisect"`` (cube-like boxes) for points in up to 3 dimensions,
+            ``"pca"`` above (where bisection builds 4× slower for 5 % less
+            storage; see the table in Notes) and on JAX (eager JAX compiles
+            each operation once per array shape; PCA's median splits give
+            clusters of a few sizes, bisection's of many: a first 3-D build
+            of 250 points took 41 s against 386 s).
+        admissibility : {"standard", "weak"}, default "standard"
+        aca_min_size : int, default 256
             Admissible blocks with ``min(m, n) ≤ aca_min_size`` are evaluated
             and compressed by SVD (exact); larger ones by ACA.
         verify : bool, optional
             Check every ACA block against the formed block (default: when the
             matrix has at most 4·10⁶ entries).
-        symmetric : bool, default False
-            Declare ``kernel(x, y) = kernel(y, x)`` (true of every radial
-            kernel) to store only the blocks on and above the block diagonal:
-            each off-diagonal block ``t × s`` also serves as ``(s × t)ᵀ``,
-            which halves storage, build and matvec time.  Needs
-            ``col_points=None``.  The diagonal blocks of the near field are
-            checked to be symmetric.
-        mixed_precision : bool, default False
+        symmetric : bool, optional
+            Store only the blocks on and above the block diagonal: each
+            off-diagonal block ``t × s`` also serves as ``(s × t)ᵀ``, which
+            halves storage, build and matvec time.  ``None`` (default):
+            detect it when ``col_points`` is None, from ``kernel(X_I, X_J)``
+            against ``kernel(X_J, X_I)ᵀ`` on three pairs of 8-point samples
+            (equal up to 100 unit roundoffs of the block's norm; true of
+            every radial kernel), and build the full matrix instead if a
+            diagonal block of the near field turns out not to be symmetric.
+            ``True`` declares it (a diagonal block that is not symmetric then
+            raises); ``False`` turns it off (use it for a kernel that is
+            asymmetric only in places neither check sees).  The result is in
+            ``H.info["symmetric"]``.
+        mixed_precision : bool, optional
             Store in float32 every block of a float64 matrix whose rounding
             fits its share of the error budget (see Notes): about half the
             memory and a faster matvec at the same bound.  Products are
-            still computed in float64.  No effect on float32 matrices, or
-            when eps is below ``6 u₃₂ ≈ 3.6e-7`` (float32 could not pay).
+            still computed in float64.  ``None`` (default) and ``True``: on
+            wherever the budget allows, which is for float64 matrices with
+            ``eps ≥ 6 u₃₂ ≈ 3.6e-7``; below that, and for float32 matrices,
+            every block stays in the working precision.  ``False``: off.
+            ``H.info["float32_blocks"]`` counts the float32 blocks.
 
         Returns
         -------
@@ -769,6 +836,46 @@ class HMatrix(LinearOperator):
         numba) float32 blocks are widened for each product: the memory
         halves, the product gets slower.
 
+        **Choosing the settings.**  The defaults are the setting that did
+        best in a sweep over 35 cases (``benchmarks/results/hmatrix_defaults.md``:
+        kernels exp, Matérn 3/2 and 5/2, two Gaussians, 1/r and log r on
+        uniform points in 1, 2, 3 and 5 dimensions and on a sphere, n = 8000,
+        eps = 1e-6): at most 1.40× the smallest storage found for each case
+        (1.02× on geometric average) and at most 4.0× its fastest build
+        (1.9×).  No setting came within 1.25× of both on every case: the
+        fastest builds compress least.  When to change a knob (ratios from
+        the sweep, against the defaults):
+
+        ========================  ==============================================
+        change                    when
+        ========================  ==============================================
+        ``split``                 Rarely: ``"auto"`` is what the sweep found
+                                  best.  PCA clusters in up to 3 dimensions
+                                  stored 1.27× more and built 1.08× slower on
+                                  average; bisection in 5-D stored 5 % less
+                                  and built 4.3× slower.
+        ``leaf_size=128``         Build time matters more than memory: builds
+                                  1.25× faster on average (up to 1.6×), stores
+                                  1.34× more (up to 1.8×).
+        ``eta``                   Rarely: from 4 to 8 storage changes by under
+                                  3 %; at 2 it grows by 14 % (up to 52 %) with
+                                  no faster build.
+        ``aca_min_size=128``      Rarely: the same storage, builds 7 % slower
+                                  on average (up to 1.7×).
+        ``eps``                   The product feeds a preconditioner or a
+                                  network layer (1e-3 to 1e-4 store far less);
+                                  below 3.6e-7 float32 storage turns off.
+        ``symmetric=False``       The kernel is asymmetric only where neither
+                                  the sampled blocks nor the diagonal blocks
+                                  look.
+        ``mixed_precision=False`` On the array-API store (CuPy, PyTorch, JAX)
+                                  when matvec time matters more than memory:
+                                  float32 blocks are widened for each product.
+        ``verify=True``           The bound must be checked, not estimated, on
+                                  a matrix of more than 4·10⁶ entries (each ACA
+                                  block is formed once more).
+        ========================  ==============================================
+
         **Scale.**  A kernel of any scale gets the same H-matrix: when the
         first block's largest entry is beyond ``2^±(maxexp/4)`` (``1e±77``
         in float64, ``4e±9`` in float32), every kernel value is multiplied
@@ -785,7 +892,8 @@ class HMatrix(LinearOperator):
         calls see.  A kernel whose answers change between calls (a scale
         that jumps, a kernel that damages its own copy) cannot be told from
         a healthy one; the H-matrix is then that of the matrix the kernel
-        answered, each entry from the last call that covered it, and
+        answered, each entry from the last call that covered it (with
+        symmetric storage: of the stored block triangle, mirrored), and
         (with ``verify``) it meets ``eps`` and its :attr:`error_estimate` for
         that matrix.  A jump to values more than ``2^(maxexp/2 − 32)``
         (``3e144`` in float64, ``4e9`` in float32) above the first call's
@@ -819,10 +927,20 @@ class HMatrix(LinearOperator):
         eta = validation.positive(eta, "eta")
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
         aca_min_size = validation.positive_int(aca_min_size, "aca_min_size")
-        if not isinstance(symmetric, bool):
-            raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
+        if symmetric is not None and not isinstance(symmetric, bool):
+            raise TypeError(f"symmetric must be None (detect), True or False, got {symmetric!r}")
         if symmetric and col_points is not None:
             raise ValueError("symmetric=True needs col_points=None (rows and columns on the same points)")
+        if mixed_precision is None:
+            mixed_precision = True  # the builder keeps float64 where the budget does not allow float32
+        elif not isinstance(mixed_precision, bool):
+            raise TypeError(f"mixed_precision must be None (automatic), True or False, got {mixed_precision!r}")
+        if split == "auto":
+            # bisection: cube-like boxes, less storage and faster builds up to
+            # 3-D; PCA above, and on JAX, whose eager operations compile once
+            # per array shape: PCA's median splits give clusters of a few
+            # sizes, bisection's of many (a 250-point 3-D build: 41 s vs 386 s)
+            split = "bisect" if points.shape[1] <= 3 and not backend.is_jax(xp) else "pca"
         rows = ClusterTree.from_points(points, leaf_size=leaf_size, split=split)
         cols = rows if col_points is None else ClusterTree.from_points(
             col_points, leaf_size=leaf_size, split=split)
@@ -831,42 +949,56 @@ class HMatrix(LinearOperator):
             verify = rows.n * cols.n <= _VERIFY_LIMIT
         X = xp.astype(rows.points, dtype) if rows.points.dtype != dtype else rows.points
         Y = xp.astype(cols.points, dtype) if cols.points.dtype != dtype else cols.points
-        build = _Builder(xp, dtype, eps, splitting=True, symmetric=symmetric,
-                         mixed_precision=mixed_precision)
-        source = _KernelSource(kernel, X, Y, dtype, xp, build)
-        build.exact = lambda: source.block(rows.root, cols.root)
 
-        def admissible_block(t: Cluster, s: Cluster) -> Any:
-            if min(t.size, s.size) > aca_min_size:
-                return build.aca(t, s, source, bool(verify))
-            splitter = None if (t.is_leaf and s.is_leaf) else (
-                lambda: _split_layout(t, s, admissible_block))
-            return build.formed(t, s, source.block(t, s), splitter)
+        def build_with(symmetric: bool | None) -> "HMatrix":
+            build = _Builder(xp, dtype, eps, splitting=True, symmetric=False,
+                             mixed_precision=mixed_precision)
+            source = _KernelSource(kernel, X, Y, dtype, xp, build)
+            if symmetric is None:
+                symmetric = col_points is None and _looks_symmetric(source, rows.n)
+            build.symmetric = symmetric
+            build.exact = lambda: source.block(rows.root, cols.root)
 
-        def compress(block: Block) -> Any:
-            if block.admissible:
-                return admissible_block(block.rows, block.cols)
-            D = source.block(block.rows, block.cols)
-            if symmetric and block.rows is block.cols:
-                _check_symmetric(xp, D)
-            return build.dense(block.rows, block.cols, D)
+            def admissible_block(t: Cluster, s: Cluster) -> Any:
+                if min(t.size, s.size) > aca_min_size:
+                    return build.aca(t, s, source, bool(verify))
+                splitter = None if (t.is_leaf and s.is_leaf) else (
+                    lambda: _split_layout(t, s, admissible_block))
+                return build.formed(t, s, source.block(t, s), splitter)
 
-        stored: dict[tuple[int, int, int, int], Any] = {}
+            def compress(block: Block) -> Any:
+                if block.admissible:
+                    return admissible_block(block.rows, block.cols)
+                D = source.block(block.rows, block.cols)
+                if symmetric and block.rows is block.cols:
+                    _check_symmetric(xp, D)
+                return build.dense(block.rows, block.cols, D)
 
-        def leaf(block: Block) -> Any:
-            t, s = block.rows, block.cols
-            if not symmetric:
-                return compress(block)
-            if t is not s and (t.start, t.size) > (s.start, s.size):
-                # the block tree is symmetric, so s × t is a leaf stored too
-                return ("mirror", (s.start, s.size, t.start, t.size))
-            node = stored[(t.start, t.size, s.start, s.size)] = compress(block)
-            return node
+            stored: dict[tuple[int, int, int, int], Any] = {}
 
-        layout = _walk(btree.root, leaf)
-        build.distribute()
-        return cls(xp=xp, dtype=dtype, rows=rows, cols=cols, builder=build, layout=layout,
-                   eps=eps, verify=bool(verify), stored=stored)
+            def leaf(block: Block) -> Any:
+                t, s = block.rows, block.cols
+                if not symmetric:
+                    return compress(block)
+                if t is not s and (t.start, t.size) > (s.start, s.size):
+                    # the block tree is symmetric, so s × t is a leaf stored too
+                    return ("mirror", (s.start, s.size, t.start, t.size))
+                node = stored[(t.start, t.size, s.start, s.size)] = compress(block)
+                return node
+
+            layout = _walk(btree.root, leaf)
+            build.distribute()
+            return cls(xp=xp, dtype=dtype, rows=rows, cols=cols, builder=build, layout=layout,
+                       eps=eps, verify=bool(verify), stored=stored)
+
+        if symmetric is not None:
+            return build_with(symmetric)
+        try:
+            return build_with(None)
+        except _AsymmetricKernel:
+            # the probe saw symmetric samples, a diagonal block did not: the
+            # kernel is asymmetric only in places; build the full matrix
+            return build_with(False)
 
     @classmethod
     def from_dense(
