@@ -126,16 +126,40 @@ def check_property(xp, solver, A, b, dtype, rtol, with_x0):
     return res
 
 
+#: eager JAX compiles each new shape of each small operation (about 3 s an
+#: example on two cores): the same properties on fewer examples there
+JAX_SETTINGS = settings(SETTINGS, max_examples=6)
+
+
+def _not_jax(xp):
+    if backend.is_jax(xp):
+        pytest.skip("JAX: the same properties on fewer examples in the *_on_jax test")
+
+
 @SETTINGS
 @given(system=systems(["spd", "lowrank", "clustered"]))
 def test_cg_converged_means_attainably_converged(xp, system):
+    _not_jax(xp)
     check_property(xp, cg, *system)
 
 
 @SETTINGS
 @given(system=systems(["spd", "indefinite", "lowrank"]))
 def test_minres_converged_means_attainably_converged(xp, system):
+    _not_jax(xp)
     check_property(xp, minres, *system)
+
+
+@JAX_SETTINGS
+@given(system=systems(["spd", "lowrank", "clustered"]))
+def test_cg_converged_means_attainably_converged_on_jax(system):
+    check_property(pytest.importorskip("jax.numpy"), cg, *system)
+
+
+@JAX_SETTINGS
+@given(system=systems(["spd", "indefinite", "lowrank"]))
+def test_minres_converged_means_attainably_converged_on_jax(system):
+    check_property(pytest.importorskip("jax.numpy"), minres, *system)
 
 
 def test_bound_is_not_vacuous():
