@@ -82,13 +82,14 @@ class Config:
 
 
 #: The configurations.  Step counts from the seconds per step on two idle cores
-#: (2 torch threads), estimated by timing each step against steps whose idle
-#: time was measured before (benchmarks/results/demo-runs.md): default ENGD-W
-#: 0.42–0.64 s, SPRING about the same, Adam 0.021–0.026 s (≈ 2.5–3 min in all);
-#: quick 0.043, 0.053, 0.0045 s; full 2.26, 2.31, 0.073 s.
+#: (2 torch threads).  Default: measured on an idle machine (load ≤ 2, this
+#: process alone; benchmarks/results/demo-runs.md): ENGD-W 1.51 s, SPRING
+#: 1.59 s, Adam 0.064 s per step, so 40, 40 and 900 steps take about a minute
+#: each.  Quick and full: estimated by timing steps against ones whose idle
+#: time was measured (quick 0.043, 0.053, 0.0045 s; full 2.26, 2.31, 0.073 s).
 CONFIGS = {
     "quick": Config((32, 32), 400, 100, {"ENGD-W": 400, "SPRING": 350, "Adam": 3500}),
-    "default": Config((64, 64, 48, 48), 1000, 250, {"ENGD-W": 90, "SPRING": 90, "Adam": 2000}),
+    "default": Config((64, 64, 48, 48), 1000, 250, {"ENGD-W": 40, "SPRING": 40, "Adam": 900}),
     "full": Config((64, 64, 48, 48), 3000, 500, {"ENGD-W": 130, "SPRING": 130, "Adam": 4000}),
 }
 
