@@ -846,35 +846,35 @@ class HMatrix(LinearOperator):
         fastest builds compress least.  When to change a knob (ratios from
         the sweep, against the defaults):
 
-        ========================  ==============================================
-        change                    when
-        ========================  ==============================================
-        ``split``                 Rarely: ``"auto"`` is what the sweep found
-                                  best.  PCA clusters in up to 3 dimensions
-                                  stored 1.27× more and built 1.08× slower on
-                                  average; bisection in 5-D stored 5 % less
-                                  and built 4.3× slower.
-        ``leaf_size=128``         Build time matters more than memory: builds
-                                  1.25× faster on average (up to 1.6×), stores
-                                  1.34× more (up to 1.8×).
-        ``eta``                   Rarely: from 4 to 8 storage changes by under
-                                  3 %; at 2 it grows by 14 % (up to 52 %) with
-                                  no faster build.
-        ``aca_min_size=128``      Rarely: the same storage, builds 7 % slower
-                                  on average (up to 1.7×).
-        ``eps``                   The product feeds a preconditioner or a
-                                  network layer (1e-3 to 1e-4 store far less);
-                                  below 3.6e-7 float32 storage turns off.
-        ``symmetric=False``       The kernel is asymmetric only where neither
-                                  the sampled blocks nor the diagonal blocks
-                                  look.
-        ``mixed_precision=False`` On the array-API store (CuPy, PyTorch, JAX)
-                                  when matvec time matters more than memory:
-                                  float32 blocks are widened for each product.
-        ``verify=True``           The bound must be checked, not estimated, on
-                                  a matrix of more than 4·10⁶ entries (each ACA
-                                  block is formed once more).
-        ========================  ==============================================
+        ===========================  ==============================================
+        change                       when
+        ===========================  ==============================================
+        ``split``                    Rarely: ``"auto"`` is what the sweep found
+                                     best.  PCA clusters in up to 3 dimensions
+                                     stored 1.27× more and built 1.08× slower on
+                                     average; bisection in 5-D stored 5 % less and
+                                     built 4.3× slower.
+        ``leaf_size=128``            Build time matters more than memory: builds
+                                     1.25× faster on average (up to 1.6×), stores
+                                     1.34× more (up to 1.8×).
+        ``eta``                      Rarely: from 4 to 8 storage changes by under 3
+                                     %; at 2 it grows by 14 % (up to 52 %) with no
+                                     faster build.
+        ``aca_min_size=128``         Rarely: the same storage, builds 7 % slower on
+                                     average (up to 1.7×).
+        ``eps``                      The product feeds a preconditioner or a
+                                     network layer (1e-3 to 1e-4 store far less);
+                                     below 3.6e-7 float32 storage turns off.
+        ``symmetric=False``          The kernel is asymmetric only where neither
+                                     the sampled blocks nor the diagonal blocks
+                                     look.
+        ``mixed_precision=False``    On the array-API store (CuPy, PyTorch, JAX)
+                                     when matvec time matters more than memory:
+                                     float32 blocks are widened for each product.
+        ``verify=True``              The bound must be checked, not estimated, on a
+                                     matrix of more than 4·10⁶ entries (each ACA
+                                     block is formed once more).
+        ===========================  ==============================================
 
         **Scale.**  A kernel of any scale gets the same H-matrix: when the
         first block's largest entry is beyond ``2^±(maxexp/4)`` (``1e±77``
