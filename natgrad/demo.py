@@ -151,7 +151,7 @@ def budget(config: str | Config, steps: Mapping[str, int] | None = None) -> dict
     Examples
     --------
     >>> budget("default", {"Adam": 500})
-    {'ENGD-W': 90, 'SPRING': 90, 'Adam': 500}
+    {'ENGD-W': 40, 'SPRING': 40, 'Adam': 500}
     """
     cfg = CONFIGS[config] if isinstance(config, str) else config
     out = {name: int(cfg.steps[name]) for name in METHODS}
