@@ -455,15 +455,17 @@ class _AsymmetricKernel(ValueError):
 _SYMMETRY_ROUNDOFFS = 100.0
 
 
-def _symmetry_gap(xp: Any, A: Any, B: Any) -> tuple[float, float]:
-    """``‖A − Bᵀ‖_F`` and ``‖A‖_F`` (``B`` the transposed block's evaluation)."""
+def _symmetry_gap(xp: Any, A: Any, B: Any) -> tuple[float, float, bool]:
+    """``‖A − Bᵀ‖_F``, ``‖A‖_F`` and whether the gap is beyond rounding
+    (``B`` the transposed block's evaluation)."""
     gap = backend.to_float(xp.linalg.vector_norm(A - xp.matrix_transpose(B)))
-    return gap, backend.to_float(xp.linalg.vector_norm(A))
+    size = backend.to_float(xp.linalg.vector_norm(A))
+    return gap, size, gap > _SYMMETRY_ROUNDOFFS * backend.eps(A.dtype, xp) * max(size, 1e-300)
 
 
 def _check_symmetric(xp: Any, D: Any) -> None:
-    gap, size = _symmetry_gap(xp, D, D)
-    if gap > _SYMMETRY_ROUNDOFFS * backend.eps(D.dtype, xp) * max(size, 1e-300):
+    gap, size, asymmetric = _symmetry_gap(xp, D, D)
+    if asymmetric:
         raise _AsymmetricKernel(
             "symmetric=True but the kernel is not symmetric: kernel(X, X) differs from its "
             f"transpose by {gap:.2e} (relative {gap / max(size, 1e-300):.2e}) on a diagonal block"
@@ -498,8 +500,7 @@ def _looks_symmetric(source: "_KernelSource", n: int) -> bool:
             I, J = both[:m], both[m:]
         XI = xp.take(X, xp.asarray(I, device=backend.device(X)), axis=0)
         XJ = xp.take(X, xp.asarray(J, device=backend.device(X)), axis=0)
-        gap, size = _symmetry_gap(xp, source(XI, XJ), source(XJ, XI))
-        if gap > _SYMMETRY_ROUNDOFFS * backend.eps(X.dtype, xp) * max(size, 1e-300):
+        if _symmetry_gap(xp, source(XI, XJ), source(XJ, XI))[2]:
             return False
     return True
 
