@@ -271,6 +271,49 @@ def test_saddle_free_newton_step_on_indefinite_quadratic(xp, method, terms, tol)
     np.testing.assert_allclose(to_numpy(p), expected, rtol=tol, atol=tol * np.abs(expected).max())
 
 
+class Quartic:
+    """f(θ) = ¼ Σ θᵢ⁴ − bᵀθ: ∇²f = diag(3θ²), nearly zero near the origin (a
+    plateau), so a damping fitted to it makes the first steps far too long."""
+
+    loss = "mean"
+
+    def __init__(self, xp, b, start):
+        self.b, self.params, self.xp = from_numpy(xp, b), from_numpy(xp, start), xp
+
+    def residuals(self, p, batch):
+        return self.xp.reshape(self.loss_and_grad(p, batch)[0], (1,))
+
+    def loss_and_grad(self, p, batch):
+        return 0.25 * self.xp.sum(p**4) - self.xp.vecdot(self.b, p), p**3 - self.b
+
+    def hvp(self, p, batch, v):
+        return 3.0 * p**2 * v
+
+
+def test_saddle_free_newton_recovers_from_a_damping_far_too_small(xp):
+    # λ₀ = 1e-6 ≪ |H| ~ 1e-5..1e-3 away from the start: the first step is ~10⁵ long and
+    # rejected.  Each rejection must shorten the next step at least twofold (λ/0.9 alone took
+    # ~100 rejected steps), so that a step is accepted and the loss falls within 12 steps.
+    b, start = np.array([1.0, 0.5, -0.7]), 1e-3 * np.array([1.0, -2.0, 3.0])
+    model = Quartic(xp, b, start)
+    opt, p = SaddleFreeNewton(damping=1e-6, method="lanczos", terms=3), model.params
+    f0 = 0.25 * np.sum(start**4) - b @ start
+    lengths, taken = [], []
+    for _ in range(12):
+        before = to_numpy(p).copy()
+        p, info = opt.step(p, model, None)
+        # the step this damping gives, in closed form (H diagonal; 3 Lanczos steps are exact)
+        g, absH = before**3 - b, 3.0 * before**2
+        lengths.append(np.linalg.norm(g / (absH + info["damping"])))
+        taken.append(info["step_taken"])
+        if info["step_taken"]:
+            break
+    assert taken[0] is False and taken[-1] is True, taken
+    assert all(later <= 0.5 * earlier for earlier, later in zip(lengths, lengths[1:])), lengths
+    pn = to_numpy(p)
+    assert 0.25 * np.sum(pn**4) - b @ pn < f0 - 0.1
+
+
 def test_rk4_is_fourth_order_on_a_quadratic(xp):
     rng = np.random.default_rng(6)
     Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
