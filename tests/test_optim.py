@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from faults import FaultyModel
 from helpers import from_numpy, to_numpy
 from natgrad import backend
 from natgrad.linalg import FactorizationWarning
@@ -217,7 +218,7 @@ def test_fngd_direction_is_damped_fisher_ngd(xp):
 
 def test_fngd_reuses_coefficients_between_refreshes(xp):
     model = make_model(xp, n=15, p=8, loss="mean")
-    opt = FNGD(damping=1e-2, lr=0.5, refresh_every=3)
+    opt = FNGD(damping=1e-2, lr=0.5, refresh_every=3, refresh_tol=None)  # the count alone
     p = model.params
     refreshed, alphas = [], []
     for k in range(6):
@@ -231,6 +232,120 @@ def test_fngd_reuses_coefficients_between_refreshes(xp):
     assert refreshed == [True, False, False, True, False, False]
     np.testing.assert_array_equal(alphas[0], alphas[2])
     assert not np.array_equal(alphas[2], alphas[3])
+
+
+def _fngd_drift_reference(J, alpha, lam, kind):
+    """The drift of weights ``alpha`` at per-sample gradients ``J`` (float64 NumPy)."""
+    N = J.shape[0]
+    d = J.T @ alpha
+    if kind == "residual":
+        return np.linalg.norm(J @ d + lam * N * alpha - 1.0) / np.sqrt(N)
+    return abs((d @ d + lam * N * alpha @ alpha) / alpha.sum() - 1.0)
+
+
+@pytest.mark.parametrize("drift", ["projected", "residual"])
+def test_fngd_refreshes_stale_weights_when_the_gram_drifts(xp, drift):
+    # the batch (a target scale) changes the per-sample gradients, so the
+    # Gram matrix of the second step is far from the first one's: the stale
+    # weights are refreshed although refresh_every would reuse them
+    model = make_model(xp, n=15, p=8, loss="mean")
+    lam = 1e-2
+    opt = FNGD(damping=lam, lr=0.05, refresh_every=100, drift=drift)
+    p1, info1 = opt.step(model.params, model, None)
+    assert info1["refreshed"] and info1["drift"] is None
+    alpha1 = to_numpy(opt.alpha).copy()
+    p2, info2 = opt.step(p1, model, -3.0)
+    J = to_numpy(model.jacobian(p1, -3.0))
+    expected = _fngd_drift_reference(J, alpha1, lam, drift)
+    assert expected > 1.0  # the case is a real drift, far beyond the default threshold 0.3
+    assert info2["drift"] == pytest.approx(expected, rel=1e-8)
+    assert info2["refreshed"]
+    fresh = np.linalg.solve(J @ J.T + lam * 15 * np.eye(15), np.ones(15))
+    np.testing.assert_allclose(to_numpy(opt.alpha), fresh, rtol=1e-8)
+    np.testing.assert_allclose(to_numpy(p1) - to_numpy(p2), 0.05 * J.T @ fresh, rtol=1e-8)
+    # the same batch a short step later: little drift, the weights are reused
+    p3, info3 = opt.step(p2, model, -3.0)
+    J2 = to_numpy(model.jacobian(p2, -3.0))
+    assert not info3["refreshed"]
+    assert info3["drift"] == pytest.approx(_fngd_drift_reference(J2, fresh, lam, drift), rel=1e-6)
+    assert info3["drift"] < 0.3
+    np.testing.assert_allclose(to_numpy(p2) - to_numpy(p3), 0.05 * J2.T @ fresh, rtol=1e-8)
+
+
+class _JacobianOnly(TanhRegression):
+    """The tanh regression without vjp/jvp: FNGD forms J on reuse steps."""
+
+    vjp = jvp = None
+
+
+class _WritesIntoArguments(TanhRegression):
+    """A model whose vjp and jvp zero their vector argument after use."""
+
+    def vjp(self, p, batch, u):
+        out = super().vjp(p, batch, u)
+        u[...] = 0.0
+        return out
+
+    def jvp(self, p, batch, v):
+        out = super().jvp(p, batch, v)
+        v[...] = 0.0
+        return out
+
+
+@pytest.mark.parametrize("drift", ["projected", "residual"])
+def test_fngd_reuse_step_without_forming_the_jacobian_agrees(drift):
+    # reuse steps take Jᵀα from model.vjp (and J Jᵀα from model.jvp): the
+    # same steps and drifts as with J formed, and a model writing into its
+    # arguments does not reach the cached weights or the step
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    base = make_model(xp_np, n=15, p=8, loss="mean")
+    runs = {}
+    for cls in (TanhRegression, _JacobianOnly, _WritesIntoArguments):
+        model = cls(base.X, base.y, base.params, "mean")
+        opt, p, drifts = FNGD(damping=0.1, lr=0.3, refresh_every=4, drift=drift), model.params, []
+        for _ in range(4):
+            p, info = opt.step(p, model, None)
+            drifts.append(info["drift"])
+        runs[cls.__name__] = (p, drifts, to_numpy(opt.alpha))
+    ref_p, ref_drifts, ref_alpha = runs["TanhRegression"]
+    assert ref_drifts[0] is None and all(d is not None for d in ref_drifts[1:])
+    for name in ("_JacobianOnly", "_WritesIntoArguments"):
+        p, drifts, alpha = runs[name]
+        np.testing.assert_allclose(p, ref_p, rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(drifts[1:], ref_drifts[1:], rtol=1e-8, err_msg=name)
+        np.testing.assert_array_equal(alpha, ref_alpha, err_msg=name)
+
+
+def test_fngd_refresh_tol_none_measures_no_drift():
+    xp_np = pytest.importorskip("array_api_compat.numpy")
+    model = make_model(xp_np, n=15, p=8, loss="mean")
+    opt = FNGD(damping=1e-2, lr=0.5, refresh_every=100, refresh_tol=None)
+    p, _ = opt.step(model.params, model, None)
+    _, info = opt.step(p, model, -3.0)  # the drift that refreshes above is not looked at
+    assert not info["refreshed"] and info["drift"] is None
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_fngd_reuse_step_with_a_nan_vjp(xp, check):
+    # without a drift check the NaN direction is rejected naming model.vjp;
+    # with it, the NaN drift refreshes the weights and the step is taken
+    base = make_model(xp, n=15, p=8, loss="mean")
+    model = FaultyModel(base, "vjp", "nan", at=1)
+    opt = FNGD(damping=1e-2, lr=0.05, refresh_every=5, refresh_tol=0.3 if check else None)
+    p1, _ = opt.step(base.params, model, None)
+    alpha1 = to_numpy(opt.alpha).copy()
+    p2, info = opt.step(p1, model, None)
+    assert model.calls == 1
+    if not check:
+        assert not info["step_taken"] and "model.vjp" in info["message"]
+        np.testing.assert_array_equal(to_numpy(p2), to_numpy(p1))
+        assert opt.steps == 1 and opt.state_dict()["cache_uses"] == [1]
+        np.testing.assert_array_equal(to_numpy(opt.alpha), alpha1)
+    else:
+        assert info["step_taken"] and info["refreshed"] and np.isnan(info["drift"])
+        J = to_numpy(base.jacobian(p1, None))
+        fresh = np.linalg.solve(J @ J.T + 1e-2 * 15 * np.eye(15), np.ones(15))
+        np.testing.assert_allclose(to_numpy(p1) - to_numpy(p2), 0.05 * J.T @ fresh, rtol=1e-8)
 
 
 class Quadratic:
@@ -400,6 +515,10 @@ def test_bad_arguments_are_named():
         SaddleFreeNewton(damping=0.1, terms=0)
     with pytest.raises(ValueError, match="refresh_every must be positive"):
         FNGD(damping=0.1, refresh_every=0)
+    with pytest.raises(ValueError, match="refresh_tol"):
+        FNGD(refresh_tol=0.0)
+    with pytest.raises(ValueError, match="drift"):
+        FNGD(drift="cosine")
     with pytest.raises(ValueError, match="lr must be a finite positive"):
         GradientFlow(lr=-0.1)
     with pytest.raises(TypeError, match="damping must be a real number"):
@@ -442,7 +561,7 @@ def test_fngd_keeps_weights_per_batch_key():
     base = make_model(xp_np, n=20, p=6, loss="mean")
     model = RowSubset(base.X, base.y, base.params, "mean")
     batches = [np.arange(0, 10), np.arange(10, 20)]
-    opt = FNGD(damping=1e-2, lr=0.2, refresh_every=2)
+    opt = FNGD(damping=1e-2, lr=0.2, refresh_every=2, refresh_tol=None)  # the count alone
     p, refreshed = model.params, []
     for epoch in range(3):
         for key, rows in enumerate(batches):

@@ -11,6 +11,9 @@ from . import _common
 
 __all__ = ["FNGD"]
 
+#: the default drift threshold ``refresh_tol`` (see :class:`FNGD`)
+REFRESH_TOL = 0.3
+
 
 class FNGD(_common.Stateful):
     r"""Fast natural gradient descent (Ou, Zhu, Huang, Liu, arXiv 2403.03473).
@@ -24,9 +27,9 @@ class FNGD(_common.Stateful):
 
     and the update is ``θ ← θ − lr·U α`` (with optional heavy-ball momentum).
     The weights ``α`` — an ``N × N`` solve — are computed on refresh steps
-    (every ``refresh_every`` uses of a batch) and reused on the others with
-    the new per-sample gradients of the *same* samples, as the paper reuses
-    them across epochs.  Weights belong to a batch: when cycling through
+    (every ``refresh_every`` uses of a batch, or when they have drifted) and
+    reused on the others with the new per-sample gradients of the *same*
+    samples, as the paper reuses them across epochs.  Weights belong to a batch: when cycling through
     several mini-batches pass ``batch_key=`` (e.g. the mini-batch index) to
     :meth:`step` so each keeps its own; without it every batch is taken to be
     the same one.
@@ -38,12 +41,26 @@ class FNGD(_common.Stateful):
         ``lr ∈ {0.5, 1}``, refreshing every step) on the digits benchmark
         (``benchmarks/bench_fngd.py``).
     refresh_every : int, default 1
-        Recompute a batch's ``α`` every this many uses of that batch (1: every
-        step, the exact damped NGD direction).  A batch of a different size
-        forces a refresh.  Stale weights multiply new per-sample gradients,
-        so reuse needs a damping large enough that ``α`` changes slowly: on
-        the digits benchmark ``refresh_every=5`` diverged for ``λ ≤ 0.1`` and
-        was stable at ``λ = 1``.
+        Recompute a batch's ``α`` at least every this many uses of that batch
+        (1: every step, the exact damped NGD direction).  A batch of a
+        different size forces a refresh, and so does drift (``refresh_tol``).
+        Stale weights multiply new per-sample gradients; without the drift
+        check, reuse on the digits benchmark (``refresh_every=5``) diverged
+        for ``λ ≤ 0.1`` and was stable at ``λ = 1``.  A very large value
+        leaves the refreshes to the drift check alone.
+    refresh_tol : float or None, default 0.3
+        Refresh a batch's stale ``α`` when its drift ``ρ`` (see ``drift``)
+        exceeds this; 0.3 is the threshold measured stable on the
+        digits benchmark at every ``λ ∈ {1e-3, …, 1}`` tried (1.0 let
+        harmful steps through at ``λ = 0.1``).  None: no drift check
+        (reuse decided by ``refresh_every`` alone, as before; the cheapest
+        reuse step).  Only reuse steps are checked.
+    drift : {"residual", "projected"}, default "residual"
+        How ``ρ`` is measured on a reuse step (maths in the notes):
+        ``"residual"`` — the relative residual of the weights' equation,
+        one extra JVP; ``"projected"`` — its component along ``α``, free
+        but blind to drift orthogonal to ``α`` (on the digits benchmark it
+        let harmful stale steps through at ``λ ≤ 0.1``).
     lr : float, default 0.5
         Step size; the default is the digits benchmark's best with the
         default damping.
@@ -54,9 +71,9 @@ class FNGD(_common.Stateful):
     Raises
     ------
     ValueError
-        Non-positive ``damping``/``lr``, ``refresh_every`` not an int ``≥ 1``,
-        momentum outside ``[0, 1)``; at :meth:`step`, a model with
-        ``loss="squared"``.
+        Non-positive ``damping``/``lr``/``refresh_tol``, ``refresh_every``
+        not an int ``≥ 1``, momentum outside ``[0, 1)``, an unknown
+        ``drift``; at :meth:`step`, a model with ``loss="squared"``.
     TypeError
         ``damping``, ``lr`` or ``momentum`` not a real number; at
         :meth:`step`, a model without ``residuals`` and ``jacobian``.
@@ -72,13 +89,33 @@ class FNGD(_common.Stateful):
     is computed by one Cholesky of the damped sample-space Gram matrix
     (``Woodbury(J, λN).coefficients(1)``, ``O(N²P)``), and the direction is
     ``Jᵀ α`` (``O(NP)``).  What is reused on the other steps is only the
-    vector ``α`` of a batch: the Jacobian, losses and direction are always
-    evaluated at the current ``params``, so a reuse step costs one Jacobian
-    and one matrix–vector product.  The cache holds one ``α`` per
-    ``batch_key`` with a count of its uses; it is refreshed when that count
-    is a multiple of ``refresh_every`` or ``N`` changed.  ``info["loss"]`` is
-    the mean per-sample loss *before* the step (a host float, which
-    synchronises an asynchronous device).
+    vector ``α`` of a batch: losses and direction are always evaluated at
+    the current ``params``.  A reuse step forms no Jacobian: since
+    ``Jᵀα = ∇_θ Σᵢ αᵢ ℓᵢ(θ)``, the direction is one vector–Jacobian product
+    (``model.vjp(params, batch, α)``, the cost of one gradient); a model
+    without ``vjp`` gets ``J`` formed and multiplied.  The cache holds one
+    ``α`` per ``batch_key`` with a count of its uses; it is refreshed when
+    that count is a multiple of ``refresh_every``, ``N`` changed, or the
+    drift is above ``refresh_tol``.
+
+    *Drift.*  With ``M = JJᵀ + λN I`` at the current ``params``, the fresh
+    weights solve ``M α = 1``; how far the stale ``α`` is from solving it is
+
+    .. math::
+        ρ_{\text{residual}} = \frac{‖J(J^{T}α) + λNα − \mathbf 1‖}{‖\mathbf 1‖},
+        \qquad
+        ρ_{\text{projected}} = \left|\frac{‖J^{T}α‖^2 + λN‖α‖^2}{\mathbf 1^{T}α} − 1\right|
+        = \frac{|α^{T}(Mα − \mathbf 1)|}{\mathbf 1^{T}α}.
+
+    Both are 0 (up to rounding) on the step that computed ``α``.  The first
+    needs ``J(Jᵀα)``, one JVP of the losses along the direction (about one
+    more gradient's cost); the second only the direction already computed.
+    Since ``α_fresh − α = M⁻¹(1 − Mα)``, ``ρ_residual`` bounds the error of
+    the weights: ``‖α_fresh − α‖ ≤ ρ √N / λN``.  ``info["drift"]`` is ``ρ``
+    (None on refresh steps and without a check); a NaN ``ρ`` refreshes.
+    ``info["loss"]`` is the mean per-sample loss *before* the step (a host
+    float, which synchronises an asynchronous device; a reuse step reads it
+    and ``ρ`` in one synchronisation).
 
     The state (:meth:`state_dict`) is the step count, the velocity ``v``,
     the weights ``α`` of the last step (``"alpha"``) and the cache as three
@@ -118,10 +155,19 @@ class FNGD(_common.Stateful):
     }
 
     def __init__(
-        self, *, damping: float = 1e-2, refresh_every: int = 1, lr: float = 0.5, momentum: float = 0.0
+        self,
+        *,
+        damping: float = 1e-2,
+        refresh_every: int = 1,
+        lr: float = 0.5,
+        momentum: float = 0.0,
+        refresh_tol: float | None = REFRESH_TOL,
+        drift: str = "residual",
     ) -> None:
         self.damping = validation.positive(damping, "damping")
         self.refresh_every = validation.positive_int(refresh_every, "refresh_every")
+        self.refresh_tol = validation.optional_positive(refresh_tol, "refresh_tol")
+        self.drift = validation.choice(drift, ("projected", "residual"), "drift")
         self.lr = validation.positive(lr, "lr")
         self.momentum = validation.fraction(momentum, "momentum")
         self.reset()
@@ -174,9 +220,11 @@ class FNGD(_common.Stateful):
         -------
         params : array
         info : dict
-            ``loss``, ``refreshed`` (whether ``α`` was recomputed), ``lr``,
-            ``direction_norm``, ``time`` and, as for :meth:`ENGD.step`,
-            ``warnings`` when the step raised some (shown once per optimiser).
+            ``loss``, ``refreshed`` (whether ``α`` was recomputed), ``drift``
+            (the relative residual ``ρ`` of the reused weights, see the class
+            notes; None when not measured), ``lr``, ``direction_norm``,
+            ``time`` and, as for :meth:`ENGD.step`, ``warnings`` when the step
+            raised some (shown once per optimiser).
         """
         params, xp = _common.begin(params)
         _common.require_kind(model, "mean", "FNGD")
@@ -184,27 +232,24 @@ class FNGD(_common.Stateful):
         _common.check_state_shape("FNGD", "velocity", self.velocity, params)
         timer = _common.Timer()
         out = _common.Outputs("FNGD", self.steps + 1, params)
-        method = "residuals_and_jacobian" if callable(getattr(model, "residuals_and_jacobian", None)) else "jacobian"
-        losses, J = _common.residuals_and_jacobian(model, params, batch)
-        method_r = method if method != "jacobian" else "residuals"
-        losses = out.residuals(losses, method_r, "the model's per-sample losses")
-        J = out.jacobian(J, losses.shape[0], method, "the model's per-sample gradients")
-        loss = backend.to_float(xp.mean(losses))
-        if not math.isfinite(loss):
-            return params, {**_common.loss_rejection(loss, out, "mean"), "time": timer.total()}
-        N = J.shape[0]
         alpha, uses = self._cache.get(batch_key, (None, 0))
-        refresh = alpha is None or uses % self.refresh_every == 0 or tuple(alpha.shape) != (N,)
+        refresh, drift, loss = True, None, math.nan
+        if alpha is not None and uses % self.refresh_every != 0:
+            stale = self._stale_direction(params, model, batch, alpha, out, xp)
+            if stale is not None:  # None: the batch size changed
+                loss, direction, drift = stale
+                if not math.isfinite(loss):
+                    return params, {**_common.loss_rejection(loss, out, "mean"), "time": timer.total()}
+                # a NaN drift (an overflow in Jd) is not a reason to trust α
+                refresh = drift is not None and not drift <= self.refresh_tol
+                timer.lap("reuse")
         if refresh:
-            ones = xp.ones((N,), dtype=J.dtype, device=backend.device(J))
-            try:
-                alpha, uses = Woodbury(J, self.damping * N).coefficients(ones), 0
-            except ValueError as err:
-                # Woodbury refuses a J with NaN/Inf or an overflowing JJᵀ (read off
-                # its diagonal): no step
-                return params, {**_common.factor_rejection(err, J, loss, out), "time": timer.total()}
-        direction = xp.matrix_transpose(J) @ alpha
-        timer.lap("direction")
+            out = _common.Outputs("FNGD", self.steps + 1, params)  # the refresh's outputs only
+            fresh = self._fresh_direction(params, model, batch, out, xp)
+            if "step_taken" in fresh:  # a rejection
+                return params, {**fresh, "time": timer.total()}
+            loss, direction, alpha, uses = fresh["loss"], fresh["direction"], fresh["alpha"], 0
+            timer.lap("direction")
         velocity = self.velocity
         if self.momentum > 0:
             velocity = direction if velocity is None else self.momentum * velocity + direction
@@ -212,12 +257,13 @@ class FNGD(_common.Stateful):
         new_params = params - self.lr * direction
         bad = _common.nonfinite_update(loss, params, direction, new_params, out)
         if bad is not None:
-            return params, {**bad, "refreshed": refresh, "time": timer.total()}
+            return params, {**bad, "refreshed": refresh, "drift": drift, "time": timer.total()}
         cache = {**self._cache, batch_key: (alpha, uses + 1)}
         self._commit(_cache=cache, alpha=alpha, velocity=velocity, steps=self.steps + 1)
         info = {
             "loss": loss,
             "refreshed": refresh,
+            "drift": drift,
             "lr": self.lr,
             "step_taken": True,
             "direction_norm": backend.to_float(_common.scaled_norm(xp, direction)),
@@ -225,3 +271,72 @@ class FNGD(_common.Stateful):
         timer.lap("update")
         info["time"] = timer.total()
         return new_params, info
+
+    def _fresh_direction(
+        self, params: Any, model: Any, batch: Any, out: _common.Outputs, xp: Any
+    ) -> dict[str, Any]:
+        """The refresh: ``J``, ``α = (JJᵀ + λN I)⁻¹ 1`` and ``Jᵀα``; a dict
+        with ``loss``, ``direction``, ``alpha``, or a rejection ``info``."""
+        losses, J = _losses_and_gradients(model, params, batch, out)
+        loss = backend.to_float(xp.mean(losses))
+        if not math.isfinite(loss):
+            return _common.loss_rejection(loss, out, "mean")
+        N = J.shape[0]
+        ones = xp.ones((N,), dtype=J.dtype, device=backend.device(J))
+        try:
+            alpha = Woodbury(J, self.damping * N).coefficients(ones)
+        except ValueError as err:
+            # Woodbury refuses a J with NaN/Inf or an overflowing JJᵀ (read off
+            # its diagonal): no step
+            return _common.factor_rejection(err, J, loss, out)
+        return {"loss": loss, "direction": xp.matrix_transpose(J) @ alpha, "alpha": alpha}
+
+    def _stale_direction(
+        self, params: Any, model: Any, batch: Any, alpha: Any, out: _common.Outputs, xp: Any
+    ) -> tuple[float, Any, float | None] | None:
+        """A reuse step's ``(loss, Jᵀα, ρ)`` without forming ``J`` when the
+        model has ``vjp`` (and ``jvp`` for ``ρ``); None if ``N`` changed."""
+        N = alpha.shape[0]
+        check = self.refresh_tol is not None
+        jvp_needed = check and self.drift == "residual"
+        fast = callable(getattr(model, "vjp", None)) and (not jvp_needed or callable(getattr(model, "jvp", None)))
+        Jd = None
+        if fast:
+            losses = out.residuals(model.residuals(params, batch), "residuals", "the model's per-sample losses")
+            if losses.shape[0] != N:
+                return None
+            # copies: a model that writes into its argument must not touch the cached α or the step
+            d = model.vjp(params, batch, xp.asarray(alpha, copy=True))
+            d = out.array(d, "vjp", (params.shape[0],), "the model's weighted per-sample gradients Jᵀα (model.vjp)")
+            if jvp_needed:
+                Jd = out.array(model.jvp(params, batch, xp.asarray(d, copy=True)), "jvp", (N,),
+                               "the model's Jacobian-vector product J Jᵀα (model.jvp)")
+        else:
+            losses, J = _losses_and_gradients(model, params, batch, out)
+            if losses.shape[0] != N:
+                return None
+            d = xp.matrix_transpose(J) @ alpha
+            Jd = J @ d if jvp_needed else None
+        if not check:
+            return backend.to_float(xp.mean(losses)), d, None
+        lam_n = self.damping * N
+        if Jd is not None:
+            # ρ = ‖(JJᵀ + λN I)α − 1‖ / ‖1‖
+            rho = _common.scaled_norm(xp, Jd + lam_n * alpha - 1.0) / math.sqrt(N)
+        else:
+            # ρ = |αᵀ(JJᵀ + λN I)α / 1ᵀα − 1| = |(‖Jᵀα‖² + λN‖α‖²) / 1ᵀα − 1|
+            rho = xp.abs((xp.vecdot(d, d) + lam_n * xp.vecdot(alpha, alpha)) / xp.sum(alpha) - 1.0)
+        # read with the loss in one synchronisation
+        (loss, rho), _ = _common.read(xp, [xp.mean(losses), rho])
+        return loss, d, rho
+
+
+def _losses_and_gradients(model: Any, params: Any, batch: Any, out: _common.Outputs) -> tuple[Any, Any]:
+    """The per-sample losses ``(N,)`` and gradients ``J`` ``(N, P)``, in one
+    model call where the adapter shares the forward pass, checked."""
+    method = "residuals_and_jacobian" if callable(getattr(model, "residuals_and_jacobian", None)) else "jacobian"
+    losses, J = _common.residuals_and_jacobian(model, params, batch)
+    method_r = method if method != "jacobian" else "residuals"
+    losses = out.residuals(losses, method_r, "the model's per-sample losses")
+    J = out.jacobian(J, losses.shape[0], method, "the model's per-sample gradients")
+    return losses, J
