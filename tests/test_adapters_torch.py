@@ -234,6 +234,9 @@ def test_pinn_pointwise_jacobian_forward_equals_hessian_laplacian_and_autograd()
     # hvp / vjp of a pointwise model go through the vmapped residual
     v = rand(fwd.n_params, 9)
     close(fwd.ggn_vp(theta, batch, v), J.T @ (J @ v), 1e-11)
+    # its jvp is the per-point JVP, vmapped, with the group scales
+    close(fwd.jvp(theta, batch, v), J @ v, 1e-11)
+    close(weighted.jvp(theta, batch, v), weighted.jacobian(theta, batch) @ v, 1e-11)
 
 
 def test_pointwise_mean_loss_single_term():
