@@ -177,8 +177,9 @@ def sweep(sizes, kernels, point_sets, settings, cases=None) -> list[dict]:
 
 
 #: the settings natgrad's defaults give (HMatrix.from_kernel's signature):
-#: split="auto" bisects boxes up to 3-D and splits along the principal axis above
-DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=64 aca=256 SM", "eta=4 pca leaf=64 aca=256 SM"
+#: split="auto" bisects boxes up to 3-D and splits along the principal axis above;
+#: leaf_size=None is 64 up to 3-D and 128 above
+DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=64 aca=256 SM", "eta=4 pca leaf=128 aca=256 SM"
 DEFAULT = "defaults (split='auto')"
 
 

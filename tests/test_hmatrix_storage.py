@@ -41,6 +41,19 @@ def test_defaults_detect_symmetry_and_store_mixed(xp):
     assert rel_error(tight, A) <= 1e-8
 
 
+def test_default_leaf_size_follows_the_dimension(xp):
+    # 64 up to 3-D; 128 above, where few blocks compress at these sizes and
+    # the per-block cost dominates the build (the sweep's 5-D cases)
+    if backend.is_jax(xp):
+        pytest.skip("the rule does not depend on the library; eager JAX compiles each block shape (a minute)")
+    for dim, leaf in (("3", 64), ("5", 128)):
+        P = points(dim, 300, seed=33)
+        H = HMatrix.from_kernel(kernel_fn("exponential"), from_numpy(xp, P))
+        assert H.rows.leaf_size == leaf and H.cols.leaf_size == leaf
+        assert max(c.size for c in H.rows.leaves()) <= leaf < 300
+        assert rel_error(H, dense_reference("exponential", P)) <= 1e-6
+
+
 def _skewed(X, Y):  # kernel(x, y) != kernel(y, x) everywhere
     return kernel_fn("cauchy")(X, Y) * (1.0 + 0.1 * X[:, :1])
 
