@@ -46,7 +46,8 @@ class SaddleFreeNewton(_common.Stateful):
         Levenberg–Marquardt adaptation (the benchmark's setting): with the
         reduction ratio ``ρ = (f(θ) − f(θ'))/(−m(s))`` of the quadratic model
         ``m(s) = gᵀs + ½ sᵀHs`` (one extra HVP and one extra loss per step),
-        ``λ ← 0.9λ`` when ``ρ > ¾`` and ``λ ← λ/0.9`` when ``ρ < ¼``; a step
+        ``λ ← max(⅓, 1 − (2ρ − 1)³)·λ`` when ``ρ > ¾`` (between ⅞ at ``ρ = ¾``
+        and ⅓ from ``ρ = 1`` on) and ``λ ← λ/0.9`` when ``ρ < ¼``; a step
         that does not decrease the loss (or makes it NaN/Inf) is rejected,
         and the damping then also grows to at least ``lr·‖g‖/(t‖s‖)``, so
         that the next step is at most ``t`` times as long as the rejected
@@ -82,7 +83,13 @@ class SaddleFreeNewton(_common.Stateful):
     plateau, where ``|H|`` is tiny) makes steps too long once the plateau is
     left, and ``λ/0.9`` per rejected step alone took hundreds of rejected
     steps to recover (``benchmarks/bench_sfn_saddles.py``); now each
-    rejection shortens the next step at least twofold.
+    rejection shortens the next step at least twofold.  The decrease when
+    the model is good is Nielsen's factor ``max(⅓, 1 − (2ρ − 1)³)`` (Madsen,
+    Nielsen & Tingleff, *Methods for Non-Linear Least Squares Problems*,
+    2004, eq. 3.16): with ``0.9λ`` alone the damping left behind by the
+    steps out of one plateau took ~20 steps to come down to the curvature
+    of the next (the deep linear autoencoder learns one singular direction
+    per plateau), at ``ρ ≈ 1`` throughout.
 
     Examples
     --------
@@ -226,7 +233,10 @@ class SaddleFreeNewton(_common.Stateful):
             rho = 1.0 if actual > 0 else 0.0
         damping = self.damping
         if rho > 0.75:
-            damping = max(0.9 * damping, sys.float_info.min)  # stays a valid (positive) damping
+            # the better the model, the faster the damping drops (Nielsen's factor, ⅓ for ρ ≥ 1)
+            # (ρ ≥ 1 short-circuits: a huge ρ would overflow the cube)
+            factor = 1.0 / 3.0 if rho >= 1.0 else max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            damping = max(factor * damping, sys.float_info.min)  # stays a valid (positive) damping
         elif rho < 0.25:
             damping /= 0.9
         info["rho"] = rho
