@@ -50,9 +50,10 @@ class FNGD(_common.Stateful):
         leaves the refreshes to the drift check alone.
     refresh_tol : float or None, default 0.3
         Refresh a batch's stale ``α`` when its drift ``ρ`` (see ``drift``)
-        exceeds this; 0.3 is the threshold measured stable on the
-        digits benchmark at every ``λ ∈ {1e-3, …, 1}`` tried (1.0 let
-        harmful steps through at ``λ = 0.1``).  None: no drift check
+        exceeds this; 0.3 was stable on the digits benchmark at
+        ``λ = 1e-2`` and ``λ = 1`` (where fixed-count reuse diverged at
+        ``λ ≤ 0.1``), 1.0 let harmful stale steps through at ``λ = 0.1``
+        (``benchmarks/results/fngd.md``).  None: no drift check
         (reuse decided by ``refresh_every`` alone, as before; the cheapest
         reuse step).  Only reuse steps are checked.
     drift : {"residual", "projected"}, default "residual"
@@ -322,7 +323,7 @@ class FNGD(_common.Stateful):
         lam_n = self.damping * N
         if Jd is not None:
             # ρ = ‖(JJᵀ + λN I)α − 1‖ / ‖1‖
-            rho = _common.scaled_norm(xp, Jd + lam_n * alpha - 1.0) / math.sqrt(N)
+            rho = xp.linalg.vector_norm(Jd + lam_n * alpha - 1.0) / math.sqrt(N)  # Inf/NaN: a refresh
         else:
             # ρ = |αᵀ(JJᵀ + λN I)α / 1ᵀα − 1| = |(‖Jᵀα‖² + λN‖α‖²) / 1ᵀα − 1|
             rho = xp.abs((xp.vecdot(d, d) + lam_n * xp.vecdot(alpha, alpha)) / xp.sum(alpha) - 1.0)
