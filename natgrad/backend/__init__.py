@@ -50,6 +50,8 @@ module                 concern
 ``threads``            :func:`blas_threads`, a limit on the BLAS pools for
                        work made of many small products, and
                        :func:`quiet_floating_point` for the solvers
+``norms``              :func:`scaled_norm`, a 2-norm whose squares cannot
+                       overflow or underflow
 ``random``             :func:`normal`, reproducible across backends
 ``io``                 checkpoint files (``.npz`` plus JSON, never pickled,
                        written atomically); not re-exported: ``from
@@ -99,6 +101,7 @@ from .dense import (
     svd,
 )
 from .dtypes import eps, float_dtype, is_low_precision
+from .norms import scaled_norm
 from .random import normal
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
 from .syrk import gram
@@ -135,6 +138,7 @@ __all__ = [
     "blas_threads",
     "quiet_floating_point",
     "normal",
+    "scaled_norm",
     "to_namespace",
     "is_scipy_operator",
     "numpy_namespace",

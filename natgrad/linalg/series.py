@@ -98,23 +98,14 @@ def _copy(xp: Any, x: Any) -> Any:
     return xp.asarray(x, copy=True)
 
 
-def _norm_array(xp: Any, x: Any) -> Any:
-    """``‖x‖`` as a 0-d array, scaled by ``max|x|`` so that entries near the
-    dtype's limits (a product scaled by 1e±150) neither overflow nor
-    underflow when squared; NaN and Inf propagate.  No host synchronisation."""
-    m = xp.max(xp.abs(x))
-    s = xp.where(xp.isfinite(m) & (m > 0), m, xp.ones_like(m))
-    return s * xp.linalg.vector_norm(x / s)
-
-
 def _norm(xp: Any, x: Any) -> float:
-    return backend.to_float(_norm_array(xp, x))
+    return backend.to_float(backend.scaled_norm(xp, x))
 
 
 def _rayleigh(xp: Any, u: Any, Au: Any) -> float:
     """``uᵀAu / uᵀu`` from normalised vectors (no overflow for any scale);
     0 for ``u = 0``.  One host synchronisation."""
-    nu, na = _norm_array(xp, u), _norm_array(xp, Au)
+    nu, na = backend.scaled_norm(xp, u), backend.scaled_norm(xp, Au)
     one = xp.ones_like(nu)
     nu_s, na_s = xp.where(nu > 0, nu, one), xp.where(na > 0, na, one)
     return backend.to_float(xp.vecdot(u / nu_s, Au / na_s) * (na / nu_s))
@@ -122,8 +113,8 @@ def _rayleigh(xp: Any, u: Any, Au: Any) -> float:
 
 def _norm_ratio(xp: Any, a: Any, b: Any) -> float:
     """``‖a‖/‖b‖`` without overflow (0 for ``b = 0``).  One host synchronisation."""
-    nb = _norm_array(xp, b)
-    return backend.to_float(_norm_array(xp, a) / xp.where(nb > 0, nb, xp.ones_like(nb)))
+    nb = backend.scaled_norm(xp, b)
+    return backend.to_float(backend.scaled_norm(xp, a) / xp.where(nb > 0, nb, xp.ones_like(nb)))
 
 
 def _finite_products(H: _Hvp) -> Callable[[Any], Any]:

@@ -278,13 +278,8 @@ def read(xp: Any, scalars: Sequence[Any], arrays: Sequence[Any] = ()) -> tuple[l
     return [float(v) for v in values[:k]], [bool(v) for v in values[k:]]
 
 
-def scaled_norm(xp: Any, d: Any) -> Any:
-    """‖d‖₂ without overflow in the squares: ``m·‖d/m‖`` with ``m = max|dᵢ|``
-    (a 0-d array; NaN/Inf in ``d`` give NaN/Inf, without a warning)."""
-    m = xp.max(xp.abs(d))
-    ok = xp.isfinite(m) & (m > 0)
-    scale = xp.where(ok, m, xp.ones_like(m))
-    return xp.linalg.vector_norm(d / scale) * scale
+#: ‖d‖₂ without overflow in the squares (the optimisers' step statistics)
+scaled_norm = backend.scaled_norm
 
 
 # ---------------------------------------------------------------------------
