@@ -6,27 +6,30 @@ the gradient is a product of many small weights):
 
 * **deep linear autoencoder**: ``x ↦ W₄W₃W₂W₁x`` (16→16→16→16→16, no
   biases, P = 1024), 256 inputs with the decaying spectrum
-  ``σᵢ = 0.75^i``, loss mean ``½‖W₄W₃W₂W₁x − x‖²``; weights ``N(0, (ε²/fan_in))``
-  with a small ``ε``.  Gradient descent learns the singular directions one
+  ``σᵢ = 0.75^i``, loss mean ``½‖W₄W₃W₂W₁x − x‖²``; weights ``N(0, ε²/fan_in)``
+  with ``ε = 0.1`` (``LINEAR_INIT``).  Gradient descent learns the singular directions one
   after the other, resting on a plateau (a saddle) before each (Saxe et al.,
   ICLR 2014);
-* **deep narrow tanh network**: 2→6→…→6→1 (8 hidden layers of width 6),
-  small initial weights, regression of ``sin(3x₁)·cos(2x₂)`` on 256 points;
-  the classic vanishing-gradient plateau.
+* **deep narrow tanh network**: 2→6→…→6→1 (8 hidden layers of width 6,
+  P = 319), weights ``N(0, ε²/fan_in)`` with ``ε = 0.3`` and zero biases,
+  regression of ``sin(3x₁)·cos(2x₂)`` on 256 points of ``[-1, 1]²``; the
+  classic vanishing-gradient plateau.
 
 Methods, all on the flat float64 parameter vector of a
 ``natgrad.adapters.torch.TorchModel`` (full batch):
 
-* SFN (natgrad's ``SaddleFreeNewton``; settings in ``SPECS``);
+* SFN: natgrad's ``SaddleFreeNewton(method="lanczos", terms=3, damping=1e-6)``
+  with its Levenberg–Marquardt damping adaptation (``SFN_TERMS``, ``SFN_DAMPING``);
 * Adam (natgrad's), SGD with heavy-ball momentum 0.9 (written here: ``v ← μv + g``,
   ``θ ← θ − lr·v``), learning rates from a sweep (``--sweep``);
 * Newton-CG: the Newton step ``θ ← θ + d``, ``d`` from ``natgrad.linalg.cg``
   on ``(H + λI) d = −g`` with the same Hessian-vector products, a fixed
-  small λ, at most ``NCG_ITERS`` CG iterations; when CG meets negative
-  curvature (status ``indefinite``) the step is CG's best iterate so far
-  (natgrad's documented behaviour), and a zero step if there is none.  No
-  line search and no trust region: plain Newton, which converges to any
-  critical point, saddles included.
+  small λ (1e-4, ``TUNED``), at most 10 CG iterations, relative tolerance
+  1e-2; when CG meets negative curvature (status ``indefinite``) the step is
+  CG's best iterate so far (natgrad's documented behaviour), and ``−g`` if
+  that comes at the first iteration (Nocedal & Wright, Alg. 7.1).  No line
+  search and no trust region: plain Newton, which is drawn to any critical
+  point, saddles included.
 
 Cost convention: one gradient (``model.loss_and_grad``, also when only its
 loss is used) counts 1, one Hessian-vector product (forward-over-reverse)
@@ -37,7 +40,8 @@ not timed.
 "Leaves the plateau": the loss first falls below ``ESCAPE × L(θ₀)`` (the
 plateau value: the loss at the start, ≈ at the saddle).  Medians over seeds.
 
-Run: ``python benchmarks/bench_sfn_saddles.py`` (about 3 minutes; ``--quick`` about 30 s;
+Run: ``python benchmarks/bench_sfn_saddles.py`` (2.5 minutes measured at load 5 on 2 cores;
+``--quick`` 25 s;
 ``--sweep`` re-runs the learning-rate sweep of the first-order methods).
 """
 
@@ -517,10 +521,11 @@ def main() -> None:
         "by Nielsen's factor, ⅓ at ρ ≈ 1 (before: 0.9, ~20 steps per later plateau).\n"
         "- Newton-CG stays at the saddle: along the Krylov directions `H + λI` looks positive definite or "
         "CG meets negative curvature at once; the Newton step points at the critical point (the saddle), "
-        "and −g, taken when CG stops at once, is as small as the gradient.\n"
+        "and −g, taken when CG stops at once, is as small as the gradient.  In the sweep (seed 0) it stayed "
+        "on both plateaus for every λ ∈ {1e-6, 1e-4, 1e-2, 1}.\n"
         "- Why the regression MLP of `sfn.md` differs: it starts from PyTorch's default initialisation, away "
-        "from any saddle, so there is no plateau to leave; what remains is local convergence, where Adam's "
-        "steps cost a gradient each (0.5 ms) and an SFN step ~20 HVPs (~37 ms).\n"
+        "from any saddle, so there is no plateau to leave; what remains is local convergence, where an Adam "
+        "step costs one gradient and an SFN step ~20 HVPs plus two gradients (times on `sfn.md`).\n"
     )
     body = intro + "\n\n" + "\n\n".join(parts) + "\n\n" + why + \
         f"\nTotal benchmark time {time.perf_counter() - t_start:.0f} s."
