@@ -38,8 +38,10 @@ class SaddleFreeNewton(_common.Stateful):
         Wynn-ε acceleration of the series (Oldewage et al. 2024).
     method : {"series", "lanczos"}, default "series"
         The paper's series of HVPs, or Lanczos.  On the regression MLP of
-        ``benchmarks/bench_sfn.py`` Lanczos reached a 4× lower loss in the
-        same time; ``"series"`` stays the default as the method of the paper.
+        ``benchmarks/bench_sfn.py`` Lanczos reached a 23× lower loss in the
+        same 20 s (``benchmarks/results/sfn.md``), and it is the variant that
+        leaves the plateaus of ``bench_sfn_saddles.py``; ``"series"`` stays
+        the default as the method of the paper.
     lr : float, default 1.0
         Step size (1: the full saddle-free Newton step).
     adapt_damping : bool, default True
