@@ -241,7 +241,11 @@ class FNGD(_common.Stateful):
                 loss, direction, drift = stale
                 if not math.isfinite(loss):
                     return params, {**_common.loss_rejection(loss, out, "mean"), "time": timer.total()}
-                # a NaN drift (an overflow in Jd) is not a reason to trust α
+                culprit = "" if drift is None or math.isfinite(drift) else out.culprit("")
+                if culprit:  # NaN/Inf from the model's vjp or jvp: its fault, not drift
+                    return params, {**_common.rejection(loss, culprit, out.step), "refreshed": False,
+                                    "drift": drift, "time": timer.total()}
+                # a NaN drift from an overflow in Jd is not a reason to trust α
                 refresh = drift is not None and not drift <= self.refresh_tol
                 timer.lap("reuse")
         if refresh:
