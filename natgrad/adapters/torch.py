@@ -504,8 +504,8 @@ class TorchModel(base.FlatModel):
         0.69 s against 0.59 s at P = 10,065, N = 3500 and 0.086 s against
         0.047 s at P = 1281, N = 1250, because the per-step-size weights turn
         each layer's one large matrix product into many small batched ones.
-        (The JAX adapter compiles the whole grid into one call, where XLA
-        fuses it.)
+        (The JAX adapter compiles each call's step sizes into one call, where
+        XLA fuses them; the line search asks for four at a time.)
         """
         theta = self._import(flat, "flat")
         d = self._import(direction, "direction")
