@@ -113,7 +113,9 @@ class FNGD(_common.Stateful):
     more gradient's cost); the second only the direction already computed.
     Since ``α_fresh − α = M⁻¹(1 − Mα)``, ``ρ_residual`` bounds the error of
     the weights: ``‖α_fresh − α‖ ≤ ρ √N / λN``.  ``info["drift"]`` is ``ρ``
-    (None on refresh steps and without a check); a NaN ``ρ`` refreshes.
+    (None on refresh steps and without a check).  A NaN ``ρ`` refreshes when
+    it comes from an overflow; when the model's ``vjp`` or ``jvp`` returned
+    NaN/Inf, the step is not taken and ``info["message"]`` names the method.
     ``info["loss"]`` is the mean per-sample loss *before* the step (a host
     float, which synchronises an asynchronous device; a reuse step reads it
     and ``ρ`` in one synchronisation).
