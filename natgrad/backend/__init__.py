@@ -20,11 +20,15 @@ CuPy               ``cupy.linalg`` and ``cupyx.scipy.linalg``
                    (cuSOLVER / cuBLAS)
 PyTorch            ``torch.linalg``
 JAX                ``jax.numpy.linalg`` and ``jax.scipy.linalg``
+dask               ``dask.array.linalg`` (blocked Cholesky and triangular
+                   solves, TSQR for QR and SVD); ``eigh`` of matrices up to
+                   ``lazy.CLIENT_MAX_SIZE`` on the client, larger ones
+                   refused with :class:`DistributedUnsupportedError`
 anything else      a generic fallback built on ``xp.linalg``
 =================  ==========================================================
 
 Optional libraries are imported lazily, only when arrays of that library are
-seen, so ``import natgrad`` never imports PyTorch, JAX or CuPy.
+seen, so ``import natgrad`` never imports PyTorch, JAX, CuPy or dask.
 
 One concern a module; every public name is re-exported here, so callers write
 ``backend.cholesky``, never the module path:
@@ -53,6 +57,9 @@ module                 concern
 ``norms``              :func:`scaled_norm`, a 2-norm whose squares cannot
                        overflow or underflow
 ``random``             :func:`normal`, reproducible across backends
+``lazy``               dask arrays: :func:`persist` (cut a task graph at a
+                       solver's sync point), :func:`is_lazy`, and the dask
+                       branches of the dense dispatchers
 ``io``                 checkpoint files (``.npz`` plus JSON, never pickled,
                        written atomically); not re-exported: ``from
                        natgrad.backend import io``
@@ -81,6 +88,7 @@ from ._namespaces import (
     device,
     is_array,
     is_cupy,
+    is_dask,
     is_jax,
     is_numpy,
     is_scipy_operator,
@@ -101,6 +109,7 @@ from .dense import (
     svd,
 )
 from .dtypes import eps, float_dtype, is_low_precision
+from .lazy import DistributedUnsupportedError, is_lazy, persist
 from .norms import scaled_norm
 from .random import normal
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
@@ -117,6 +126,10 @@ __all__ = [
     "is_cupy",
     "is_torch",
     "is_jax",
+    "is_dask",
+    "is_lazy",
+    "persist",
+    "DistributedUnsupportedError",
     "library_name",
     "float_dtype",
     "eps",

@@ -32,6 +32,7 @@ __all__ = [
     "is_cupy",
     "is_torch",
     "is_jax",
+    "is_dask",
     "library_name",
     "to_namespace",
     "is_scipy_operator",
@@ -420,6 +421,39 @@ def is_jax(xp: ModuleType) -> bool:
     return bool(array_api_compat.is_jax_namespace(xp))
 
 
+def is_dask(xp: ModuleType) -> bool:
+    """True for the dask array namespace.
+
+    Parameters
+    ----------
+    xp : module
+        An array namespace, e.g. from :func:`namespace`.
+
+    Returns
+    -------
+    bool
+        ``True`` for ``dask.array`` and ``array_api_compat.dask.array``.
+
+    Raises
+    ------
+    AttributeError
+        If ``xp`` has no ``__name__`` (it is not a module).
+
+    Notes
+    -----
+    Delegates to ``array_api_compat``, which compares the module's name, so
+    the test never imports dask.  dask arrays are lazy task graphs; see
+    :mod:`natgrad.backend.lazy` for what natgrad does differently with them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_dask(namespace(np.ones(2)))
+    False
+    """
+    return bool(array_api_compat.is_dask_namespace(xp))
+
+
 def library_name(xp: ModuleType) -> str:
     """A short human name for a namespace, used in error messages.
 
@@ -431,7 +465,7 @@ def library_name(xp: ModuleType) -> str:
     Returns
     -------
     str
-        ``"NumPy"``, ``"CuPy"``, ``"PyTorch"`` or ``"JAX"`` for those
+        ``"NumPy"``, ``"CuPy"``, ``"PyTorch"``, ``"JAX"`` or ``"dask"`` for those
         libraries (wrapped by array-api-compat or not), otherwise the module's
         ``__name__``, e.g. ``"array_api_strict"``.
 
@@ -459,6 +493,7 @@ def library_name(xp: ModuleType) -> str:
         (is_cupy, "CuPy"),
         (is_torch, "PyTorch"),
         (is_jax, "JAX"),
+        (is_dask, "dask"),
     ):
         if test(xp):
             return name

@@ -23,7 +23,8 @@ from typing import Any
 import numpy
 import scipy.linalg
 
-from ._namespaces import device, is_cupy, is_jax, is_numpy, is_torch, namespace
+from . import lazy
+from ._namespaces import device, is_cupy, is_dask, is_jax, is_numpy, is_torch, namespace
 from .sync import all_finite
 
 __all__ = [
@@ -204,6 +205,8 @@ def cholesky(A: Any, *, lower: bool = True) -> Any:
                 "is not positive"
             )
         return L
+    if is_dask(xp):
+        return lazy.cholesky(A, lower=lower)
     try:
         L = xp.linalg.cholesky(A, upper=not lower)
     except Exception as err:  # array_api_strict / numpy-like raise
@@ -291,6 +294,8 @@ def solve_triangular(
         import cupyx.scipy.linalg as csl
 
         return csl.solve_triangular(T, b, lower=lower, trans=1 if trans else 0)
+    if is_dask(xp):
+        return lazy.solve_triangular(T, b, lower=lower, trans=trans)
     if trans:
         T = xp.matrix_transpose(T)
         lower = not lower
@@ -409,6 +414,8 @@ def eigh(A: Any) -> tuple[Any, Any]:
     (True, True)
     """
     xp = namespace(A=A, allow_traced=True)
+    if is_dask(xp):
+        return lazy.eigh(A)
     w, V = xp.linalg.eigh(A)
     return w, V
 
@@ -456,6 +463,8 @@ def qr(A: Any) -> tuple[Any, Any]:
     (True, True)
     """
     xp = namespace(A=A, allow_traced=True)
+    if is_dask(xp):
+        return lazy.qr(A)
     Q, R = xp.linalg.qr(A, mode="reduced")
     return Q, R
 
@@ -504,5 +513,7 @@ def svd(A: Any) -> tuple[Any, Any, Any]:
     (True, True)
     """
     xp = namespace(A=A, allow_traced=True)
+    if is_dask(xp):
+        return lazy.svd(A)
     U, s, Vh = xp.linalg.svd(A, full_matrices=False)
     return U, s, Vh

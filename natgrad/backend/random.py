@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy
 
-from ._namespaces import is_cupy
+from . import lazy
+from ._namespaces import is_cupy, is_dask
 from .dtypes import _default_float
 
 __all__ = ["normal"]
@@ -43,7 +44,8 @@ def normal(
     seed : int, numpy.random.Generator or None
         An integer gives the same numbers on NumPy, PyTorch, JAX and
         array_api_strict (drawn on the host in float64 and then converted);
-        CuPy draws on the device with ``cupy.random.default_rng(seed)``.
+        CuPy draws on the device with ``cupy.random.default_rng(seed)``, and
+        dask chunk-wise on the workers with ``dask.array.random.default_rng``.
         A ``Generator`` is used (and advanced) as it is; ``None`` draws fresh
         entropy from the operating system.
 
@@ -67,7 +69,9 @@ def normal(
     ``xp.asarray(..., dtype=dtype, device=device)``: the same seed gives the
     same numbers on every host-drawn backend, up to rounding to ``dtype``, at
     the cost of one host-to-device copy on a GPU.  CuPy draws on the device
-    instead, so its numbers differ from the others' for the same seed.
+    instead, and dask on its workers (never an array the size of ``shape`` on
+    the client, chunked by dask's ``"auto"`` rule), so their numbers differ
+    from the others' for the same seed.
 
     Examples
     --------
@@ -92,6 +96,8 @@ def normal(
             rng = cupy.random.default_rng(seed)
             x = rng.standard_normal(shape, dtype=cupy.float64)
             return x.astype(dtype, copy=False)
+    if is_dask(xp):
+        return lazy.normal(shape, numpy.dtype(dtype), seed)
     rng = seed if isinstance(seed, numpy.random.Generator) else numpy.random.default_rng(seed)
     host = rng.standard_normal(shape)
     if device is None:

@@ -27,6 +27,7 @@ import array_api_compat
 import numpy
 
 from ._namespaces import _on_accelerator, _refuse_tracer
+from .lazy import is_lazy
 
 __all__ = ["sync_interval", "to_float", "to_bool", "to_int", "to_list", "all_finite"]
 
@@ -51,8 +52,8 @@ def sync_interval(x: Any, *, accelerator_interval: int = 10) -> int:
     Returns
     -------
     int
-        ``accelerator_interval`` for CuPy arrays and for PyTorch or JAX
-        arrays on a non-CPU device; ``1`` otherwise.
+        ``accelerator_interval`` for CuPy arrays, for PyTorch or JAX
+        arrays on a non-CPU device and for dask arrays; ``1`` otherwise.
 
     Raises
     ------
@@ -62,7 +63,10 @@ def sync_interval(x: Any, *, accelerator_interval: int = 10) -> int:
     Notes
     -----
     Only the device is inspected, never the data, so the call itself does not
-    synchronise.  A JAX value traced inside ``jax.jit``, whose devices are not
+    synchronise.  A dask array counts as an accelerator: each check computes
+    the task graph since the last one (solvers persist their iterates there,
+    see :func:`natgrad.backend.persist`), so fewer checks mean fewer,
+    larger computations and fewer round trips to the workers.  A JAX value traced inside ``jax.jit``, whose devices are not
     known, counts as a host array.
 
     Examples
@@ -71,7 +75,7 @@ def sync_interval(x: Any, *, accelerator_interval: int = 10) -> int:
     >>> sync_interval(np.ones(3))
     1
     """
-    return accelerator_interval if _on_accelerator(x) else 1
+    return accelerator_interval if _on_accelerator(x) or is_lazy(x) else 1
 
 
 def to_float(x: Any) -> float:

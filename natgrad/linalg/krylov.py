@@ -492,6 +492,12 @@ def _cg_cycle(
             active = active & ~broken & (rnorm2 > tol2)
 
         if it % interval == 0 or it == maxiter:
+            # Lazy (dask) arrays: compute the state once here, so the checks
+            # below and the next iterations start from values, not from the
+            # whole graph since iteration 1.  A no-op for eager arrays.
+            d, r, p, rho, rnorm2, active, broken = backend.persist(
+                d, r, p, rho, rnorm2, active, broken
+            )
             if history is not None:
                 history.append(xp.max(scale * xp.sqrt(rnorm2)))
             # Host synchronisations: non-finite values, breakdown, convergence.
@@ -772,6 +778,12 @@ class _Minres:
             singular = active & ((root <= self.singular_tol * anorm) | exhausted) & (phibar > tol)
             active = active & (phibar > tol) & ~singular
             if it % self.interval == 0 or it == self.maxiter:
+                # Lazy (dask) arrays: compute the recurrence's state once, as in cg.
+                (y, r1, r2, oldb, beta, beta_sq, anorm, epsln, dbar, cs, sn, phibar, w, w2, d,
+                 active, singular) = backend.persist(
+                    y, r1, r2, oldb, beta, beta_sq, anorm, epsln, dbar, cs, sn, phibar, w, w2, d,
+                    active, singular,
+                )
                 if self.history is not None:
                     self.history.append(xp.max(scale * phibar))
                 if backend.to_bool(xp.any(beta_sq < 0)):
