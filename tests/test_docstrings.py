@@ -39,11 +39,13 @@ MODULES = [
 NOTHING_TO_RAISE = {
     "natgrad.frameworks.jax.FunctionalOptimizer",
     "natgrad.backend.dense.CholeskyError",
+    "natgrad.backend.lazy.DistributedUnsupportedError",
     "natgrad.backend._namespaces.TracedArrayError",
     "natgrad.validation.CallableOutputError",
     "natgrad.backend.io.CheckpointError",
     "natgrad.validation.NonFiniteOutputError",
     "natgrad.backend._namespaces.is_array",
+    "natgrad.backend.lazy.is_lazy",
     "natgrad.backend._namespaces.is_scipy_operator",
     "natgrad.linalg.woodbury.FactorizationWarning",
     "natgrad.hmatrix.cluster.Cluster",

@@ -45,6 +45,15 @@ class DistributedUnsupportedError(NotImplementedError):
     caller's back: that is where a scale-out computation runs out of memory.
     The message names the operation, the shape and what to do instead.
 
+    Notes
+    -----
+    A subclass of ``NotImplementedError``: the operation exists for eager
+    arrays and is missing only for distributed ones.  What dask lacks and
+    natgrad runs on the client for small matrices: ``eigh`` (up to
+    :data:`CLIENT_MAX_SIZE` rows); QR needs all columns of a tall matrix in
+    one chunk and the SVD one side of at most :data:`CLIENT_MAX_SIZE`, as
+    dask's TSQR does.
+
     Examples
     --------
     >>> issubclass(DistributedUnsupportedError, NotImplementedError)
@@ -64,7 +73,13 @@ def is_lazy(x: Any) -> bool:
     -------
     bool
         ``True`` for ``dask.array.Array``; ``False`` for eager arrays, scalars
-        and other objects.  dask is never imported by the test.
+        and other objects.
+
+    Notes
+    -----
+    The test reads the type's module name, so it never imports dask and
+    never computes anything; :func:`~natgrad.backend.is_dask` asks the same
+    of a namespace.
 
     Examples
     --------
@@ -93,11 +108,17 @@ def persist(*arrays: Any) -> Any:
         The dask arrays among them are computed in one ``dask.persist`` call,
         so the parts of their graphs they share are computed once.
 
+    Raises
+    ------
+    Exception
+        Whatever a task of the graphs raised while computing (dask re-raises
+        it here, on the client); a dask scheduler error when a worker died.
+
     Notes
     -----
-    On a ``dask.distributed`` client the call returns at once, with the
-    computation under way on the workers; on the local schedulers it blocks
-    until the values are computed.  Either way the returned arrays' graphs
+    The call blocks until the values are computed (on a ``dask.distributed``
+    client it waits for the workers; see ``_wait`` for why).  The returned
+    arrays' graphs
     have one task per chunk, so the cost of what is built on them no longer
     depends on how long the chain of operations before them was.  Eager
     arrays make this a no-op, so solvers call it unconditionally at their
@@ -116,10 +137,32 @@ def persist(*arrays: Any) -> Any:
     import dask
 
     done = dask.persist(*(arrays[i] for i in lazy))
+    _wait(done)
     out = list(arrays)
     for i, value in zip(lazy, done):
         out[i] = value
     return out[0] if len(out) == 1 else tuple(out)
+
+
+def _wait(collections: Any) -> None:
+    """Block until persisted collections are computed on a distributed cluster.
+
+    Without the wait, the next graph (a convergence check, the next
+    iterations) would be submitted while this one runs.  dask names a task
+    after its expression, and two graphs in flight that recompute the same
+    small expression (a norm, a tolerance) fused in different ways give the
+    scheduler one key with two definitions: it warns, and the later
+    computation can fail with "lost dependencies" (dask issue 9888).  A
+    solver reads a value right after persisting anyway, so the wait costs
+    nothing.
+    """
+    try:
+        from distributed import futures_of, wait
+    except ImportError:  # no distributed: the local schedulers persist eagerly
+        return
+    futures = futures_of(collections)
+    if futures:
+        wait(futures)
 
 
 # --------------------------------------------------------------------------
@@ -151,7 +194,10 @@ def cholesky(A: Any, *, lower: bool) -> Any:
         # compat's wrapper returns the upper factor for upper=False.
         L = persist(da.linalg.cholesky(A, lower=lower))
         finite = all_finite(L)
-    except numpy.linalg.LinAlgError as err:
+    except (numpy.linalg.LinAlgError, ValueError) as err:
+        # A block's Cholesky broke down (LinAlgError), or the NaN it left
+        # reached SciPy's finiteness check in a later block's triangular
+        # solve (ValueError): either way, the factorisation failed.
         raise _cholesky_error(f"Cholesky factorisation failed: {err}") from None
     if not finite:
         raise _cholesky_error(
@@ -173,7 +219,8 @@ def solve_triangular(T: Any, b: Any, *, lower: bool, trans: bool) -> Any:
     if trans:
         T, lower = T.T, not lower
     T = _square_chunks(T)
-    b = b.rechunk((T.chunks[0], b.shape[1]) if b.ndim == 2 else (T.chunks[0],))
+    # b's rows chunked like T's; its column chunks are kept (solved block by block)
+    b = b.rechunk((T.chunks[0], b.chunks[1]) if b.ndim == 2 else (T.chunks[0],))
     return da.linalg.solve_triangular(T, b, lower=lower)
 
 

@@ -83,7 +83,8 @@ class _Problem:
         self.M = None if Mop is None else _checks.operator_calls(_cast_dense(Mop, dtype, xp), "M")
         # b is never handed to a user's callable (the cycles work on scaled
         # copies), so neither its values nor the caller's array can change.
-        self.b = xp.astype(b, dtype) if b.dtype != dtype else b
+        # A lazy (dask) b, e.g. Jᵀy, is computed once rather than at each use.
+        self.b = backend.persist(xp.astype(b, dtype) if b.dtype != dtype else b)
         self.x0 = x0
         self.n = n
 
@@ -133,7 +134,8 @@ def _check_common(
 
 
 def _tolerance(xp: Any, norm_b: Any, rtol: float, atol: float) -> Any:
-    return xp.clip(rtol * norm_b, min=atol)
+    # persisted (dask): read at every check and in the result
+    return backend.persist(xp.clip(rtol * norm_b, min=atol))
 
 
 def _fmt(values: Any, xp: Any) -> float:
@@ -361,7 +363,10 @@ def _restarted(
             restarts -= 1  # this restart is not done
             break
         s = _scale(xp, r)
-        it, d, status, message = cycle(r / s, tol / s, s, x, it)
+        # Lazy (dask) arrays: the cycle reads these at every check; computed
+        # once here, they are not re-submitted with every check's graph.
+        x, r, r_s, tol_s, s = backend.persist(x, r, r / s, tol / s, s)
+        it, d, status, message = cycle(r_s, tol_s, s, x, it)
         if d is None:
             # No step: r is still x's true residual (tested by the cycle).
             if status is _CONVERGED:
@@ -369,6 +374,7 @@ def _restarted(
             break
         x = x + s * d
         r = b - apply(xp.asarray(x, copy=True))
+        x, r = backend.persist(x, r)
         rn = _safe_norm(xp, r)
         if status is _CONVERGED:
             mn = rn if norm is None else _safe_norm(xp, r, norm)
@@ -440,7 +446,7 @@ def _cg_cycle(
     # deferred to the sync points (several columns, or an accelerator).
     masked = r.ndim == 2 or not cpu
     preconditioned = prob.M is not None
-    tol2 = tol * tol
+    tol2 = backend.persist(tol * tol)  # read at every check: computed once (dask)
     rnorm2 = _dot(xp, r, r)
     if history is not None:
         history.append(xp.max(scale * xp.sqrt(rnorm2)))

@@ -305,11 +305,13 @@ def _core(Y: Any, Omega: Any, method: str, xp: Any) -> LowRankPSD:
                 ) from None
     # B = Y_ν L⁻ᵀ, so that B Bᵀ = Y_ν (ΩᵀY_ν)⁻¹ Y_νᵀ.
     B = xp.matrix_transpose(backend.solve_triangular(L, xp.matrix_transpose(Y_nu), lower=True))
+    # Lazy (dask) factors are computed once here, not at every product with
+    # the approximation (a preconditioner is applied at every iteration).
     if method == "cholesky":
-        return LowRankPSD.from_factor(B * math.sqrt(scale), jitter=jitter * scale)
+        return LowRankPSD.from_factor(backend.persist(B * math.sqrt(scale)), jitter=jitter * scale)
     V, sig, _ = backend.svd(B)
-    s = xp.clip(sig * sig - jitter, min=0.0)
-    return LowRankPSD(V, s * scale, jitter=jitter * scale)
+    V, s = backend.persist(V, xp.clip(sig * sig - jitter, min=0.0) * scale)
+    return LowRankPSD(V, s, jitter=jitter * scale)
 
 
 def _check_seed(seed: Any) -> None:
@@ -572,7 +574,7 @@ class NystromPreconditioner(LinearOperator):
             self._weights = None  # nothing captured: the identity
         else:
             # P⁻¹x = x + V ((ŝ_ℓ + λ)/(s + λ) − 1) Vᵀx
-            self._weights = (s[-1] + damping) / (s + damping) - 1.0
+            self._weights = backend.persist((s[-1] + damping) / (s + damping) - 1.0)
 
     def _matvec(self, x: Any) -> Any:
         if self._weights is None:

@@ -216,6 +216,14 @@ class ENGD(_common.Stateful):
     unchanged with ``info["step_taken"] = False`` and a ``message``, and the
     state is unchanged.
 
+    On dask arrays (a model whose residuals and Jacobian are dask arrays, for
+    ``N`` beyond one machine) ``solver="dense"`` scales out: ``JᵀJ`` is a
+    reduction over ``J``'s row chunks and only the ``P × P`` Cholesky runs as
+    one task.  Each step persists ``r`` and ``J`` (they are read several
+    times; ``J`` then occupies the cluster's memory for the step) and the new
+    parameters (so step 100 costs what step 1 does); see the "Scaling out"
+    guide.
+
     Examples
     --------
     A linear least-squares problem ``r(θ) = Aθ − y`` is solved in one step:
@@ -363,6 +371,10 @@ class ENGD(_common.Stateful):
         timer = _common.Timer()
         out = _common.Outputs("ENGD", self.steps + 1, params)
         r, J = self._residuals_and_jacobian(params, model, batch, out)
+        # dask: r and J are read several times (the loss, the checks, JᵀJ and
+        # Jᵀr); computed once here, in the cluster's memory, instead of at
+        # each read.  A no-op for eager arrays.
+        r, J = backend.persist(r, J)
         loss0 = backend.to_float(_common.loss_of(xp, r, "squared"))
         if not math.isfinite(loss0):
             return params, {**_common.loss_rejection(loss0, out), "time": timer.total()}
@@ -387,4 +399,6 @@ class ENGD(_common.Stateful):
             self._commit(steps=self.steps + 1)
         info.update(details)
         info["time"] = timer.total()
-        return new_params, info
+        # dask: the next step starts from these values, not from the graph of
+        # every step so far (whose cost would grow with the step count).
+        return backend.persist(new_params), info
