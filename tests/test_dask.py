@@ -23,6 +23,7 @@ from faults import Fault, assert_honest_solve, outcome  # noqa: E402
 from natgrad import backend  # noqa: E402
 from natgrad.adapters.callables import CallableModel  # noqa: E402
 from natgrad.backend import lazy  # noqa: E402
+from natgrad.hmatrix import HMatrix  # noqa: E402
 from natgrad.linalg import (  # noqa: E402
     SolveStatus,
     cg,
@@ -145,6 +146,16 @@ def test_large_client_operations_are_refused(monkeypatch):
         backend.svd(da.ones((40, 30), chunks=10))
     with pytest.raises(backend.DistributedUnsupportedError, match="qr"):
         backend.qr(da.ones((40, 30), chunks=10))
+
+
+def test_hmatrices_refuse_dask_arrays():
+    """H-matrices do not run distributed, and say so instead of failing deep
+    inside (an AttributeError for ``__dlpack__`` before)."""
+    X = da.from_array(np.random.default_rng(20).uniform(size=(40, 2)), chunks=20)
+    with pytest.raises(backend.DistributedUnsupportedError, match=r"points is a dask array.*points\.compute\(\)"):
+        HMatrix.from_kernel(lambda x, y: x[:, :1] + y[:, 0], X)
+    with pytest.raises(backend.DistributedUnsupportedError, match="A is a dask array, and HMatrix.from_dense"):
+        HMatrix.from_dense(da.eye(40, chunks=20))
 
 
 def test_random_normal_is_drawn_on_the_workers():

@@ -58,8 +58,10 @@ module                 concern
                        overflow or underflow
 ``random``             :func:`normal`, reproducible across backends
 ``lazy``               dask arrays: :func:`persist` (cut a task graph at a
-                       solver's sync point), :func:`is_lazy`, and the dask
-                       branches of the dense dispatchers
+                       solver's sync point), :func:`is_lazy`,
+                       :func:`require_eager` (refuse what cannot run
+                       distributed), and the dask branches of the dense
+                       dispatchers
 ``io``                 checkpoint files (``.npz`` plus JSON, never pickled,
                        written atomically); not re-exported: ``from
                        natgrad.backend import io``
@@ -109,7 +111,7 @@ from .dense import (
     svd,
 )
 from .dtypes import eps, float_dtype, is_low_precision
-from .lazy import DistributedUnsupportedError, is_lazy, persist
+from .lazy import DistributedUnsupportedError, is_lazy, persist, require_eager
 from .norms import scaled_norm
 from .random import normal
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
@@ -129,6 +131,7 @@ __all__ = [
     "is_dask",
     "is_lazy",
     "persist",
+    "require_eager",
     "DistributedUnsupportedError",
     "library_name",
     "float_dtype",

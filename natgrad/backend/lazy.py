@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DistributedUnsupportedError", "CLIENT_MAX_SIZE", "is_lazy", "persist"]
+__all__ = ["DistributedUnsupportedError", "CLIENT_MAX_SIZE", "is_lazy", "persist", "require_eager"]
 
 #: Largest matrix dimension natgrad gathers on the client for an operation
 #: dask cannot distribute (``eigh``): a 4096 × 4096 float64 matrix is 134 MB.
@@ -163,6 +163,45 @@ def _wait(collections: Any) -> None:
     futures = futures_of(collections)
     if futures:
         wait(futures)
+
+
+def require_eager(x: Any, argument: str, operation: str, reason: str) -> None:
+    """Refuse a dask array where an operation cannot run distributed.
+
+    Parameters
+    ----------
+    x : array or None
+        The argument to check; anything but a dask array passes.
+    argument : str
+        Its name, for the message.
+    operation : str
+        What was asked (``"HMatrix.from_kernel"``).
+    reason : str
+        Why it cannot run on a cluster, for the message.
+
+    Raises
+    ------
+    DistributedUnsupportedError
+        If ``x`` is a dask array.  The message names the argument and the
+        operation, says why, and that ``x.compute()`` (or
+        :func:`~natgrad.backend.to_namespace`) gives the NumPy array to use
+        when it fits in memory: natgrad does not gather it silently.
+
+    Notes
+    -----
+    Only the type is read (:func:`is_lazy`): nothing is computed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> require_eager(np.ones(3), "points", "HMatrix.from_kernel", "")  # passes
+    """
+    if is_lazy(x):
+        raise DistributedUnsupportedError(
+            f"{argument} is a dask array, and {operation} does not run on dask: {reason} "
+            f"If it fits in memory, pass {argument}.compute() (a NumPy array); natgrad "
+            "never gathers a distributed array on the client silently."
+        )
 
 
 # --------------------------------------------------------------------------

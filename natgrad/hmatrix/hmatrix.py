@@ -58,6 +58,14 @@ from .cluster import Cluster, ClusterTree, _check_points, _host_floats, spectral
 
 __all__ = ["HMatrix"]
 
+#: why the H-matrix refuses dask arrays (in its DistributedUnsupportedError)
+_NOT_DISTRIBUTED = (
+    "an H-matrix clusters the points and compresses its blocks in one memory (the "
+    "cluster tree, ACA's pivots and the block store are sequential, host-driven "
+    "structures)."
+)
+
+
 #: ACA stops at this fraction of the relative tolerance (its stopping rule
 #: only estimates the error)
 _ACA_SAFETY = 0.1
@@ -810,6 +818,9 @@ class HMatrix(LinearOperator):
         TypeError
             For non-array points, a non-callable kernel, mixed namespaces, or
             a kernel returning a non-array or an array of another library.
+        natgrad.backend.DistributedUnsupportedError
+            For points that are a dask array: H-matrices do not run
+            distributed (the message says to pass ``points.compute()``).
         natgrad.backend.TracedArrayError
             For points that are a JAX tracer or a PyTorch tensor requiring
             grad, and for a PyTorch kernel whose output requires grad (naming
@@ -926,6 +937,8 @@ class HMatrix(LinearOperator):
         True
         """
         validation.callable_arg(kernel, "kernel")
+        for name, value in (("points", points), ("col_points", col_points)):
+            backend.require_eager(value, name, "HMatrix.from_kernel", _NOT_DISTRIBUTED)
         xp = backend.namespace(points=points, col_points=col_points)
         _check_points(points, "points")
         if col_points is not None:
@@ -1072,6 +1085,8 @@ class HMatrix(LinearOperator):
             If ``A`` is not an array.
         natgrad.backend.TracedArrayError
             If ``A`` is a JAX tracer or a PyTorch tensor that requires grad.
+        natgrad.backend.DistributedUnsupportedError
+            If ``A`` is a dask array: H-matrices do not run distributed.
 
         Notes
         -----
@@ -1098,6 +1113,7 @@ class HMatrix(LinearOperator):
         >>> H.shape, H.compression_ratio < 1.0
         ((200, 150), True)
         """
+        backend.require_eager(A, "A", "HMatrix.from_dense", _NOT_DISTRIBUTED)
         xp = backend.namespace(A=A)
         if A.ndim != 2 or A.shape[0] < 1 or A.shape[1] < 1:
             raise ValueError(f"A must be a non-empty 2-D array, got shape {tuple(A.shape)}")
