@@ -179,6 +179,11 @@ def require_eager(x: Any, argument: str, operation: str, reason: str) -> None:
     reason : str
         Why it cannot run on a cluster, for the message.
 
+    Returns
+    -------
+    None
+        When ``x`` is not a dask array.
+
     Raises
     ------
     DistributedUnsupportedError
