@@ -70,7 +70,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 SIZES = {
     # part: (full, quick)
-    "big": (2**20, 2**17),  # the scale-out problem: J 1.07 GB
+    "big": (2**21, 2**17),  # the scale-out problem: J 2.1 GB (2**20 under heavy load: BENCH_DASK_BIG_N)
     "acc": (2**17, 2**14),  # the answer against NumPy
     "mem": (2**19, 2**15),  # fits in memory: overhead against NumPy (J 0.54 GB)
     "scaling": (2**19, 2**16),
@@ -219,7 +219,8 @@ def peak_mb() -> float:
 
 def part_big(quick: bool, repeats: int) -> dict[str, Any]:
     """The scale-out problem: per-iteration time early and late, client memory."""
-    N, rows = SIZES["big"][quick], ROWS[quick]
+    # BENCH_DASK_BIG_N overrides the size (a power of two times the chunk rows)
+    N, rows = int(os.environ.get("BENCH_DASK_BIG_N", SIZES["big"][quick])), ROWS[quick]
     maxiter = 61 if quick else 201
     J_bytes = N * P * 8
     # per worker: smaller than J at full size (a worker process itself takes ~0.15 GB, and
@@ -260,7 +261,7 @@ def _worker_rss() -> int:
 
 def part_mem(quick: bool, repeats: int) -> dict[str, Any]:
     """In memory: the answer against NumPy, and the overhead per iteration."""
-    N, rows = SIZES["mem"][quick], ROWS[quick]
+    N, rows = int(os.environ.get("BENCH_DASK_MEM_N", SIZES["mem"][quick])), ROWS[quick]
     iters = 21 if quick else 26
     repeats = min(repeats, 2)  # each repeat is 3 × iters iterations on a 1 GB J
     n_acc = SIZES["acc"][quick]
