@@ -193,6 +193,7 @@ EXAMPLE_REQUIREMENTS = {
     "plot_hmatrix_blocks.py": ["natgrad.hmatrix:HMatrix", "natgrad.hmatrix:plot"],
     "plot_pinn_poisson.py": ["torch", "natgrad.adapters.torch", "natgrad.examples.poisson"],
     "plot_fngd_digits.py": ["torch", "sklearn", "natgrad.adapters.torch"],
+    "plot_dask_least_squares.py": ["dask.array"],
 }
 
 

@@ -232,6 +232,8 @@ def to_list(x: Any) -> list:
     [1.0, 2.5]
     """
     _refuse_tracer(x, reader="to_list")
+    if is_lazy(x):  # dask: compute the (small) array, then read it
+        return numpy.asarray(x.compute()).tolist()
     tolist = getattr(x, "tolist", None)
     if tolist is not None:
         return tolist()
