@@ -122,28 +122,19 @@ def _gram_block(Jc: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (Jc.T @ (Jc @ v))[None, :]
 
 
-def dask_operator(J: Any, lam: float) -> Any:
-    """λI + JᵀJ on dask vectors: one blockwise task per row chunk, tree-summed."""
+def cluster_operator(J: Any, lam: float, *, dask_state: bool) -> Any:
+    """λI + JᵀJ as one blockwise task per row chunk of ``J``, tree-summed:
+    on dask P-vectors (``dask_state``), or on NumPy ones with the sum
+    computed at every product (the state on the client)."""
     import dask.array as da
 
     from natgrad.linalg import from_matvec
 
     def matvec(v: Any) -> Any:
-        parts = da.blockwise(_gram_block, "ij", J, "ij", v, "j", adjust_chunks={"i": 1}, dtype=J.dtype)
-        return lam * v + parts.sum(axis=0)
-
-    return from_matvec(matvec, (P, P), J.dtype)
-
-
-def numpy_state_operator(J: Any, lam: float) -> Any:
-    """λI + JᵀJ on NumPy P-vectors: the same map-reduce, computed per product."""
-    import dask.array as da
-
-    from natgrad.linalg import from_matvec
-
-    def matvec(v: np.ndarray) -> np.ndarray:
-        parts = da.blockwise(_gram_block, "ij", J, "ij", v, None, adjust_chunks={"i": 1}, dtype=J.dtype)
-        return lam * v + parts.sum(axis=0).compute()
+        parts = da.blockwise(_gram_block, "ij", J, "ij", v, "j" if dask_state else None,
+                             adjust_chunks={"i": 1}, dtype=J.dtype)
+        total = parts.sum(axis=0)
+        return lam * v + (total if dask_state else total.compute())
 
     return from_matvec(matvec, (P, P), J.dtype)
 
@@ -237,8 +228,8 @@ def part_big(quick: bool, repeats: int) -> dict[str, Any]:
         out["build_s"] = time.perf_counter() - t0
         out["worker_rss_GB"] = [v / 1e9 for v in client.run(_worker_rss).values()]
         # the NumPy state has no graph to grow: a shorter run shows its flat cost
-        for name, A, b, its in (("dask state", dask_operator(J, lam), rhs, maxiter),
-                                ("NumPy state", numpy_state_operator(J, lam), rhs.compute(), min(maxiter, 41))):
+        for name, A, b, its in (("dask state", cluster_operator(J, lam, dask_state=True), rhs, maxiter),
+                                ("NumPy state", cluster_operator(J, lam, dask_state=False), rhs.compute(), min(maxiter, 41))):
             res, stamps, total = timed_cg(A, b, its)
             late = its - 1
             out[name] = {"early": per_iteration(stamps, 1, 11), "late": per_iteration(stamps, late - 9, late + 1)
@@ -272,7 +263,7 @@ def part_mem(quick: bool, repeats: int) -> dict[str, Any]:
         # 1. the answer, on a smaller problem (8 row chunks)
         J, rhs, lam = problem(n_acc, n_acc // 8)
         Jn, rhs_n = gather(J), gather(rhs)  # the same random data, materialised
-        A_np, A_dask, A_hyb = numpy_operator(Jn, lam), dask_operator(J, lam), numpy_state_operator(J, lam)
+        A_np, A_dask, A_hyb = numpy_operator(Jn, lam), cluster_operator(J, lam, dask_state=True), cluster_operator(J, lam, dask_state=False)
         x_direct = np.linalg.solve(Jn.T @ Jn + lam * np.eye(P), rhs_n)
         res_np, _, _ = timed_cg(A_np, rhs_n, 10 * P, RTOL)
         acc = {"NumPy cg": (res_np, res_np.x)}
@@ -289,7 +280,7 @@ def part_mem(quick: bool, repeats: int) -> dict[str, Any]:
         # 2. the overhead, on the larger in-memory problem
         J, rhs, lam = problem(N, rows)
         Jn, rhs_n = gather(J), gather(rhs)
-        A_np, A_dask, A_hyb = numpy_operator(Jn, lam), dask_operator(J, lam), numpy_state_operator(J, lam)
+        A_np, A_dask, A_hyb = numpy_operator(Jn, lam), cluster_operator(J, lam, dask_state=True), cluster_operator(J, lam, dask_state=False)
         # per iteration over iterations 11..iters (after the start-up).  The dask runs first and
         # NumPy's after them, not interleaved: right after NumPy's two-thread OpenBLAS products
         # the dask solves ran 3-5x slower (the client's BLAS threads keep spinning for a while
@@ -304,7 +295,7 @@ def part_mem(quick: bool, repeats: int) -> dict[str, Any]:
         # 3. the per-iteration cost of the graph itself: the same cg with a negligible product
         Jt = J[:TINY].rechunk((TINY // 4, P)).persist()
         tiny = {"NumPy cg": (numpy_operator(gather(Jt), lam), (Jt.T @ Jt[:, 0]).compute()),
-                "dask state": (dask_operator(Jt, lam), (Jt.T @ Jt[:, 0]).persist())}
+                "dask state": (cluster_operator(Jt, lam, dask_state=True), (Jt.T @ Jt[:, 0]).persist())}
         out["tiny_rows"] = Jt.shape[0]
         out["tiny_per_iteration"] = {}
         for name, (A, b) in tiny.items():
@@ -315,7 +306,7 @@ def part_mem(quick: bool, repeats: int) -> dict[str, Any]:
     import dask.array as da
 
     Jl = da.from_array(Jn[:TINY], chunks=(TINY // 4, P))
-    _, stamps, _ = timed_cg(dask_operator(Jl, lam), (Jl.T @ Jl[:, 0]).persist(), iters)
+    _, stamps, _ = timed_cg(cluster_operator(Jl, lam, dask_state=True), (Jl.T @ Jl[:, 0]).persist(), iters)
     out["tiny_per_iteration"]["dask state, threaded scheduler"] = per_iteration(stamps, 11, iters)
     return out
 
@@ -334,8 +325,8 @@ def part_scaling(quick: bool, repeats: int) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 J, rhs, lam = problem(N, rows)
                 builds.append(time.perf_counter() - t0)
-                for name, A, b in (("dask state", dask_operator(J, lam), rhs),
-                                   ("NumPy state", numpy_state_operator(J, lam), rhs.compute())):
+                for name, A, b in (("dask state", cluster_operator(J, lam, dask_state=True), rhs),
+                                   ("NumPy state", cluster_operator(J, lam, dask_state=False), rhs.compute())):
                     _, stamps, _ = timed_cg(A, b, iters)
                     its[name].append(per_iteration(stamps, 11, iters))
                 del J, rhs

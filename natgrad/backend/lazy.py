@@ -290,6 +290,15 @@ def eigh(A: Any) -> tuple[Any, Any]:
     return da.from_array(w), da.from_array(V)
 
 
+def _shorter_side_whole(A: Any) -> Any:
+    """``A`` with its shorter side in one chunk, as dask's QR and SVD (TSQR
+    along the longer side) need."""
+    m, n = A.shape
+    if m >= n:
+        return A if len(A.chunks[1]) == 1 else A.rechunk((A.chunks[0], n))
+    return A if len(A.chunks[0]) == 1 else A.rechunk((m, A.chunks[1]))
+
+
 def qr(A: Any) -> tuple[Any, Any]:
     """Tall-skinny QR (TSQR) by ``dask.array.linalg.qr``; a wide matrix is
     small enough for its ``m`` rows to be one chunk."""
@@ -298,32 +307,24 @@ def qr(A: Any) -> tuple[Any, Any]:
     m, n = A.shape
     if m < n:
         _refuse_large(A, "qr of a wide matrix", "Factor its transpose instead.")
-        A = A.rechunk((m, n))
-    elif len(A.chunks[1]) > 1:
-        if n > CLIENT_MAX_SIZE:
-            raise DistributedUnsupportedError(
-                f"qr of a dask array of shape {tuple(A.shape)}: dask's QR (TSQR) needs "
-                f"all {n} columns in one chunk, more than {CLIENT_MAX_SIZE}"
-            )
-        A = A.rechunk((A.chunks[0], n))
-    return da.linalg.qr(A)
+    elif len(A.chunks[1]) > 1 and n > CLIENT_MAX_SIZE:
+        raise DistributedUnsupportedError(
+            f"qr of a dask array of shape {tuple(A.shape)}: dask's QR (TSQR) needs "
+            f"all {n} columns in one chunk, more than {CLIENT_MAX_SIZE}"
+        )
+    return da.linalg.qr(_shorter_side_whole(A))
 
 
 def svd(A: Any) -> tuple[Any, Any, Any]:
     """Thin SVD by ``dask.array.linalg.svd`` (TSQR along the longer side)."""
     import dask.array as da
 
-    m, n = A.shape
-    if min(m, n) > CLIENT_MAX_SIZE:
+    if min(A.shape) > CLIENT_MAX_SIZE:
         raise DistributedUnsupportedError(
             f"svd of a dask array of shape {tuple(A.shape)}: dask's SVD needs one side "
             f"of at most {CLIENT_MAX_SIZE} (one chunk); use a randomized SVD instead"
         )
-    if m >= n and len(A.chunks[1]) > 1:
-        A = A.rechunk((A.chunks[0], n))
-    elif m < n and len(A.chunks[0]) > 1:
-        A = A.rechunk((m, A.chunks[1]))
-    return da.linalg.svd(A)
+    return da.linalg.svd(_shorter_side_whole(A))
 
 
 def normal(shape: tuple[int, ...], dtype: Any, seed: Any) -> Any:

@@ -349,6 +349,9 @@ def _restarted(
     """
     xp, b, it = prob.xp, prob.b, 0
     eps = backend.eps(prob.dtype, xp)
+    # Lazy (dask) arrays: x and r are read by every cycle and check; computed
+    # once here and after each update below, never resubmitted.
+    x, r = backend.persist(x, r)
     best_x, best_r, best_norm = x, r, _safe_norm(xp, r)
     status, message = SolveStatus.MAXITER, ""
     last_verified, restarts_left = None, True
@@ -365,7 +368,7 @@ def _restarted(
         s = _scale(xp, r)
         # Lazy (dask) arrays: the cycle reads these at every check; computed
         # once here, they are not re-submitted with every check's graph.
-        x, r, r_s, tol_s, s = backend.persist(x, r, r / s, tol / s, s)
+        r_s, tol_s, s = backend.persist(r / s, tol / s, s)
         it, d, status, message = cycle(r_s, tol_s, s, x, it)
         if d is None:
             # No step: r is still x's true residual (tested by the cycle).
