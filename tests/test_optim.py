@@ -95,6 +95,8 @@ OPTIMISERS = {
     "flow-heun": lambda: GradientFlow(lr=0.5, method="heun"),
     "flow-rk4": lambda: GradientFlow(lr=0.5, method="rk4"),
     "flow-ab2": lambda: GradientFlow(lr=0.5, method="ab2"),
+    "flow-bs3": lambda: GradientFlow(lr=0.5, method="bs3"),
+    "flow-bs3-fsal": lambda: GradientFlow(lr=0.5, method="bs3", fsal=True),
     "adam": lambda: Adam(lr=0.05),
 }
 
