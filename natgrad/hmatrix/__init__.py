@@ -4,7 +4,9 @@ Cluster trees (:class:`ClusterTree`), block cluster trees with standard or
 weak admissibility (:class:`BlockTree`), low-rank block compression (ACA with
 partial pivoting, recompression, truncated and randomized SVD) and the
 :class:`HMatrix` operator, built from a kernel on points or from a dense
-matrix with ``‖H − A‖_F ≤ eps ‖A‖_F``.
+matrix with ``‖H − A‖_F ≤ eps ‖A‖_F``; :func:`compress_matrix` picks the
+smallest of dense, truncated SVD and H-matrix for a weight matrix (or its
+update from a reference) within such a bound.
 
 Examples
 --------
@@ -22,6 +24,7 @@ True
 
 from .blocks import Block, BlockTree, admissible
 from .cluster import Cluster, ClusterTree, spectral_coordinates
+from .compress import BlockLayout, CompressedMatrix, apply_layout, compress_matrix
 from .hmatrix import HMatrix
 from .lowrank import ACAResult, LowRank, aca, randomized_svd, recompress, truncated_svd, truncation_rank
 from .plot import plot
@@ -42,4 +45,8 @@ __all__ = [
     "randomized_svd",
     "truncation_rank",
     "plot",
+    "compress_matrix",
+    "CompressedMatrix",
+    "BlockLayout",
+    "apply_layout",
 ]
