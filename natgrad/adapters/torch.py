@@ -23,6 +23,7 @@ import array_api_compat.torch as _torch_xp
 from .. import backend, validation
 from . import base
 from ._torch_laplacian import forward_laplacian, laplacian
+from .torch_compress import CompressedLinear, compress  # noqa: F401  (network compression)
 
 __all__ = ["TorchModel", "laplacian", "forward_laplacian"]
 
