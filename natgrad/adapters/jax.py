@@ -21,6 +21,7 @@ from jax.flatten_util import ravel_pytree
 from .. import validation
 from . import base
 from ._jax_laplacian import forward_laplacian, laplacian
+from .jax_compress import CompressedArray, compress  # noqa: F401  (network compression)
 
 __all__ = ["JaxModel", "laplacian", "forward_laplacian"]
 
