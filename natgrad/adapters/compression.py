@@ -196,6 +196,7 @@ def plan_compression(
     relative_to: str = "weight",
     seed: int = 0,
     search_steps: int = 8,
+    probe_share: float = 0.9,
     **hmatrix_kwargs: Any,
 ) -> tuple[list[CompressedMatrix], CompressionReport]:
     r"""Choose a compressed representation for every layer within an error budget.
@@ -230,6 +231,10 @@ def plan_compression(
     seed : int, default 0
     search_steps : int, default 8
         Bisection steps of the ``budget="output"`` search.
+    probe_share : float, default 0.9
+        ``budget="output"`` searches for an output error ``≤ probe_share ·
+        eps`` on the probe: the rest of the budget is a margin for inputs
+        outside the probe.  In (0, 1].
     **hmatrix_kwargs
         Passed to :meth:`natgrad.hmatrix.HMatrix.from_dense`.
 
@@ -242,8 +247,8 @@ def plan_compression(
     Raises
     ------
     ValueError
-        If ``weights`` is empty, ``eps`` is not in (0, 1), ``budget`` is
-        unknown, ``budget="output"`` comes without ``evaluate``, ``names``
+        If ``weights`` is empty, ``eps`` is not in (0, 1), ``probe_share``
+        not in (0, 1], ``budget`` is unknown, ``budget="output"`` comes without ``evaluate``, ``names``
         or ``references`` have another length than ``weights``, a weight or
         reference is invalid (see :func:`~natgrad.hmatrix.compress_matrix`;
         the message names the layer), or the network's output with the
@@ -261,14 +266,17 @@ def plan_compression(
     search: one common per-layer bound ``ε_l`` for all layers, bisected on a
     log scale in ``[10⁻³ eps, 0.9]`` for ``search_steps`` steps, each trial
     compressing every layer within ``ε_l`` and evaluating the network on the
-    probe.  Among the trials whose output error is ``≤ eps`` the one with the
-    least total storage is kept (storage need not fall monotonically with
-    ``ε_l``).  If even ``ε_l = 10⁻³ eps`` misses the budget, every layer is
-    kept dense.  **Guarantee:** ``report.output_error`` is the measured
-    relative change of the output on the probe and is ``≤ eps``; on points
-    outside the probe it is an estimate (test it on held-out points, as
-    ``tests/test_compress_frameworks.py`` does).  Compressions are cached
-    per layer and bound; each trial costs one evaluation.
+    probe.  Among the trials whose output error is ``≤ probe_share · eps``
+    the one with the least total storage is kept (storage need not fall
+    monotonically with ``ε_l``).  If even ``ε_l = 10⁻³ eps`` misses it,
+    every layer is kept dense (``info["fallback"]``).  **Guarantee:**
+    ``report.output_error`` is the measured relative change of the output on
+    the probe and is ``≤ probe_share · eps ≤ eps``; on inputs outside the
+    probe it is an estimate, which the margin ``(1 − probe_share) eps``
+    covers when the probe samples the inputs the network will see
+    (``tests/test_compress_frameworks.py`` checks held-out points).
+    Compressions are cached per layer and bound; each trial costs one
+    network evaluation.
 
     A common bound is the rule of Mango & Katende (arXiv 2409.07028), who
     give every layer the same ``eps``; allocating by layer sensitivity could
@@ -301,6 +309,8 @@ def plan_compression(
     budget = validation.choice(budget, BUDGETS, "budget")
     validation.callable_arg(evaluate, "evaluate", optional=True)
     search_steps = validation.positive_int(search_steps, "search_steps")
+    if not isinstance(probe_share, (int, float)) or isinstance(probe_share, bool) or not 0.0 < probe_share <= 1.0:
+        raise ValueError(f"probe_share must be a number in (0, 1], got {probe_share!r}")
     if budget == "output" and evaluate is None:
         raise ValueError("budget='output' needs evaluate (the network's output on a probe set)")
     L = len(weights)
@@ -332,13 +342,9 @@ def plan_compression(
 
     def output_error(layers: list[CompressedMatrix]) -> float:
         out = _output(evaluate, layers, info)
-        xp = backend.namespace(out)
         if tuple(out.shape) != tuple(reference_out.shape):
             raise ValueError(f"evaluate returned shape {tuple(out.shape)}, first {tuple(reference_out.shape)}")
-        diff = backend.to_float(backend.scaled_norm(xp, out - reference_out))
-        size = backend.to_float(backend.scaled_norm(xp, reference_out))
-        err = diff / size if size > 0.0 else diff
-        return err if math.isfinite(err) else math.inf
+        return _relative_change(out, reference_out)
 
     if budget == "layer":
         chosen = [layer(i, eps) for i in range(L)]
@@ -348,13 +354,25 @@ def plan_compression(
         def dense(i: int) -> CompressedMatrix:
             return compress_matrix(weights[i], eps=eps, method="dense")
 
-        chosen, layer_eps, out_err = _search(layer, dense, output_error, L, eps, search_steps, info)
+        chosen, layer_eps, out_err = _search(layer, dense, output_error, L, float(probe_share) * eps,
+                                             search_steps, info)
     report = CompressionReport(
         [LayerReport(names[i], c.kind, list(c.ranks), c.nbytes, c.dense_nbytes, c.error, layer_eps,
                      c.reference is not None)
          for i, c in enumerate(chosen)],
         budget, eps, layer_eps, out_err, info)
     return chosen, report
+
+
+@backend.quiet_floating_point
+def _relative_change(out: Any, ref: Any) -> float:
+    """``‖out − ref‖_F / ‖ref‖_F`` (absolute when ``ref = 0``); ``inf`` for a
+    non-finite output (the trial is then infeasible, without a warning)."""
+    xp = backend.namespace(out=out, ref=ref)
+    diff = backend.to_float(backend.scaled_norm(xp, out - ref))
+    size = backend.to_float(backend.scaled_norm(xp, ref))
+    err = diff / size if size > 0.0 else diff
+    return err if math.isfinite(err) else math.inf
 
 
 def _output(evaluate: Callable[..., Any], layers: list[Any], info: dict[str, Any]) -> Any:
@@ -366,10 +384,10 @@ def _output(evaluate: Callable[..., Any], layers: list[Any], info: dict[str, Any
 
 
 def _search(layer: Callable[[int, float], CompressedMatrix], dense: Callable[[int], CompressedMatrix],
-            output_error: Callable[[list], float], L: int, eps: float, steps: int,
+            output_error: Callable[[list], float], L: int, target: float, steps: int,
             info: dict[str, Any]) -> tuple[list[CompressedMatrix], float, float]:
     """The common per-layer bound with the least storage whose output error is
-    ``≤ eps``; every layer dense when none is found."""
+    ``≤ target``; every layer dense when none is found."""
     best: tuple[int, list[CompressedMatrix], float, float] | None = None
 
     def trial(e: float) -> bool:
@@ -378,12 +396,12 @@ def _search(layer: Callable[[int, float], CompressedMatrix], dense: Callable[[in
         err = output_error(layers)
         total = sum(c.nbytes for c in layers)
         info["search"].append({"layer_eps": e, "output_error": err, "nbytes": total})
-        ok = err <= eps
+        ok = err <= target
         if ok and (best is None or total < best[0]):
             best = (total, layers, e, err)
         return ok
 
-    lo, hi = math.log(eps * _LOW), math.log(_HIGH)
+    lo, hi = math.log(target * _LOW), math.log(_HIGH)
     if not trial(math.exp(hi)) and trial(math.exp(lo)):
         for _ in range(steps):
             mid = 0.5 * (lo + hi)

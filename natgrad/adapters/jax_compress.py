@@ -201,7 +201,7 @@ def compress(
     relative_to : {"weight", "delta"}, default "weight"
     seed : int, default 0
     **kwargs
-        ``search_steps`` and H-matrix options (``leaf_size``, ...).
+        ``search_steps``, ``probe_share`` and H-matrix options (``leaf_size``, ...).
 
     Returns
     -------

@@ -193,7 +193,7 @@ def compress(
         (default: all).
     seed : int, default 0
     **kwargs
-        ``search_steps`` and H-matrix options (``leaf_size``, ...), passed on.
+        ``search_steps``, ``probe_share`` and H-matrix options (``leaf_size``, ...), passed on.
 
     Returns
     -------

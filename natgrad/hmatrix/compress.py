@@ -223,7 +223,10 @@ class CompressedMatrix(LinearOperator):
     Built by :func:`compress_matrix`; the constructor is internal.  A
     :class:`~natgrad.linalg.LinearOperator`: ``C @ x`` and ``C.matvec(x)``
     for ``x`` of shape ``(n,)`` or ``(n, k)``, ``C.rmatvec(y)`` and
-    ``y @ C`` (``y`` of shape ``(m,)`` or ``(k, m)``) for the transpose.
+    ``y @ C`` (``y`` of shape ``(m,)`` or ``(k, m)``) for the transpose
+    (``y @ C`` where the array library hands an unknown right operand on:
+    NumPy, PyTorch, JAX, CuPy; array_api_strict raises instead, use
+    ``rmatvec``).
 
     Parameters
     ----------
