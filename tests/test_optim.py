@@ -3,12 +3,15 @@ Jacobian and Hessian are known in closed form."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from faults import FaultyModel
 from helpers import from_numpy, to_numpy
 from natgrad import backend
+from natgrad.backend import io
 from natgrad.linalg import FactorizationWarning
 from natgrad.optim import (
     ENGD,
@@ -483,6 +486,168 @@ def test_ab2_is_second_order_after_the_start():
             p, _ = opt.step(p, model, None)
         errs.append(np.linalg.norm(p - exact))
     assert np.log2(errs[0] / errs[1]) == pytest.approx(2.0, abs=0.3)
+
+
+def _rotated_quadratic(xp, eigs, seed=6):
+    """``Quadratic`` with Hessian ``Q diag(eigs) Qᵀ`` and the exact gradient flow from θ₀ = 0."""
+    rng = np.random.default_rng(seed)
+    n = len(eigs)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    H = (Q * eigs) @ Q.T
+    b = rng.standard_normal(n)
+    star = np.linalg.solve(H, b)
+
+    def flow(t):  # θ(t) = θ* + Q e^{−Λt} Qᵀ (θ₀ − θ*)
+        return star + Q @ (np.exp(-np.asarray(eigs) * t) * (Q.T @ (0.0 - star)))
+
+    return Quadratic(xp, H, b), H, b, flow
+
+
+def test_bs3_steps_are_third_order_and_the_estimate_second(xp):
+    """One bs3 step against the exact flow: the step taken (weights b) has local
+    error O(h⁴), the error estimate (b − b̂) is O(h³) and larger than that error."""
+    model, _, _, flow = _rotated_quadratic(xp, np.linspace(0.5, 2.0, 6))
+    true, estimate = [], []
+    for h in (0.05, 0.025):
+        # atol 1e3: every try accepted, and err·atol recovers ‖e‖_rms (rtol's share is 1e-15 of it)
+        opt = GradientFlow(lr=h, method="bs3", rtol=1e-12, atol=1e3)
+        p, info = opt.step(model.params, model, None)
+        assert info["step_taken"] and info["rejections"] == 0 and info["lr"] == h
+        assert info["gradient_evaluations"] == 4 and info["h_next"] == 5 * h  # err ≈ 0: the largest growth
+        true.append(np.linalg.norm(to_numpy(p) - flow(h)))
+        estimate.append(info["error"] * 1e3 * np.sqrt(6))
+    assert np.log2(true[0] / true[1]) == pytest.approx(4.0, abs=0.15)
+    assert np.log2(estimate[0] / estimate[1]) == pytest.approx(3.0, abs=0.2)
+    assert true[1] < 0.5 * estimate[1]  # the estimate bounds the error of the step taken
+
+
+def test_bs3_global_error_follows_the_tolerance(xp):
+    """Integrated to t ≈ 2 from a small first step: the relative error against
+    the exact flow at the time reached is within a small multiple of rtol and
+    falls with it; the number of steps grows like rtol^(-1/3)."""
+    model, _, _, flow = _rotated_quadratic(xp, np.linspace(0.5, 2.0, 6))
+    errors, steps = [], []
+    for rtol in (1e-3, 1e-4):
+        opt, p, t, n = GradientFlow(lr=0.01, method="bs3", rtol=rtol, atol=0.0), model.params, 0.0, 0
+        while t < 2.0:
+            p, info = opt.step(p, model, None)
+            t, n = t + info["lr"], n + 1
+        exact = flow(t)
+        errors.append(np.linalg.norm(to_numpy(p) - exact) / np.linalg.norm(exact))
+        steps.append(n)
+    for rtol, err in zip((1e-3, 1e-4), errors):
+        assert err <= 3 * rtol, (rtol, err)
+    for a, b in zip(errors, errors[1:]):
+        assert 5 < a / b < 20, errors
+    for a, b in zip(steps, steps[1:]):
+        assert 1.6 < b / a < 2.8, steps  # 10^(1/3) ≈ 2.15
+
+
+def test_bs3_shrinks_the_step_where_euler_diverges(xp):
+    """Curvatures 5 … 100: Euler with lr 0.1 (hμ = 10 > 2) blows up; bs3 from the
+    same lr rejects, shrinks h to the stability limit (hμ ≈ 2.5) and decreases
+    the loss to a floor set by the tolerance: at the limit the stiffest
+    component neither grows nor decays, and the controller holds it where its
+    error estimate is 0.9³ of the tolerance (a smaller rtol, a lower floor)."""
+    model, H, b, _ = _rotated_quadratic(xp, np.array([5.0, 10.0, 30.0, 100.0]))
+    star = np.linalg.solve(H, b)
+
+    def gap(p):
+        d = to_numpy(p) - star
+        return 0.5 * d @ H @ d
+
+    gap0 = gap(model.params)
+    euler, p = GradientFlow(lr=0.1), model.params
+    for _ in range(20):
+        p, _ = euler.step(p, model, None)
+    assert gap(p) > 1e10 * gap0
+    floors = []
+    for rtol in (1e-2, 1e-3):
+        opt, p = GradientFlow(lr=0.1, method="bs3", rtol=rtol, atol=1e-8), model.params
+        p, info = opt.step(p, model, None)
+        assert info["step_taken"] and info["rejections"] >= 1 and info["lr"] < 0.1
+        assert info["gradient_evaluations"] == 1 + 3 * (info["rejections"] + 1)  # k₁ computed once per call
+        hs = []
+        for _ in range(100):
+            p, info = opt.step(p, model, None)
+            hs.append(info["lr"])
+        assert max(hs[40:]) * 100 < 3.0 and min(hs[40:]) * 100 > 2.0  # near bs3's limit 2.51/μ_max
+        assert info["error"] == pytest.approx(0.9**3, rel=0.02)  # the controller's fixed point
+        floors.append(gap(p))
+    assert floors[0] < 1e-2 * gap0
+    assert floors[1] < floors[0] / 20
+
+
+def test_bs3_fsal_reuses_the_last_stage_only_at_its_point(xp):
+    """With fsal=True the 4th stage is the next step's 1st on the same batch: the
+    same trajectory as without, 3 gradients a step instead of 4; from any other
+    params the stored stage is not used."""
+    model, _, _, _ = _rotated_quadratic(xp, np.linspace(0.5, 2.0, 6))
+    plain, fsal = GradientFlow(lr=0.3, method="bs3"), GradientFlow(lr=0.3, method="bs3", fsal=True)
+    p, q = model.params, model.params
+    for k in range(4):
+        p, info_p = plain.step(p, model, None)
+        q, info_q = fsal.step(q, model, None)
+        np.testing.assert_array_equal(to_numpy(p), to_numpy(q))
+        assert info_p["gradient_evaluations"] == 4 and info_p["fsal"] is False
+        assert info_q["gradient_evaluations"] == (4 if k == 0 else 3) and info_q["fsal"] is (k > 0)
+        assert info_q["loss"] == pytest.approx(info_p["loss"], rel=1e-14)
+    other = q + 0.25  # params the stored stage does not belong to
+    expected, _ = GradientFlow(lr=fsal.h, method="bs3").step(other, model, None)
+    r, info = fsal.step(other, model, None)
+    assert info["fsal"] is False and info["gradient_evaluations"] == 1 + 3 * (info["rejections"] + 1)
+    np.testing.assert_array_equal(to_numpy(r), to_numpy(expected))
+
+
+def test_bs3_state_round_trip_keeps_h_and_the_fsal_stage(xp):
+    model, _, _, _ = _rotated_quadratic(xp, np.array([1.0, 3.0, 10.0, 30.0, 100.0]))
+    opt, p = GradientFlow(lr=0.1, method="bs3", fsal=True), model.params
+    for _ in range(3):
+        p, _ = opt.step(p, model, None)
+    state = opt.state_dict()
+    assert set(state) == {"optimizer", "steps", "previous_grad", "h", "fsal_grad", "fsal_point", "fsal_loss"}
+    assert state["h"] == opt.h != 0.1 and state["steps"] == 3 and isinstance(state["fsal_loss"], float)
+    skeleton, arrays = io.split_arrays(state)
+    fresh = GradientFlow(lr=0.1, method="bs3", fsal=True)
+    fresh.load_state_dict(io.join_arrays(json.loads(json.dumps(skeleton)), arrays))
+    a, b_ = p, from_numpy(xp, to_numpy(p))  # the same params, and an equal copy (the checkpoint's)
+    for _ in range(3):
+        a, info_a = opt.step(a, model, None)
+        b_, info_b = fresh.step(b_, model, None)
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b_))
+        assert info_a["fsal"] and info_b["fsal"]  # the equal copy is recognised (one host sync)
+    with pytest.raises(ValueError, match=r"unknown entries \['fsal_grad', 'fsal_loss', 'fsal_point', 'h'\]"):
+        GradientFlow(method="euler").load_state_dict(state)
+    with pytest.raises(ValueError, match=r"state\['h'\] must be a finite positive"):
+        fresh.load_state_dict({**state, "h": 0.0})
+
+
+def test_bs3_refusals_change_only_what_is_documented(xp):
+    """All tries over the tolerance: no step, only h shrinks (0.2 per try);
+    a try leaving the region where the model is finite is retried shorter."""
+    model, _, _, _ = _rotated_quadratic(xp, np.linspace(0.5, 2.0, 6))
+    opt = GradientFlow(lr=0.5, method="bs3", rtol=1e-300, atol=0.0)  # no error is small enough
+    p, info = opt.step(model.params, model, None)
+    assert p is model.params and info["step_taken"] is False and info["reason"] == "rejected"
+    assert info["rejections"] == 12 and info["gradient_evaluations"] == 1 + 3 * 12 and info["lr"] == 0.0
+    assert opt.steps == 0 and opt.h == pytest.approx(0.5 * 0.2**12, rel=1e-12)
+    assert "12 tries" in info["message"]
+
+    class Cliff:  # NaN gradients beyond ‖θ‖ = 2: the model is finite only near the start
+        loss = "mean"
+
+        def __init__(self, inner):
+            self.inner, self.params = inner, inner.params
+
+        def loss_and_grad(self, p, batch):
+            f, g = self.inner.loss_and_grad(p, batch)
+            far = backend.to_float(xp.linalg.vector_norm(p)) > 2.0
+            return f, g * float("nan") if far else g
+
+    opt = GradientFlow(lr=50.0, method="bs3")
+    p, info = opt.step(model.params, Cliff(model), None)
+    assert info["step_taken"] and info["rejections"] >= 1 and info["lr"] <= 50.0 * 0.2
+    assert np.all(np.isfinite(to_numpy(p)))
 
 
 def test_line_search_takes_no_step_at_a_minimum():
