@@ -146,7 +146,12 @@ class GradientFlow(_common.Stateful):
     the region where the model is finite).  After :data:`MAX_TRIES` (12)
     tries the call takes no step.  ``h`` is not bounded otherwise: where the
     flow is stiff (Euler unstable at ``lr``) the error control keeps ``h``
-    near the stability limit (``hμ ≈ 2.5`` for bs3).  On a mini-batch the
+    near the stability limit (``hμ ≈ 2.5`` for bs3).  There the stiffest
+    component of ``θ − θ*`` neither grows nor decays: the controller holds it
+    where its error estimate is ``0.9³`` of the tolerance, so on a stiff
+    problem the loss levels off at a floor set by ``rtol``/``atol`` (a
+    smaller tolerance, a lower floor) — bs3 follows the flow to the
+    tolerance; it is not a minimiser with a convergence rate.  On a mini-batch the
     estimate is the error of following *that batch's* gradient flow, so
     ``h`` adapts to each batch in turn; ``rtol`` is the knob instead of
     ``lr``.  ``rtol``, ``atol`` and ``fsal`` are ignored by the other
