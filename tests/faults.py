@@ -144,6 +144,10 @@ def _like(a: np.ndarray, ref: Any) -> Any:
         import cupy
 
         return cupy.asarray(a, dtype=ref.dtype)
+    if mod.startswith("dask"):
+        import dask.array as da
+
+        return da.from_array(a.astype(ref.dtype), chunks=ref.chunks)
     import array_api_strict as xps
 
     return xps.asarray(a, dtype=ref.dtype)

@@ -18,7 +18,7 @@ dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-from faults import Fault, assert_honest_solve, outcome  # noqa: E402
+from faults import Fault, InjectedFault, assert_honest_solve, outcome  # noqa: E402
 
 from natgrad import backend  # noqa: E402
 from natgrad.adapters.callables import CallableModel  # noqa: E402
@@ -325,15 +325,65 @@ def test_engd_dense_steps(scheduler):
     assert len(runs["dask"][0].__dask_graph__()) == 1  # persisted: one chunk, one task
 
 
-def test_nan_from_a_row_chunked_operator_at_a_later_call(scheduler):
-    """An operator that turns NaN at its 7th product: an honest failure, with
-    the last finite iterate, on the cluster as on NumPy."""
+# Every kind and solver on the threaded scheduler; on the cluster (slow per
+# operation) one case of each outcome.
+_OPERATOR_FAULTS = [
+    *(("threads", s, k) for s in (cg, minres) for k in ("nan", "inf", "raise", "shape")),
+    ("cluster", cg, "nan"), ("cluster", minres, "raise"), ("cluster", cg, "shape"),
+]
+
+
+@pytest.mark.parametrize("scheduler,solver,kind", _OPERATOR_FAULTS, indirect=["scheduler"])
+def test_operator_fault_at_a_later_call(scheduler, solver, kind):
+    """An operator that goes wrong at its 7th product (NaN, Inf, the user's
+    own exception, a wrong shape): an honest failure with the last finite
+    iterate, or the user's error passed through / a natgrad error naming A,
+    on the cluster as on NumPy."""
     K = rbf_kernel(200, seed=18, width=1.0) + 0.05 * np.eye(200)
     b = np.random.default_rng(19).standard_normal(200)
     Kd, bd = da.from_array(K, chunks=(50, 200)), da.from_array(b, chunks=50)
-    fault = Fault(lambda v: Kd @ v, "nan", at=7)
+    fault = Fault(lambda v: Kd @ v, kind, at=7)
     op = from_matvec(fault, (200, 200), Kd.dtype)
-    result = outcome(lambda: cg(op, bd, rtol=1e-12, maxiter=300), "A")
-    if not result.raised:
+    result = outcome(lambda: solver(op, bd, rtol=1e-12, maxiter=300), "A")
+    assert fault.fired
+    if kind == "raise":
+        assert isinstance(result.error, InjectedFault)
+    elif kind == "shape":
+        assert result.raised and "call 7" in str(result.error), result.error
+    else:
+        assert not result.raised, result.error
         assert result.value.status is SolveStatus.NONFINITE, result.value.status
+        assert backend.is_lazy(result.value.x)
         assert_honest_solve(result.value, K, b, 1e-12)
+
+
+@pytest.mark.parametrize(
+    "scheduler,kind", [("threads", "nan"), ("threads", "raise"), ("threads", "shape"), ("cluster", "nan")],
+    indirect=["scheduler"],
+)
+def test_engd_jacobian_fault_at_a_later_step(scheduler, kind):
+    """A dask model whose Jacobian goes wrong at step 3: that step is not
+    taken (NaN) or raises (the user's error, or a natgrad error naming the
+    Jacobian), and the optimiser keeps the state of step 2."""
+    X, y, residuals, jacobian = _tanh_regression(da)
+    batch = (da.from_array(X, chunks=(500, 8)), da.from_array(y, chunks=500))
+    fault = Fault(jacobian, kind, at=3)
+    model = CallableModel(residuals=residuals, jacobian=lambda p, b: fault(p, b),
+                          params=da.zeros(8, chunks=8))
+    opt = ENGD(solver="dense", damping=1e-8)
+    p = model.params
+    for _ in range(2):
+        p, _ = opt.step(p, model, batch)
+    before = (np.asarray(p).copy(), opt.state_dict()["steps"])
+    result = outcome(lambda: opt.step(p, model, batch), "jacobian")
+    assert fault.fired
+    if kind == "raise":
+        assert isinstance(result.error, InjectedFault)
+    elif kind == "shape":
+        assert result.raised
+    else:
+        assert not result.raised, result.error
+        p_new, info = result.value
+        assert not info["step_taken"]
+        np.testing.assert_array_equal(np.asarray(p_new), before[0])
+    assert opt.state_dict()["steps"] == before[1]
