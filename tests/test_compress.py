@@ -320,6 +320,29 @@ def test_output_budget_falls_back_to_dense():
     assert report.output_error <= 1e-3 and "fallback" in str(report)
 
 
+def test_verification_that_misses_the_budget_falls_back_to_dense():
+    """When the verified output (the compressed operators themselves) misses
+    eps although the search's shortcut met it, every layer is kept dense."""
+    weights, net = _mlp(seed=4, width=32)
+    probe = np.random.default_rng(15).uniform(-1, 1, (32, 2))
+
+    def evaluate(layers):
+        return net(layers, probe)
+
+    def verify(layers):  # a verification that sees 5 % more change than the search
+        out = net(layers, probe)
+        changed = any(C is not None and C.kind != "dense" for C in layers)
+        return out + (0.05 * np.linalg.norm(out) / math.sqrt(out.size) if changed else 0.0)
+
+    compressed, report = plan_compression(weights, eps=1e-2, budget="output", evaluate=evaluate, verify=verify,
+                                          search_steps=2)
+    assert report.info["fallback"] == "dense" and report.info["rejected_output_error"] > 1e-2
+    assert all(C.kind == "dense" for C in compressed) and report.output_error <= 1e-2
+    # without the discrepancy the same call compresses
+    _, ok = plan_compression(weights, eps=1e-2, budget="output", evaluate=evaluate, verify=evaluate, search_steps=2)
+    assert "fallback" not in ok.info and ok.compression_ratio < 1.0
+
+
 def test_planner_faults_and_bad_arguments():
     weights, net = _mlp(seed=3, width=32)
     probe = np.random.default_rng(14).uniform(-1, 1, (16, 2))

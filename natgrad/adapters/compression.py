@@ -189,13 +189,14 @@ def plan_compression(
     eps: float,
     budget: str = "layer",
     evaluate: Callable[[list[CompressedMatrix | None]], Any] | None = None,
+    verify: Callable[[list[CompressedMatrix | None]], Any] | None = None,
     names: Sequence[str] | None = None,
     references: Sequence[Any] | None = None,
     reference_stored: bool = True,
     method: str = "auto",
     relative_to: str = "weight",
     seed: int = 0,
-    search_steps: int = 8,
+    search_steps: int = 6,
     probe_share: float = 0.9,
     **hmatrix_kwargs: Any,
 ) -> tuple[list[CompressedMatrix], CompressionReport]:
@@ -215,6 +216,13 @@ def plan_compression(
         :class:`~natgrad.hmatrix.CompressedMatrix`, or ``None`` for its
         original weights).  Required for ``budget="output"``; with
         ``budget="layer"`` it adds the measured output error to the report.
+    verify : callable, optional
+        Like ``evaluate``, called once on the chosen layers to measure the
+        reported output error, when ``evaluate`` takes a shortcut (the
+        framework faces search with dense reconstructions ``Ŵ``, which give
+        the same output up to rounding at a fraction of the cost, and
+        verify with the compressed operators themselves).  Default:
+        ``evaluate``.
     names : sequence of str, optional
         Layer names for the report (default ``layer0``, ``layer1``, ...).
     references : sequence of arrays or None, optional
@@ -229,8 +237,10 @@ def plan_compression(
     relative_to : {"weight", "delta"}, default "weight"
         See :func:`~natgrad.hmatrix.compress_matrix`.
     seed : int, default 0
-    search_steps : int, default 8
-        Bisection steps of the ``budget="output"`` search.
+    search_steps : int, default 6
+        Bisection steps of the ``budget="output"`` search (each halves the
+        log-width of the bracket: 6 steps leave a factor of about 1.07 on
+        ``ε_l`` for ``eps = 10⁻²``).
     probe_share : float, default 0.9
         ``budget="output"`` searches for an output error ``≤ probe_share ·
         eps`` on the probe: the rest of the budget is a margin for inputs
@@ -254,8 +264,8 @@ def plan_compression(
         the message names the layer), or the network's output with the
         original weights holds NaN or Inf.
     TypeError
-        If ``evaluate`` is not callable or returns something other than an
-        array.
+        If ``evaluate`` or ``verify`` is not callable or returns something
+        other than an array.
     Exception
         An exception raised by ``evaluate`` passes through unchanged.
 
@@ -263,20 +273,25 @@ def plan_compression(
     -----
     **Output budget.**  The per-layer errors of a network propagate through
     its Lipschitz constants, which are unknown, so the rule is a measured
-    search: one common per-layer bound ``ε_l`` for all layers, bisected on a
-    log scale in ``[10⁻³ eps, 0.9]`` for ``search_steps`` steps, each trial
-    compressing every layer within ``ε_l`` and evaluating the network on the
-    probe.  Among the trials whose output error is ``≤ probe_share · eps``
-    the one with the least total storage is kept (storage need not fall
-    monotonically with ``ε_l``).  If even ``ε_l = 10⁻³ eps`` misses it,
-    every layer is kept dense (``info["fallback"]``).  **Guarantee:**
-    ``report.output_error`` is the measured relative change of the output on
-    the probe and is ``≤ probe_share · eps ≤ eps``; on inputs outside the
-    probe it is an estimate, which the margin ``(1 − probe_share) eps``
-    covers when the probe samples the inputs the network will see
-    (``tests/test_compress_frameworks.py`` checks held-out points).
-    Compressions are cached per layer and bound; each trial costs one
-    network evaluation.
+    search: one common per-layer bound ``ε_l`` for all layers, tried first
+    at ``ε_l = probe_share · eps``, then bisected on a log scale in the half
+    of ``[10⁻³ probe_share · eps, 0.9]`` that this first trial leaves open,
+    for ``search_steps`` steps, each trial compressing every layer within
+    ``ε_l`` and evaluating the network on the probe.  Among the trials
+    whose output error is ``≤ probe_share · eps`` the one with the least
+    total storage is kept (storage need not fall monotonically with
+    ``ε_l``).  If even the bracket's lower end misses it, every layer is
+    kept dense (``info["fallback"]``).  Compressions are cached per layer
+    and bound; each trial costs one network evaluation.
+
+    **Guarantee.**  ``report.output_error`` is the relative change of the
+    output on the probe, measured on the chosen layers (by ``verify`` when
+    given), and is ``≤ eps``: the search keeps ``≤ probe_share · eps``, and
+    should the verification exceed ``eps`` every layer is kept dense.  On
+    inputs outside the probe it is an estimate, which the margin
+    ``(1 − probe_share) eps`` covers when the probe samples the inputs the
+    network will see (``tests/test_compress_frameworks.py`` checks held-out
+    points).
 
     A common bound is the rule of Mango & Katende (arXiv 2409.07028), who
     give every layer the same ``eps``; allocating by layer sensitivity could
@@ -308,6 +323,7 @@ def plan_compression(
     eps = float(eps)
     budget = validation.choice(budget, BUDGETS, "budget")
     validation.callable_arg(evaluate, "evaluate", optional=True)
+    validation.callable_arg(verify, "verify", optional=True)
     search_steps = validation.positive_int(search_steps, "search_steps")
     if not isinstance(probe_share, (int, float)) or isinstance(probe_share, bool) or not 0.0 < probe_share <= 1.0:
         raise ValueError(f"probe_share must be a number in (0, 1], got {probe_share!r}")
@@ -340,22 +356,30 @@ def plan_compression(
         if not backend.all_finite(reference_out):
             raise ValueError("evaluate: the network's output with the original weights contains NaN or Inf")
 
-    def output_error(layers: list[CompressedMatrix]) -> float:
-        out = _output(evaluate, layers, info)
+    def output_error(layers: list[CompressedMatrix], fn: Callable[..., Any] | None = None) -> float:
+        out = _output(evaluate if fn is None else fn, layers, info)
         if tuple(out.shape) != tuple(reference_out.shape):
             raise ValueError(f"evaluate returned shape {tuple(out.shape)}, first {tuple(reference_out.shape)}")
         return _relative_change(out, reference_out)
 
+    def dense(i: int) -> CompressedMatrix:
+        return compress_matrix(weights[i], eps=eps, method="dense")
+
     if budget == "layer":
         chosen = [layer(i, eps) for i in range(L)]
         layer_eps = eps
-        out_err = output_error(chosen) if evaluate is not None else None
     else:
-        def dense(i: int) -> CompressedMatrix:
-            return compress_matrix(weights[i], eps=eps, method="dense")
-
-        chosen, layer_eps, out_err = _search(layer, dense, output_error, L, float(probe_share) * eps,
-                                             search_steps, info)
+        chosen, layer_eps, _ = _search(layer, dense, output_error, L, float(probe_share) * eps,
+                                       search_steps, info)
+    out_err = None
+    if evaluate is not None:
+        measure = evaluate if verify is None else verify
+        out_err = output_error(chosen, measure)
+        if budget == "output" and out_err > eps and "fallback" not in info:
+            # the verification disagrees with the search beyond the margin: keep every layer dense
+            info["fallback"], info["rejected_output_error"] = "dense", out_err
+            chosen, layer_eps = [dense(i) for i in range(L)], 0.0
+            out_err = output_error(chosen, measure)
     report = CompressionReport(
         [LayerReport(names[i], c.kind, list(c.ranks), c.nbytes, c.dense_nbytes, c.error, layer_eps,
                      c.reference is not None)
@@ -401,16 +425,21 @@ def _search(layer: Callable[[int, float], CompressedMatrix], dense: Callable[[in
             best = (total, layers, e, err)
         return ok
 
-    lo, hi = math.log(target * _LOW), math.log(_HIGH)
-    if not trial(math.exp(hi)) and trial(math.exp(lo)):
-        for _ in range(steps):
-            mid = 0.5 * (lo + hi)
-            if trial(math.exp(mid)):
-                lo = mid
-            else:
-                hi = mid
+    # first guess: every layer gets the output's bound; it fixes which half
+    # of [target · 1e-3, 0.9] to bisect (in log scale)
+    if trial(target):
+        lo, hi = math.log(target), math.log(_HIGH)
+        search = True
+    else:
+        lo, hi = math.log(target * _LOW), math.log(target)
+        search = trial(target * _LOW)
+    for _ in range(steps if search else 0):
+        mid = 0.5 * (lo + hi)
+        if trial(math.exp(mid)):
+            lo = mid
+        else:
+            hi = mid
     if best is None:
         info["fallback"] = "dense"
-        layers = [dense(i) for i in range(L)]
-        return layers, 0.0, output_error(layers)
+        return [dense(i) for i in range(L)], 0.0, 0.0
     return best[1], best[2], best[3]

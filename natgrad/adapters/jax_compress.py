@@ -14,6 +14,7 @@ Re-exported as ``natgrad.adapters.jax.compress``.  This module imports JAX;
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -121,11 +122,7 @@ class CompressedArray:
 
     def _rows(self, x: Any, transpose: bool) -> Any:
         """``x @ A`` (``transpose``) or ``x @ Aᵀ`` for the layout's matrix ``A``."""
-        y = apply_layout(jnp, self.layout, self.factors, x, transpose=transpose)
-        if self.reference is not None:
-            W0 = jax.lax.stop_gradient(self.reference)
-            y = y + x @ (W0 if transpose else W0.T)
-        return y
+        return _apply(self.factors, self.reference, x, layout=self.layout, transpose=transpose)
 
     def __rmatmul__(self, x: Any) -> Any:
         """``x @ W`` for ``x`` of shape ``(..., rows)``."""
@@ -144,6 +141,17 @@ class CompressedArray:
 
     def __repr__(self) -> str:
         return f"CompressedArray(shape={self.shape}, kind={self.kind}, update={self.reference is not None})"
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "transpose"))
+def _apply(factors: list[Any], reference: Any, x: Any, *, layout: BlockLayout, transpose: bool) -> Any:
+    # compiled once per layout and shapes: eager JAX would compile each of
+    # the blocks' small operations separately (inside an outer jit it is inlined)
+    y = apply_layout(jnp, layout, factors, x, transpose=transpose)
+    if reference is not None:
+        W0 = jax.lax.stop_gradient(reference)
+        y = y + x @ (W0 if transpose else W0.T)
+    return y
 
 
 def _default_select(path: str, leaf: Any) -> bool:
@@ -276,13 +284,25 @@ def compress(
                 new[i] = _leaf(C, leaves[i].dtype)
         return jax.tree_util.tree_unflatten(treedef, new)
 
-    evaluate = None
+    evaluate = verify = None
     if forward is not None and probe is not None:
+        def dense(layers: list[CompressedMatrix | None]) -> Any:
+            new = list(leaves)
+            for i, C in zip(chosen, layers):
+                if C is not None:
+                    new[i] = jnp.asarray(np.asarray(C.to_dense()), dtype=leaves[i].dtype)
+            return jax.tree_util.tree_unflatten(treedef, new)
+
+        # the search runs forward with the reconstructed weights (same shapes
+        # every trial: eager JAX compiles once); the chosen pytree is verified
         def evaluate(layers: list[CompressedMatrix | None]) -> Any:
+            return forward(dense(layers), probe)
+
+        def verify(layers: list[CompressedMatrix | None]) -> Any:
             return forward(assemble(layers), probe)
 
     compressed, report = plan_compression(
-        weights, eps=eps, budget=budget, evaluate=evaluate, names=[paths[i] for i in chosen],
+        weights, eps=eps, budget=budget, evaluate=evaluate, verify=verify, names=[paths[i] for i in chosen],
         references=refs, reference_stored=stored, method=method, relative_to=relative_to, seed=seed,
         **kwargs)
     return assemble(compressed), report

@@ -264,21 +264,36 @@ def compress(
         return CompressedLinear(C, lin.bias, trainable=trainable, reference_persistent=stored,
                                 device=lin.weight.device, dtype=lin.weight.dtype)
 
-    evaluate = None
+    def dense(i: int, C: CompressedMatrix) -> nn.Linear:
+        lin = copy.deepcopy(linears[i][1])
+        with torch.no_grad():
+            lin.weight.copy_(torch.as_tensor(np.asarray(C.to_dense())))
+        return lin
+
+    def run(layers: list[CompressedMatrix | None], replacement: Callable[[int, CompressedMatrix], nn.Module]) -> Any:
+        for i, (C, (name, lin)) in enumerate(zip(layers, linears)):
+            _replace(work, name, lin if C is None else replacement(i, C))
+        mode = work.training
+        work.eval()
+        try:
+            with torch.no_grad():
+                return work(probe.clone())
+        finally:
+            work.train(mode)
+
+    evaluate = verify = None
     if probe is not None:
-        def evaluate(layers: list[CompressedMatrix | None]) -> torch.Tensor:
-            for i, (C, (name, lin)) in enumerate(zip(layers, linears)):
-                _replace(work, name, lin if C is None else build(i, C, False))
-            mode = work.training
-            work.eval()
-            try:
-                with torch.no_grad():
-                    return work(probe.clone())
-            finally:
-                work.train(mode)
+        # the search runs the network with the reconstructed weights (the
+        # same output up to rounding, without building the blocks each
+        # trial); the chosen layers are verified as CompressedLinear
+        def evaluate(layers: list[CompressedMatrix | None]) -> Any:
+            return run(layers, dense)
+
+        def verify(layers: list[CompressedMatrix | None]) -> Any:
+            return run(layers, lambda i, C: build(i, C, False))
 
     compressed, report = plan_compression(
-        weights, eps=eps, budget=budget, evaluate=evaluate, names=[n for n, _ in linears],
+        weights, eps=eps, budget=budget, evaluate=evaluate, verify=verify, names=[n for n, _ in linears],
         references=ref_layers, reference_stored=stored, method=method, relative_to=relative_to,
         seed=seed, **kwargs)
     for i, (C, (name, _)) in enumerate(zip(compressed, linears)):
