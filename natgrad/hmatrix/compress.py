@@ -81,6 +81,11 @@ class BlockLayout:
     n_factors : int
         How many factor arrays :func:`apply_layout` expects.
 
+    Raises
+    ------
+    dataclasses.FrozenInstanceError
+        On assignment to a field: a layout is immutable (and hashable).
+
     Notes
     -----
     A truncated SVD is one low-rank block covering the matrix, a dense
