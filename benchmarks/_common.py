@@ -160,3 +160,12 @@ def write_result(name: str, title: str, body: str, quick: bool = False) -> Path:
     print(text)
     print(f"written to {path}")
     return path
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> None:
+    """Lay out, write ``fig`` to ``path`` and close it (a script's figures do not pile up)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
