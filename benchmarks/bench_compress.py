@@ -65,7 +65,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# one BLAS thread (set before NumPy loads OpenBLAS): see main()
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
@@ -102,12 +106,12 @@ class Config:
 
 CONFIGS = {
     "full": [
-        Config("poisson5d", 5, (64, 64, 48, 48), (1000, 250), 150),
-        Config("wide2d", 2, (256, 256, 256), (200, 50), 40),
+        Config("poisson5d", 5, (64, 64, 48, 48), (400, 100), 40),
+        Config("wide2d", 2, (256, 256, 256), (200, 50), 30),
     ],
     "quick": [Config("small2d", 2, (64, 64), (200, 50), 25)],
 }
-FRACTIONS = {"full": (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9), "quick": (0.3, 0.6, 0.9)}
+FRACTIONS = {"full": (0.1, 0.2, 0.35, 0.5, 0.7, 0.9), "quick": (0.3, 0.6, 0.9)}
 
 
 def cache_dir() -> Path:
@@ -140,8 +144,13 @@ def trained(cfg: Config) -> tuple[Any, Any, dict[str, Any]]:
     print(f"[compress] {cfg.name}: training MLP {cfg.arch} (P = {problem.n_params}) with ENGD-W, "
           f"{cfg.steps} steps ...", flush=True)
     t0 = time.perf_counter()
+    def report(step: int, params: Any, info: dict[str, Any]) -> None:
+        if step % 10 == 0:
+            print(f"[compress]   step {step}: loss {info.get('loss', math.nan):.3e} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
     flat, hist = fit(ENGD(damping=DAMPING, solver="woodbury"), problem.model, problem.sample, cfg.steps,
-                     progress=False)
+                     progress=False, callback=report)
     seconds = time.perf_counter() - t0
     meta = {"seconds": seconds, "steps": len(hist["step"]), "l2": problem.l2_error(flat),
             "l2_initial": problem.l2_error(problem.model.params), "cached": False}
@@ -228,7 +237,7 @@ class Compressed:
         self.memory = self.memory or self.bytes
 
 
-def hmatrix_at(M: np.ndarray, fraction: float, iters: int = 11) -> Compressed:
+def hmatrix_at(M: np.ndarray, fraction: float, iters: int = 8) -> Compressed:
     """The H-matrix of ``M`` (``compress_matrix(method="hmatrix")``) with the
     largest storage ``≤ fraction`` of dense, by bisection on ``log eps`` in
     ``[1e-3, 0.99]``; the ``eps = 0.99`` one, flagged ``reached=False``, when
@@ -326,7 +335,7 @@ def time_forward(applies: list[Any], dense: list[Any], biases: list[np.ndarray],
 
     rng = np.random.default_rng(1)
     x1, x1024 = rng.random((dim, 1)), rng.random((dim, 1024))
-    inner = 20
+    inner = 5
     t1c, t1d = interleaved([lambda: [numpy_forward(applies, biases, x1) for _ in range(inner)],
                             lambda: [numpy_forward(dense, biases, x1) for _ in range(inner)]], repeats=repeats)
     tbc, tbd = interleaved([lambda: numpy_forward(applies, biases, x1024),
@@ -536,12 +545,213 @@ def finetune_section(results: list[dict[str, Any]], quick: bool) -> tuple[str, l
     return finetune(results, quick)
 
 
+#: fine-tuning: (label, compress() keywords); the error bounds are relative to ‖ΔW‖_F (or ‖W‖_F)
+FINETUNE_CASES = {
+    "quick": [
+        ("ΔW, H-matrix", dict(method="hmatrix", update=True, eps=0.3)),
+        ("ΔW, truncated SVD at the H-matrix's storage", dict(method="svd", update=True, match=True)),
+        ("ΔW, truncated SVD", dict(method="svd", update=True, eps=0.3)),
+    ],
+    "full": [
+        ("ΔW, H-matrix", dict(method="hmatrix", update=True, eps=0.3)),
+        ("ΔW, truncated SVD at the H-matrix's storage", dict(method="svd", update=True, match=True)),
+        ("ΔW, truncated SVD", dict(method="svd", update=True, eps=0.3)),
+        ("W, H-matrix", dict(method="hmatrix", update=False, eps=0.3)),
+        ("W, truncated SVD at the H-matrix's storage", dict(method="svd", update=False, match=True)),
+    ],
+}
+FINETUNE_STEPS = {"quick": (3, 10), "full": (4, 20)}  # ENGD-W steps, Adam steps
+ADAM_LR = 1e-4
+
+
+def make_net(cfg: Config, flat: Any, problem: Any) -> Any:
+    """The network of ``make_poisson`` as an ``nn.Sequential`` holding ``flat``."""
+    import torch
+
+    sizes = (cfg.dim, *cfg.hidden, 1)
+    layers: list[Any] = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1], dtype=torch.float64))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.Tanh())
+    net = torch.nn.Sequential(*layers)
+    with torch.no_grad():
+        problem.model.load_into(net, flat)
+    return net
+
+
+def pinn(module: Any, cfg: Config) -> tuple[Any, Any]:
+    """The Poisson residuals of ``make_poisson`` for any module (a compressed
+    one), as a ``TorchModel``, and its relative L2 error on the same test set."""
+    import torch
+    from torch.func import functional_call
+
+    from natgrad.adapters.torch import TorchModel, laplacian
+
+    params = {k: v.detach() for k, v in module.named_parameters()}
+
+    def u_point(p: Any, x: Any) -> Any:
+        return functional_call(module, p, (x,))[..., 0]
+
+    def u_star(x: Any) -> Any:
+        return torch.cos(math.pi * x).sum(-1)
+
+    def interior(p: Any, x: Any) -> Any:
+        return -laplacian(lambda y: u_point(p, y), x) - math.pi ** 2 * u_star(x)
+
+    def boundary(p: Any, x: Any) -> Any:
+        return u_point(p, x) - u_star(x)
+
+    model = TorchModel.from_pointwise([interior, boundary], params, weights="mean")
+    # the test set of make_poisson (seed 10 000 + seed)
+    x_test = torch.rand(N_TEST, cfg.dim, generator=torch.Generator().manual_seed(10_000 + cfg.seed),
+                        dtype=torch.float64)
+    u_test = u_star(x_test)
+
+    def l2(flat: Any) -> float:
+        with torch.no_grad():
+            out = functional_call(module, model.unflatten(flat), (x_test,))[..., 0]
+        return float(torch.linalg.vector_norm(out - u_test) / torch.linalg.vector_norm(u_test))
+
+    return model, l2
+
+
+def finetune(results: list[dict[str, Any]], quick: bool) -> tuple[str, list[str]]:
+    import torch
+
+    from natgrad.adapters.torch import compress
+    from natgrad.optim import ENGD, Adam, fit
+
+    n_engd, n_adam = FINETUNE_STEPS["quick" if quick else "full"]
+    rows, summary = [], []
+    for res in results:
+        cfg, problem, flat = res["cfg"], res["problem"], res["flat"]
+        net = make_net(cfg, flat, problem)
+        hidden = {f"{2 * i}" for i in range(1, len(cfg.hidden))}  # the hidden-to-hidden nn.Linear names
+        model, l2 = pinn(net, cfg)
+        l2_dense = l2(model.params)
+        assert abs(l2_dense - res["l2_dense"]) <= 1e-9 * max(1.0, res["l2_dense"]), (l2_dense, res["l2_dense"])
+        batches = lambda step: problem.sample(100_000 + step)  # noqa: E731 - points training never saw
+        X_probe = uniform_points(N_PROBE, cfg.dim, 7)
+        cases = [("dense (not compressed)", None)] + FINETUNE_CASES["quick" if quick else "full"]
+        net0 = make_net(cfg, problem.model.params, problem)
+        last_h: Any = None
+        for label, case in cases:
+            t0 = time.perf_counter()
+            if case is None:
+                module, storage, kinds = net, 1.0, "dense"
+            else:
+                ref = {"reference": (lambda: make_net(cfg, problem.model.params, problem)),
+                       "relative_to": "delta"} if case["update"] else {}
+                if case.get("match"):
+                    # per layer, the truncated SVD with the largest rank whose factors fit in the bytes
+                    # the H-matrix of the case before took: one compress() call per layer
+                    module, layers = net, []
+                    for h in last_h.layers:
+                        W = dict(net.named_modules())[h.name].weight.detach().numpy()
+                        M = W - dict(net0.named_modules())[h.name].weight.detach().numpy() if case["update"] else W
+                        m_, n_ = M.shape
+                        sv = np.linalg.svd(M, compute_uv=False)
+                        k = min(h.nbytes // (M.itemsize * (m_ + n_)), len(sv) - 1)
+                        tail = math.sqrt(float(np.sum(sv[k:] ** 2)))
+                        # compress_matrix truncates within 0.99 eps ‖M‖_F: rank k exactly
+                        eps_l = min(max(tail / (0.99 * np.linalg.norm(M)) * (1 + 1e-9), 1e-12), 0.999)
+                        module, rep = compress(module, eps=eps_l, method="svd", trainable=True,
+                                               select=lambda name, lin, target=h.name: name == target, **ref)
+                        layers += rep.layers
+                    storage = sum(x.nbytes for x in layers) / sum(x.dense_nbytes for x in layers)
+                else:
+                    module, report = compress(net, eps=case["eps"], method=case["method"], trainable=True,
+                                              select=lambda name, lin: name in hidden, leaf_size=LEAF_SIZE, **ref)
+                    layers, storage = report.layers, report.compression_ratio
+                    if case["method"] == "hmatrix":
+                        last_h = report
+                kinds = ", ".join(f"{layer.kind} {_short_ranks(layer.ranks)}" for layer in layers)
+            seconds = time.perf_counter() - t0
+            m, l2m = pinn(module, cfg)
+            before = l2m(m.params)
+            after = {}
+            for opt_name, opt, steps in (("ENGD-W", ENGD(damping=DAMPING, solver="woodbury"), n_engd),
+                                         ("Adam", Adam(lr=ADAM_LR), n_adam)):
+                t1 = time.perf_counter()
+                p, hist = fit(opt, m, batches, steps, progress=False)
+                after[opt_name] = (l2m(p), time.perf_counter() - t1, m.params.shape[0])
+            rows.append([cfg.name, label, kinds, f"{100 * storage:.1f}", f"{before:.2e}",
+                         f"{after['ENGD-W'][0]:.2e} ({after['ENGD-W'][1]:.0f} s)",
+                         f"{after['Adam'][0]:.2e} ({after['Adam'][1]:.0f} s)", after["Adam"][2]])
+            print(f"[compress] fine-tune {cfg.name} {label}: storage {storage:.3f}, L2 {before:.2e} → "
+                  f"ENGD-W {after['ENGD-W'][0]:.2e}, Adam {after['Adam'][0]:.2e} (compress {seconds:.1f} s)",
+                  flush=True)
+            if case is not None:
+                recovered = before / after["ENGD-W"][0]
+                summary.append(
+                    f"SUMMARY|compress: {cfg.name}, fine-tuning {label} ({storage:.0%} storage) with {n_engd} ENGD-W "
+                    f"steps|L2 {before:.2e} → {after['ENGD-W'][0]:.2e}|dense {l2_dense:.2e}|"
+                    f"{recovered:.3g}× lower after fine-tuning|informative (beyond the paper)|—")
+    header = ["network", "compressed", "per layer", "stored (% of dense)", "L2 after compression",
+              f"after {n_engd} ENGD-W steps (time)", f"after {n_adam} Adam steps, lr {ADAM_LR:g} (time)",
+              "trainable parameters"]
+    text = (
+        "\n## Fine-tuning the compressed network (beyond the paper)\n\n"
+        "`natgrad.adapters.torch.compress(net, eps, method, reference, relative_to=\"delta\", "
+        "trainable=True, select=hidden layers)` replaces each hidden-to-hidden `nn.Linear` by a "
+        "`CompressedLinear` whose factors (SVD: U, V; H-matrix: every block's factors) and biases are "
+        "parameters; the rank structure stays. The PINN residuals are rebuilt on the compressed module "
+        "(forward Laplacian through its operations) and trained from the compressed weights, on fresh "
+        f"collocation points, for {n_engd} ENGD-W steps (damping {DAMPING:g}, line search) or, separately, "
+        f"{n_adam} Adam steps (lr {ADAM_LR:g}). The first row of each network fine-tunes the uncompressed "
+        "network for the same steps (what further training alone gives). The H-matrix and plain SVD rows use "
+        "eps = 0.3 per layer, relative to ‖ΔW‖_F for the ΔW rows (W₀ regenerated, not stored) and to ‖W‖_F "
+        "for the W rows; the \"at the H-matrix's storage\" rows take, per layer, the truncated SVD with the "
+        "largest rank that fits in the bytes of the H-matrix row above (equal storage).\n\n"
+        + markdown_table(header, rows) + "\n"
+    )
+    return text, summary
+
+
+def _short_ranks(ranks: list[int]) -> str:
+    if not ranks:
+        return ""
+    return f"[{ranks[0]}]" if len(ranks) == 1 else f"({len(ranks)} blocks, ranks {min(ranks)}–{max(ranks)})"
+
+
 def auto_table(res: dict[str, Any]) -> str:
     header = ["compressed", "eps (per layer, relative to ‖W‖_F)", "chosen per layer", "stored (% of dense)",
               "L2 error", "output change", "NTK change"]
     rows = [[p.mode, f"{p.target:g}", p.kind[len("auto: "):], f"{100 * p.fraction:.1f}", f"{p.l2:.2e}",
              f"{p.layers[-1]:.1e}", f"{p.ntk:.2e}"] for p in res["auto"]]
     return markdown_table(header, rows)
+
+
+def overall_verdict(results: list[dict[str, Any]]) -> str:
+    """The verdict over every network: who wins, metric by metric, at equal storage."""
+    lines = ["## Verdict\n"]
+    for mode in ("W", "ΔW"):
+        pairs = [pq for res in results for pq in _pairs(res["points"], res["cfg"].name, mode)]
+        if not pairs:
+            continue
+        n = len(pairs)
+        count = lambda f: sum(f(h) < f(s) for h, s in pairs)  # noqa: E731
+        l2, out, ntk, werr = (count(lambda p: p.l2), count(lambda p: p.layers[-1]), count(lambda p: p.ntk),
+                              count(lambda p: p.weight_error))
+        lines.append(
+            f"- **{mode}**, {n} (network, storage) pairs: the H-matrix is better on the PDE L2 error at {l2}, "
+            f"on the output change at {out}, on the NTK change at {ntk}, on the weight error at {werr}; "
+            f"truncated SVD at {n - l2}, {n - out}, {n - ntk} and {n - werr}.")
+    slow = [h.t1024 / h.t1024_dense for res in results for h, _ in _pairs(res["points"], res["cfg"].name, "W")]
+    slow1 = [h.t1 / h.t1_dense for res in results for h, _ in _pairs(res["points"], res["cfg"].name, "W")]
+    svd = [s.t1024 / s.t1024_dense for res in results for _, s in _pairs(res["points"], res["cfg"].name, "W")]
+    mem = [h.memory / h.nbytes for res in results for mode in ("W", "ΔW")
+           for h, _ in _pairs(res["points"], res["cfg"].name, mode)]
+    if slow:
+        lines.append(
+            f"- **Inference** (compressed W, NumPy, one thread): the H-matrix network takes "
+            f"{min(slow):.2g}–{max(slow):.2g}× the dense network's time on 1024 points and "
+            f"{min(slow1):.2g}–{max(slow1):.2g}× on one point (a Python loop over blocks per product); the "
+            f"truncated SVD {min(svd):.2g}–{max(svd):.2g}× on 1024 points. Memory: the stored bytes in the "
+            f"tables; the H-matrix holds {min(mem) - 1:.0%}–{max(mem) - 1:.0%} more in memory for its products "
+            "(padding, index arrays).")
+    return "\n".join(lines) + "\n\n"
 
 
 def parse() -> argparse.Namespace:
@@ -560,8 +770,11 @@ def main() -> None:
     args = parse()
     import torch
 
+    # one thread: on a shared 2-core machine (load 5-10 while this ran) BLAS and PyTorch pools of two
+    # threads spin against other tenants and time 10-100x worse than one thread
+    torch.set_num_threads(1)
     name = "quick" if args.quick else "full"
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats or (3 if args.quick else 5)
     configs = [c for c in CONFIGS[name] if args.only is None or c.name in args.only]
     t0 = time.perf_counter()
     results = [sweep(cfg, FRACTIONS[name], repeats) for cfg in configs]
@@ -608,6 +821,7 @@ def main() -> None:
             + auto_table(res) + "\n"
         )
 
+    headline = overall_verdict(results)
     plot_note = ""
     if not args.no_plot:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -619,7 +833,7 @@ def main() -> None:
         "The comparison of Mango & Katende (arXiv 2409.07028) on PINNs trained with natgrad's own ENGD-W: "
         "error-bounded H-matrices against truncated SVD at **equal storage**, for the weights W and for the "
         "update ΔW = W − W₀. PyTorch float64 on the CPU for the networks; the compressed operators are "
-        f"natgrad's (NumPy). {torch.get_num_threads()} torch threads.\n\n"
+        f"natgrad's (NumPy). One thread for PyTorch and BLAS (the machine is shared: two-thread pools spun against other tenants); the networks were trained beforehand (cached), with PyTorch's default threads.\n\n"
         "**Wall-time figures are from a shared 2-core machine** (other benchmarks and test runs were running "
         "at the same time): each compressed network's forward pass is timed interleaved with the dense one "
         "(A B A B …, median), so the ratios are fairer than the absolute times.\n\n"
@@ -640,7 +854,7 @@ def main() -> None:
         "dense reconstruction Ŵ of its compressed weights (the NTK of the function it computes); forward: "
         "NumPy forward pass of the whole network applying the compressed operators (for ΔW: W₀ x + ΔŴ x), "
         "in brackets the dense network in the same interleaved run.\n\n"
-        + "\n".join(sections) + finetune_text + plot_note
+        + headline + "\n".join(sections) + finetune_text + plot_note
         + f"\n\nTotal benchmark time {time.perf_counter() - t0:.0f} s (training included when not cached)."
     )
     summary += finetune_summary
