@@ -25,6 +25,7 @@ from natgrad.adapters.jax import CompressedArray  # noqa: E402
 from natgrad.adapters.jax import compress as jax_compress  # noqa: E402
 from natgrad.adapters.torch import CompressedLinear, TorchModel  # noqa: E402
 from natgrad.adapters.torch import compress as torch_compress  # noqa: E402
+from natgrad.hmatrix import BlockLayout  # noqa: E402
 
 WIDTH = 64
 
@@ -253,15 +254,39 @@ def test_jax_output_budget_holds_on_held_out_points():
         assert held == layer.nbytes  # storage: what the pytree holds
         W, Wc = np.asarray(params[name[2:-2]]), np.asarray(leaf.to_dense())
         assert abs(rel(Wc, W) - layer.error) <= 1e-12
-    # products on both sides and the transpose agree with the dense matrix
-    W1 = small["W1"]
-    D = np.asarray(W1.to_dense())
-    v = np.random.default_rng(0).standard_normal((WIDTH, 3))
-    np.testing.assert_allclose(np.asarray(W1 @ jnp.asarray(v)), D @ v, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(W1.T @ jnp.asarray(v)), D.T @ v, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(jnp.asarray(v.T) @ W1), v.T @ D, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(v.T @ W1), v.T @ D, rtol=1e-12, atol=1e-12)  # a NumPy left operand
     assert all(np.array_equal(np.asarray(params[k]), np.asarray(jax_params()[k])) for k in params)
+
+
+def test_jax_compressed_array_products():
+    """x @ W, W @ v, W.T and a NumPy left operand agree with the dense matrix,
+    on a small hand-made H-matrix-like layout with permutations."""
+    rng = np.random.default_rng(0)
+    layout = BlockLayout((5, 4), (("dense", 0, 2, 0, 2, 0), ("lowrank", 0, 2, 2, 2, 1),
+                                  ("lowrank", 2, 3, 0, 4, 2)), (3, 0, 4, 1, 2), (2, 3, 0, 1))
+    factors = [rng.standard_normal((2, 2)), rng.standard_normal((2, 1)), rng.standard_normal((2, 1)),
+               rng.standard_normal((3, 2)), rng.standard_normal((4, 2))]
+    Ap = np.zeros((5, 4))
+    Ap[0:2, 0:2] = factors[0]
+    Ap[0:2, 2:4] = factors[1] @ factors[2].T
+    Ap[2:5, 0:4] = factors[3] @ factors[4].T
+    D = np.zeros((5, 4))
+    D[np.ix_(layout.row_perm, layout.col_perm)] = Ap  # A[p_r[i], p_c[j]] = A_p[i, j]
+    W0 = rng.standard_normal((5, 4))
+    W = CompressedArray(layout, [jnp.asarray(f) for f in factors], jnp.asarray(W0), "hmatrix")
+    D = D + W0
+    v, x = rng.standard_normal((4, 3)), rng.standard_normal((2, 5))
+    np.testing.assert_allclose(np.asarray(W.to_dense()), D, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(W @ jnp.asarray(v)), D @ v, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(W @ jnp.asarray(v[:, 0])), D @ v[:, 0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(jnp.asarray(x) @ W), x @ D, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(x @ W), x @ D, rtol=1e-13, atol=1e-13)  # a NumPy left operand
+    np.testing.assert_allclose(np.asarray(W.T @ jnp.asarray(x.T)), D.T @ x.T, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(jnp.asarray(v.T) @ W.T), v.T @ D.T, rtol=1e-13, atol=1e-13)
+    assert W.shape == (5, 4) and W.T.shape == (4, 5) and W.dtype == jnp.float64
+    leaves, treedef = jax.tree_util.tree_flatten(W)
+    assert len(leaves) == 6 and jax.tree_util.tree_unflatten(treedef, leaves).layout == layout
+    with pytest.raises(ValueError, match="x must have"):
+        jnp.ones((2, 3)) @ W
 
 
 def test_jax_update_mode_and_fine_tuning():
@@ -290,13 +315,14 @@ def test_jax_update_mode_and_fine_tuning():
     def loss(p):
         return jnp.mean((f(p, X) - target) ** 2)
 
-    g = jax.grad(loss)(small)
+    value_and_grad = jax.jit(jax.value_and_grad(loss))  # the compressed leaves pass through jit
+    l0, g = value_and_grad(small)
     assert float(jnp.linalg.norm(g["W1"].factors[0])) > 0 and float(jnp.max(jnp.abs(g["W1"].reference))) == 0.0
-    step = jax.jit(lambda p: jax.tree_util.tree_map(lambda a, b: a - 0.5 * b, p, jax.grad(loss)(p)))
-    p, l0 = small, float(loss(small))
+    p = small
     for _ in range(30):
-        p = step(p)
-    assert float(loss(p)) < 0.5 * l0
+        value, g = value_and_grad(p)
+        p = jax.tree_util.tree_map(lambda a, b: a - 0.5 * b, p, g)
+    assert float(value_and_grad(p)[0]) < 0.5 * float(l0)
 
 
 def test_jax_bad_inputs():
