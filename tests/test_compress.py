@@ -320,6 +320,23 @@ def test_output_budget_falls_back_to_dense():
     assert report.output_error <= 1e-3 and "fallback" in str(report)
 
 
+def test_output_search_below_the_float32_hmatrix_floor():
+    """method="hmatrix" in float32: trials below 1.2e-4 cannot be built; they
+    count as infeasible (here: every layer stays dense) instead of raising."""
+    W = shuffled_kernel(64, 64, seed=9).astype(np.float32)
+    X = np.random.default_rng(16).standard_normal((64, 8)).astype(np.float32)
+
+    def evaluate(layers):  # the change of W @ X, amplified 1e3 times
+        A = W if layers[0] is None else layers[0]
+        return np.concatenate([W @ X, 1e3 * (A @ X - W @ X)], axis=0)
+
+    compressed, report = plan_compression([W], eps=1e-2, budget="output", evaluate=evaluate, method="hmatrix",
+                                          leaf_size=LEAF)
+    skipped = [t for t in report.info["search"] if "skipped" in t]
+    assert [t["layer_eps"] for t in skipped] == [pytest.approx(9e-6)]
+    assert report.info["fallback"] == "dense" and report.output_error <= 1e-2
+
+
 def test_verification_that_misses_the_budget_falls_back_to_dense():
     """When the verified output (the compressed operators themselves) misses
     eps although the search's shortcut met it, every layer is kept dense."""

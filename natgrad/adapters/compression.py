@@ -346,6 +346,10 @@ def plan_compression(
                     weights[i], eps=e, method=method, reference=references[i],
                     reference_stored=reference_stored, relative_to=relative_to, seed=seed, **hmatrix_kwargs)
             except ValueError as err:
+                if budget == "output" and method == "hmatrix" and e < _hmatrix_floor(weights[i]):
+                    # the search went below what an H-matrix can guarantee in
+                    # this dtype: that trial is infeasible, not an error
+                    raise _TooTight from err
                 raise ValueError(f"layer {names[i]!r}: {err}") from err
         return cache[(i, e)]
 
@@ -388,6 +392,17 @@ def plan_compression(
     return chosen, report
 
 
+class _TooTight(Exception):
+    """A trial's per-layer bound is below what ``method="hmatrix"`` can guarantee."""
+
+
+def _hmatrix_floor(W: Any) -> float:
+    """The smallest relative bound an H-matrix guarantees in ``W``'s dtype
+    (as :meth:`natgrad.hmatrix.HMatrix.from_dense` checks it)."""
+    xp = backend.namespace(W=W)
+    return 1e3 * backend.eps(backend.float_dtype(xp, W), xp)
+
+
 @backend.quiet_floating_point
 def _relative_change(out: Any, ref: Any) -> float:
     """``‖out − ref‖_F / ‖ref‖_F`` (absolute when ``ref = 0``); ``inf`` for a
@@ -416,7 +431,12 @@ def _search(layer: Callable[[int, float], CompressedMatrix], dense: Callable[[in
 
     def trial(e: float) -> bool:
         nonlocal best
-        layers = [layer(i, e) for i in range(L)]
+        try:
+            layers = [layer(i, e) for i in range(L)]
+        except _TooTight:
+            info["search"].append({"layer_eps": e, "output_error": math.inf, "nbytes": None,
+                                   "skipped": "below what an H-matrix can guarantee in this dtype"})
+            return False
         err = output_error(layers)
         total = sum(c.nbytes for c in layers)
         info["search"].append({"layer_eps": e, "output_error": err, "nbytes": total})
