@@ -154,6 +154,11 @@ def test_torch_fine_tuning_trains_the_factors():
             for p, g in zip(small.parameters(), grads):
                 p -= 0.1 * g
     assert float(loss.detach()) < 0.1 * float(loss0.detach())
+    # .weight is the dense Ŵ of the trained factors, for code that reads it
+    with torch.no_grad():
+        h = torch.tanh(small[0](X))
+        np.testing.assert_allclose(torch.nn.functional.linear(h, hidden.weight, hidden.bias).numpy(),
+                                   hidden(h).numpy(), rtol=1e-12, atol=1e-12)
     assert all(type(m) is torch.nn.Linear for m in (net[0], net[2], net[4]))  # input untouched
 
 

@@ -48,6 +48,9 @@ class CompressedLinear(nn.Module):
     Attributes
     ----------
     kind : str
+    weight : torch.Tensor
+        ``Ŵ`` formed densely on access (for code that reads ``.weight``,
+        e.g. ``nn.MultiheadAttention``'s ``out_proj``).
     layout : natgrad.hmatrix.BlockLayout
     ranks : list of int
     in_features, out_features : int
@@ -116,12 +119,25 @@ class CompressedLinear(nn.Module):
         """The factor tensors, in the layout's order."""
         return [getattr(self, f"factor{i}") for i in range(self.n_factors)]
 
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        y = apply_layout(_torch_xp, self.layout, self.factors(), x)
+        return y if self.reference is None else y + x @ self.reference.T
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x Ŵᵀ + b`` for ``x`` of shape ``(..., in_features)``."""
-        y = apply_layout(_torch_xp, self.layout, self.factors(), x)
-        if self.reference is not None:
-            y = y + x @ self.reference.T
+        y = self._rows(x)
         return y if self.bias is None else y + self.bias
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """``Ŵ`` as a dense ``(out_features, in_features)`` tensor, formed on
+        each access (differentiable), for code that reads ``layer.weight``."""
+        f = self.factors()
+        like = f[0] if f else self.reference
+        if like is None:  # a zero update of a zero reference cannot happen; a rank-0 W
+            like = self.bias if self.bias is not None else torch.zeros(())
+        eye = torch.eye(self.in_features, dtype=like.dtype, device=like.device)
+        return self._rows(eye).T
 
     def extra_repr(self) -> str:
         ranks = self.ranks if len(self.ranks) <= 4 else f"{len(self.ranks)} blocks, max {max(self.ranks)}"
