@@ -134,7 +134,7 @@ class CompressedLinear(nn.Module):
         each access (differentiable), for code that reads ``layer.weight``."""
         f = self.factors()
         like = f[0] if f else self.reference
-        if like is None:  # a zero update of a zero reference cannot happen; a rank-0 W
+        if like is None:  # W = 0 compressed to rank 0 without a reference: no tensors held
             like = self.bias if self.bias is not None else torch.zeros(())
         eye = torch.eye(self.in_features, dtype=like.dtype, device=like.device)
         return self._rows(eye).T
