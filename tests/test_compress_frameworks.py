@@ -154,6 +154,21 @@ def test_torch_fine_tuning_trains_the_factors():
             for p, g in zip(small.parameters(), grads):
                 p -= 0.1 * g
     assert float(loss.detach()) < 0.1 * float(loss0.detach())
+    # product="weight" (form Ŵ, multiply densely) gives the same outputs and gradients
+    x = torch.as_tensor(inputs(16, 5))
+    grads = {}
+    for product in ("blocks", "weight"):
+        for m in small.modules():
+            if isinstance(m, CompressedLinear):
+                m.product = product
+        small.zero_grad()
+        out = small(x)
+        torch.sum(out ** 2).backward()
+        grads[product] = (out.detach(), [p.grad.clone() for p in small.parameters()])
+    torch.testing.assert_close(grads["blocks"][0], grads["weight"][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads["blocks"][1], grads["weight"][1]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    small.apply(lambda m: None)  # nn.Module.apply is not shadowed
     # .weight is the dense Ŵ of the trained factors, for code that reads it
     with torch.no_grad():
         h = torch.tanh(small[0](X))
@@ -209,6 +224,7 @@ def test_torch_bad_inputs():
     assert outcome(lambda: torch_compress(net, eps=0.1, budget="output"), "probe").raised
     assert outcome(lambda: torch_compress(net, eps=1.5), "eps").raised
     assert outcome(lambda: torch_compress(net, eps=0.1, method="qr"), "method").raised
+    assert outcome(lambda: torch_compress(net, eps=0.1, product="sparse"), "product").raised
     with pytest.raises(TypeError, match="module"):
         torch_compress(lambda x: x, eps=0.1)
     with pytest.raises(TypeError, match="reference"):

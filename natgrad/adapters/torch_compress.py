@@ -26,6 +26,9 @@ from .compression import CompressionReport, plan_compression
 
 __all__ = ["compress", "CompressedLinear"]
 
+#: how a CompressedLinear applies its weight
+PRODUCTS = ("blocks", "weight")
+
 
 class CompressedLinear(nn.Module):
     r"""A linear layer ``y = x Ŵᵀ + b`` applying a compressed weight ``Ŵ``.
@@ -44,6 +47,16 @@ class CompressedLinear(nn.Module):
         False when it is regenerated from a seed.
     device, dtype : optional
         Of the factors (default: those of ``bias``, else float32 / CPU).
+    product : {"blocks", "weight"}, default "blocks"
+        ``"blocks"``: apply the blocks to ``x`` (the compressed operator:
+        ``O(stored entries)`` per row of ``x``, no dense matrix).
+        ``"weight"``: form ``Ŵ`` from the blocks at each call
+        (differentiably) and multiply densely: the blocks' many small
+        operations then act on the weights only, not on ``x``'s batch --
+        faster for large batches, and far faster under ``torch.func``
+        transforms that carry several streams through every operation (a
+        PINN's forward Laplacian), at the cost of a dense ``Ŵ`` during the
+        call.  An attribute: it can be switched later.
 
     Attributes
     ----------
@@ -59,6 +72,8 @@ class CompressedLinear(nn.Module):
     ------
     TypeError
         If ``compressed`` is not a :class:`~natgrad.hmatrix.CompressedMatrix`.
+    ValueError
+        If ``product`` is not ``"blocks"`` or ``"weight"``.
 
     Notes
     -----
@@ -84,10 +99,12 @@ class CompressedLinear(nn.Module):
     """
 
     def __init__(self, compressed: CompressedMatrix, bias: torch.Tensor | None, *, trainable: bool = False,
-                 reference_persistent: bool = True, device: Any = None, dtype: Any = None) -> None:
+                 reference_persistent: bool = True, device: Any = None, dtype: Any = None,
+                 product: str = "blocks") -> None:
         super().__init__()
         if not isinstance(compressed, CompressedMatrix):
             raise TypeError(f"compressed must be a natgrad.hmatrix.CompressedMatrix, got {type(compressed).__name__}")
+        self.product = validation.choice(product, PRODUCTS, "product")
         if dtype is None:
             dtype = bias.dtype if bias is not None else torch.float32
         if device is None:
@@ -125,6 +142,8 @@ class CompressedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x Ŵᵀ + b`` for ``x`` of shape ``(..., in_features)``."""
+        if self.product == "weight":
+            return torch.nn.functional.linear(x, self.weight, self.bias)
         y = self._rows(x)
         return y if self.bias is None else y + self.bias
 
@@ -142,7 +161,7 @@ class CompressedLinear(nn.Module):
     def extra_repr(self) -> str:
         ranks = self.ranks if len(self.ranks) <= 4 else f"{len(self.ranks)} blocks, max {max(self.ranks)}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, kind={self.kind}, "
-                f"ranks={ranks}, update={self.reference is not None}")
+                f"ranks={ranks}, update={self.reference is not None}, product={self.product}")
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -169,6 +188,7 @@ def compress(
     relative_to: str = "weight",
     select: Callable[[str, nn.Linear], bool] | None = None,
     seed: int = 0,
+    product: str = "blocks",
     **kwargs: Any,
 ) -> tuple[nn.Module, CompressionReport]:
     r"""Compress every ``nn.Linear`` of a PyTorch module within an error budget.
@@ -208,6 +228,10 @@ def compress(
         ``select(name, linear) -> bool``: compress only these ``nn.Linear``
         (default: all).
     seed : int, default 0
+    product : {"blocks", "weight"}, default "blocks"
+        How the layers apply their weight (see :class:`CompressedLinear`):
+        ``"weight"`` is faster to train through ``torch.func`` transforms
+        (a PINN's Laplacian) and with large batches.
     **kwargs
         ``search_steps``, ``probe_share`` and H-matrix options (``leaf_size``, ...), passed on.
 
@@ -275,10 +299,12 @@ def compress(
             raise ValueError(f"layer {name!r}: weight contains NaN or Inf")
         weights.append(W)
 
+    product = validation.choice(product, PRODUCTS, "product")
+
     def build(i: int, C: CompressedMatrix, trainable: bool) -> CompressedLinear:
         lin = linears[i][1]
         return CompressedLinear(C, lin.bias, trainable=trainable, reference_persistent=stored,
-                                device=lin.weight.device, dtype=lin.weight.dtype)
+                                device=lin.weight.device, dtype=lin.weight.dtype, product=product)
 
     def dense(i: int, C: CompressedMatrix) -> nn.Linear:
         lin = copy.deepcopy(linears[i][1])
