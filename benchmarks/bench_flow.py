@@ -193,7 +193,7 @@ def plot(results: dict[str, Any], path: Path, budget: int) -> bool:
         ax.set_yscale("log")
         ax.set_xlabel("lr (bs3: initial step)")
         ax.set_ylabel(f"final training loss ({budget} gradient evaluations)")
-        ax.set_title(f"{net}: step-size sweep (unstable runs not drawn)", fontsize=9)
+        ax.set_title(f"{net}: step-size sweep (diverged seeds not drawn)", fontsize=8)
         ax.legend(fontsize=7)
         titles = ("training loss vs gradient evaluations", "test accuracy vs gradient evaluations",
                   "training loss vs optimiser wall time")
