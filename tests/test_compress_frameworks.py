@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 from faults import outcome
-from test_compress import LEAF, lowrank_noise, shuffled_kernel
+from test_compress import LEAF, dense_of_layout, lowrank_noise, shuffled_kernel
 
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
@@ -184,7 +184,7 @@ def test_torch_compressed_network_works_with_natgrad_models():
     from natgrad.optim import ENGD
 
     net = torch_net(trained_weights(seed=5), biases(seed=5))
-    X = torch.as_tensor(inputs(64, 6))
+    X = torch.as_tensor(inputs(32, 6))
     with torch.no_grad():
         y = net(X)[:, 0]
     small, _ = torch_compress(net, eps=0.3, method="svd", trainable=True)
@@ -197,7 +197,7 @@ def test_torch_compressed_network_works_with_natgrad_models():
     opt = ENGD(damping=1e-6)
     theta = model.params
     loss0 = 0.5 * float(torch.sum(model.residuals(theta, (X, y)) ** 2))
-    for _ in range(3):
+    for _ in range(2):
         theta, info = opt.step(theta, model, (X, y))
     assert info["loss"] < 0.5 * loss0
 
@@ -273,7 +273,8 @@ def test_jax_output_budget_holds_on_held_out_points():
         held = sum(f.size * 8 for f in leaf.factors)
         held += sum(len(p) * 8 for p in (leaf.layout.row_perm, leaf.layout.col_perm) if p is not None)
         assert held == layer.nbytes  # storage: what the pytree holds
-        W, Wc = np.asarray(params[name[2:-2]]), np.asarray(leaf.to_dense())
+        # the leaf's matrix, reconstructed in NumPy from its own factors (no JAX compilation)
+        W, Wc = np.asarray(params[name[2:-2]]), dense_of_layout(leaf.layout, leaf.factors)
         assert abs(rel(Wc, W) - layer.error) <= 1e-12
     assert all(np.array_equal(np.asarray(params[k]), np.asarray(jax_params()[k])) for k in params)
 
@@ -296,7 +297,7 @@ def test_jax_compressed_array_products():
     W = CompressedArray(layout, [jnp.asarray(f) for f in factors], jnp.asarray(W0), "hmatrix")
     D = D + W0
     v, x = rng.standard_normal((4, 3)), rng.standard_normal((2, 5))
-    np.testing.assert_allclose(np.asarray(W.to_dense()), D, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dense_of_layout(layout, factors) + W0, D, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(np.asarray(W @ jnp.asarray(v)), D @ v, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(np.asarray(W @ jnp.asarray(v[:, 0])), D @ v[:, 0], rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(np.asarray(jnp.asarray(x) @ W), x @ D, rtol=1e-13, atol=1e-13)
@@ -311,12 +312,14 @@ def test_jax_compressed_array_products():
 
 
 def test_jax_update_mode_and_fine_tuning():
-    def init():
-        k = jax.random.split(jax.random.key(3), 2)
-        return {"W0": jax.random.normal(k[0], (2, WIDTH)), "W1": jax.random.normal(k[1], (WIDTH, WIDTH)) / 8}
+    def init():  # an initialisation regenerated from its seed
+        rng = np.random.default_rng(3)
+        return {"W0": jnp.asarray(rng.standard_normal((2, WIDTH))),
+                "W1": jnp.asarray(rng.standard_normal((WIDTH, WIDTH)) / 8)}
 
     params = init()
-    params = {"W0": params["W0"], "W1": params["W1"] + 0.05 * jnp.asarray(lowrank_noise(WIDTH, WIDTH, 2, 1e-6))}
+    update = 0.05 * jnp.asarray(lowrank_noise(WIDTH, WIDTH, 2, 1e-6))
+    params = {"W0": params["W0"], "W1": params["W1"] + update}
 
     def f(p, x):
         return jnp.tanh(x @ p["W0"]) @ p["W1"]
@@ -331,7 +334,7 @@ def test_jax_update_mode_and_fine_tuning():
     assert not isinstance(small["W0"], CompressedArray)
     # fine-tuning: gradients flow into the factors, not into W0
     X = jnp.asarray(inputs(64, 9))
-    target = 1.3 * f(params, X)
+    target = f({"W0": params["W0"], "W1": params["W1"] + update}, X)  # more of the same update
 
     def loss(p):
         return jnp.mean((f(p, X) - target) ** 2)
