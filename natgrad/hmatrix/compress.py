@@ -410,7 +410,10 @@ class CompressedMatrix(LinearOperator):
             Apply with :func:`apply_layout`; ``W₀`` (:attr:`reference`) is
             not included.  For an H-matrix the factors of each low-rank
             block are recomputed from its stored form by an SVD cut at its
-            rank (exact up to rounding); the result is cached.
+            rank (exact up to rounding); the result is cached.  Factors
+            are in the matrix's dtype (blocks that ``mixed_precision``
+            stored in float32 come back widened, so they hold more bytes
+            than :attr:`nbytes` counts).
         """
         if self._layout is None:
             self._layout = _layout(self)
