@@ -28,9 +28,12 @@ from natgrad.linalg import (  # noqa: E402
     SolveStatus,
     cg,
     from_matvec,
+    lanczos,
     minres,
+    neumann_solve,
     nystrom,
     nystrom_pcg,
+    saddle_free_solve,
     woodbury_solve,
 )
 from natgrad.optim import ENGD, gauss_newton_direction  # noqa: E402
@@ -202,6 +205,60 @@ def test_cg_graph_stays_bounded():
         for maxiter in (20, 60):
             res = cg(Kd, bd, rtol=1e-30, maxiter=maxiter)
             assert res.iterations == maxiter
+            sizes.append(len(res.x.__dask_graph__()))
+    assert sizes[1] == sizes[0] and sizes[0] < 200, sizes
+
+
+def _indefinite(n: int, seed: int) -> np.ndarray:
+    """A symmetric matrix with eigenvalues spread over [−1, 2]."""
+    Q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
+    return (Q * np.linspace(-1.0, 2.0, n)) @ Q.T
+
+
+def test_lanczos_on_dask():
+    H = _indefinite(80, seed=30)
+    v = np.random.default_rng(31).standard_normal(80)
+    with dask.config.set(scheduler="threads"):
+        res = lanczos(da.from_array(H, chunks=(40, 80)), da.from_array(v, chunks=40), 12)
+    ref = lanczos(H, v, 12)
+    for got, want in zip(res, ref):
+        assert backend.is_lazy(got)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
+
+
+def test_series_on_dask():
+    """Neumann and saddle-free series (given step and scale: no random
+    estimate, so the same arithmetic as NumPy) give NumPy's answer (threaded
+    scheduler only: the cluster runs the same graphs, at seconds per term on
+    two shared cores)."""
+    H = _indefinite(80, seed=32)
+    A = H @ H + 0.1 * np.eye(80)  # positive definite, λ in [0.1, 4.1]
+    g = np.random.default_rng(33).standard_normal(80)
+    Hd, Ad = da.from_array(H, chunks=(40, 80)), da.from_array(A, chunks=(40, 80))
+    gd = da.from_array(g, chunks=40)
+    with dask.config.set(scheduler="threads"):
+        got = neumann_solve(lambda v: Ad @ v, gd, alpha=0.4, terms=60)
+    want = neumann_solve(lambda v: A @ v, g, alpha=0.4, terms=60)
+    assert got.status is want.status and got.iterations == want.iterations
+    assert rel(got.x, want.x) < 1e-10
+    with dask.config.set(scheduler="threads"):
+        got = saddle_free_solve(lambda v: Hd @ v, gd, damping=0.5, scale=2.5)
+    want = saddle_free_solve(lambda v: H @ v, g, damping=0.5, scale=2.5)
+    assert got.status is want.status and backend.is_lazy(got.x)
+    # the ε-extrapolation amplifies the rounding differences of dask's sums
+    assert rel(got.x, want.x) < 1e-9
+
+
+def test_series_graph_stays_bounded():
+    """As for cg: a 40-term Neumann sum has the graph of a 20-term one."""
+    H = _indefinite(40, seed=34)
+    Ad = da.from_array(H @ H + 0.1 * np.eye(40), chunks=(20, 40))
+    gd = da.from_array(np.random.default_rng(35).standard_normal(40), chunks=20)
+    sizes = []
+    with dask.config.set(scheduler="sync"):
+        for terms in (20, 40):
+            res = neumann_solve(lambda v: Ad @ v, gd, alpha=0.4, terms=terms)
+            assert res.iterations == terms
             sizes.append(len(res.x.__dask_graph__()))
     assert sizes[1] == sizes[0] and sizes[0] < 200, sizes
 

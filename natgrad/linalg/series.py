@@ -374,6 +374,9 @@ def _neumann_sum(xp: Any, A: _Hvp, v: Any, norm_v: float, a: float, damping: flo
         At = A(t)
         t_prev, t = t, t - a * (At + damping * t)
         if k % interval == 0 or k == terms:
+            # dask: the checks below and the next terms start from values,
+            # not from the graph since the first term (a no-op when eager).
+            t, t_prev, At, x = backend.persist(t, t_prev, At, x)
             tn = _norm(xp, t)
             if not math.isfinite(tn):
                 return _NeumannRun("nonfinite", x, k, tn, best, rho)
@@ -644,7 +647,9 @@ def _wynn(xp: Any, E: Any, order: int | None) -> WynnResult:
             if k % 2 == 0:
                 return WynnResult(cur[-1, :], 0.0, k // 2)
             break
-        prev, cur = cur, prev[1:-1, :] + D / d2[:, None]
+        # dask: each column is read at the next test; persisted, the table's
+        # graph stays one column deep (a no-op when eager).
+        prev, cur = cur, backend.persist(prev[1:-1, :] + D / d2[:, None])
         k += 1
         if k % 2 == 0:
             before = last_even[0][-1, :]
@@ -927,6 +932,10 @@ def _sfn_sum(xp: Any, H: _Hvp, g: Any, norm_g: float, V: float, coef: list[float
             if len(sums) > keep:
                 sums.pop(0)
         if k % interval == 0 or k == terms:
+            # dask: as in _neumann_sum, cut the graph at the sync point.
+            u_next, S, w, u = backend.persist(u_next, S, w, u)
+            if keep:
+                sums[-1] = S
             un = _norm(xp, u_next)
             if not math.isfinite(un) or not math.isfinite(_norm(xp, S)):
                 return _SeriesRun("nonfinite", S, k, sums, best, rho_max, last)
