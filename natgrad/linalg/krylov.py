@@ -50,7 +50,12 @@ _NONFINITE_MESSAGE = (
 def _dot(xp: Any, a: Any, b: Any) -> Any:
     """Column-wise inner products: 0-d for vectors, ``(k,)`` for blocks."""
     # Negative axes: the standard only guarantees those for vecdot.
-    return xp.vecdot(a, b, axis=-1 if a.ndim == 1 else -2)
+    axis = -1 if a.ndim == 1 else -2
+    if backend.is_lazy(a):
+        # dask: array-api-compat's vecdot adds twice the graph layers of the
+        # sum of products, and graph building is most of a dask iteration.
+        return xp.sum((xp.conj(a) if xp.isdtype(a.dtype, "complex floating") else a) * b, axis=axis)
+    return xp.vecdot(a, b, axis=axis)
 
 
 class _Problem:
@@ -131,6 +136,13 @@ def _check_common(
     if not isinstance(record_history, bool):
         raise TypeError(f"record_history must be a bool, got {type(record_history).__name__}")
     return rtol, atol
+
+
+def _read_flags(xp: Any, *flags: Any) -> list[bool]:
+    """Several 0-d boolean arrays read on the host together: one
+    synchronisation (one round trip to the workers on dask, one wait for
+    the device on a GPU) instead of one each."""
+    return [bool(f) for f in backend.to_list(xp.stack(flags))]
 
 
 def _tolerance(xp: Any, norm_b: Any, rtol: float, atol: float) -> Any:
@@ -498,7 +510,10 @@ def _cg_cycle(
         if callback is not None:
             callback(x0 + scale * d)
         if masked:
-            active = active & ~broken & (rnorm2 > tol2)
+            # = active & ~broken & (rnorm2 > tol2): good ⊆ active, and active
+            # never meets the old broken (both by induction), so
+            # active & ~broken = good; two graph layers fewer on dask.
+            active = good & (rnorm2 > tol2)
 
         if it % interval == 0 or it == maxiter:
             # Lazy (dask) arrays: compute the state once here, so the checks
@@ -509,15 +524,22 @@ def _cg_cycle(
             )
             if history is not None:
                 history.append(xp.max(scale * xp.sqrt(rnorm2)))
-            # Host synchronisations: non-finite values, breakdown, convergence.
-            if not backend.to_bool(xp.all(xp.isfinite(rnorm2))):
+            # Host synchronisation (one): non-finite values, breakdown, convergence.
+            if masked:
+                finite, any_broken, any_active = _read_flags(
+                    xp, xp.all(xp.isfinite(rnorm2)), xp.any(broken), xp.any(active)
+                )
+                done = not any_active
+            else:
+                finite, any_broken = backend.all_finite(rnorm2), False
+                done = finite and backend.to_bool(rnorm2 <= tol2)
+            if not finite:
                 # On the CPU every step taken was tested finite before.
                 return it, d_good if keep_good else d, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
-            if masked and backend.to_bool(xp.any(broken)):
+            if any_broken:
                 # A frozen column keeps its r, so rᵀz ≤ 0 persists if M caused it.
                 m_side = preconditioned and backend.to_bool(xp.any(broken & (rho <= 0)))
                 return it, d, SolveStatus.INDEFINITE, _breakdown_message(it, preconditioned, m_side)
-            done = not backend.to_bool(xp.any(active)) if masked else backend.to_bool(rnorm2 <= tol2)
             if done:
                 return it, d, _CONVERGED, ""
             if keep_good:
@@ -795,15 +817,20 @@ class _Minres:
                 )
                 if self.history is not None:
                     self.history.append(xp.max(scale * phibar))
-                if backend.to_bool(xp.any(beta_sq < 0)):
+                # Host synchronisation (one): breakdown, non-finite values, convergence.
+                m_broken, finite, any_active, any_singular = _read_flags(
+                    xp, xp.any(beta_sq < 0), xp.all(xp.isfinite(phibar)), xp.any(active),
+                    xp.any(singular),
+                )
+                if m_broken:
                     return it, d_good, SolveStatus.INDEFINITE, (
                         f"breakdown at iteration {it}: the preconditioner M is not positive "
                         "definite; x is the iterate before it"
                     )
-                if not backend.to_bool(xp.all(xp.isfinite(phibar))):
+                if not finite:
                     return it, d_good, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
-                if not backend.to_bool(xp.any(active)):
-                    if backend.to_bool(xp.any(singular)):
+                if not any_active:
+                    if any_singular:
                         return it, d, SolveStatus.SINGULAR, (
                             f"A − shift·I is singular and b is not in its range (detected at "
                             f"iteration {it}): x is a least-squares solution"
@@ -966,7 +993,9 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
         # A copy: a user's operator that writes into its argument must not
         # change the basis.
         w = apply(xp.asarray(q, copy=True))
-        alpha = _dot(xp, q, w)
+        # dask: w and α are read here and again below; persisting them (and
+        # w, β further down) keeps every step's graph one step long.
+        w, alpha = backend.persist(w, _dot(xp, q, w))
         alpha_f = backend.to_float(alpha)
         if not math.isfinite(alpha_f):
             # Tested before α is used: NaN or Inf would make every later
@@ -983,18 +1012,21 @@ def lanczos(A: Any, v0: Any, k: int, *, reorthogonalize: bool = True) -> Lanczos
             Q = xp.stack(basis, axis=1)
             for _ in range(2):
                 w = w - Q @ (xp.matrix_transpose(Q) @ w)
-        alphas.append(alpha)
+        alphas.append(alpha_f)
         if j == k - 1:
             break
-        beta = _safe_norm(xp, w)
+        w, beta = backend.persist(w, _safe_norm(xp, w))
         beta_f = backend.to_float(beta)
         scale = max(scale, abs(alpha_f) + beta_f)
         if not beta_f > n * machine_eps * scale:
             break  # invariant subspace: T's eigenvalues are exact
-        betas.append(beta)
+        betas.append(beta_f)
         q_prev, beta_prev = q, beta
         q = w / beta
         basis.append(q)
-    alpha_arr = xp.stack(alphas)
-    beta_arr = xp.stack(betas) if betas else xp.zeros((0,), dtype=dtype)
+    # From the values already read on the host (the same numbers): one small
+    # array rather than a stack of k device scalars (k chunks on dask).
+    dev = backend.device(v0)
+    alpha_arr = xp.asarray(alphas, dtype=dtype, device=dev)
+    beta_arr = xp.asarray(betas, dtype=dtype, device=dev)
     return LanczosResult(alpha_arr, beta_arr, xp.stack(basis, axis=1))
