@@ -76,6 +76,8 @@ API_MODULES = [
     ("natgrad.adapters.callables", "A model from plain functions: any array library, any autodiff (layer 2)."),
     ("natgrad.adapters.torch", "PyTorch models (layer 2)."),
     ("natgrad.adapters.jax", "JAX models (layer 2)."),
+    ("natgrad.adapters.compression",
+     "Compressing a network's layers under a per-layer or output error budget, framework-free (layer 2)."),
     ("natgrad.optim", "Optimisers built on the solvers and the adapters (layer 3)."),
     ("natgrad.frameworks.torch", "The optimisers as a torch.optim.Optimizer driven by a closure (layer 4)."),
     ("natgrad.frameworks.jax", "The optimisers as an init/update pair with explicit state, for JAX (layer 4)."),
@@ -194,6 +196,7 @@ EXAMPLE_REQUIREMENTS = {
     "plot_pinn_poisson.py": ["torch", "natgrad.adapters.torch", "natgrad.examples.poisson"],
     "plot_fngd_digits.py": ["torch", "sklearn", "natgrad.adapters.torch"],
     "plot_dask_least_squares.py": ["dask.array"],
+    "plot_gradient_flow_digits.py": ["torch", "sklearn", "natgrad.adapters.torch"],
 }
 
 

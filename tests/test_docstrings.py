@@ -29,6 +29,7 @@ MODULES = [
     "natgrad.adapters.callables",
     "natgrad.adapters.torch",
     "natgrad.adapters.jax",
+    "natgrad.adapters.compression",
     "natgrad.optim",
     "natgrad.frameworks.torch",
     "natgrad.frameworks.jax",
@@ -37,6 +38,8 @@ MODULES = [
 
 #: plain records and exception/warning classes: no Raises section expected
 NOTHING_TO_RAISE = {
+    "natgrad.adapters.compression.LayerReport",
+    "natgrad.adapters.compression.CompressionReport",
     "natgrad.frameworks.jax.FunctionalOptimizer",
     "natgrad.backend.dense.CholeskyError",
     "natgrad.backend.lazy.DistributedUnsupportedError",

@@ -23,7 +23,7 @@ from . import base
 from ._jax_laplacian import forward_laplacian, laplacian
 from .jax_compress import CompressedArray, compress  # noqa: F401  (network compression)
 
-__all__ = ["JaxModel", "laplacian", "forward_laplacian"]
+__all__ = ["JaxModel", "laplacian", "forward_laplacian", "compress", "CompressedArray"]
 
 
 def _signature(batch: Any) -> Any:

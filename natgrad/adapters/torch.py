@@ -25,7 +25,7 @@ from . import base
 from ._torch_laplacian import forward_laplacian, laplacian
 from .torch_compress import CompressedLinear, compress  # noqa: F401  (network compression)
 
-__all__ = ["TorchModel", "laplacian", "forward_laplacian"]
+__all__ = ["TorchModel", "laplacian", "forward_laplacian", "compress", "CompressedLinear"]
 
 
 class TorchModel(base.FlatModel):
