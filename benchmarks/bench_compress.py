@@ -48,8 +48,11 @@ Writes ``benchmarks/results/compress.md``, ``compress.png`` and
 network, a few storage fractions) and prints ``SUMMARY|…`` lines for
 ``run_all.py``.
 
-Run: ``python benchmarks/bench_compress.py`` (about 15 minutes on two busy
-cores with an empty cache, training included; ``--quick`` about 1 minute).
+Run: ``python benchmarks/bench_compress.py``: 3–4 minutes with the trained
+weights cached (measured at load 2–6 on the shared 2-core machine).  An
+empty cache adds the training, measured at load 5–10: 5 min (``poisson5d``)
+and 16 min (``wide2d``; ``--only poisson5d`` skips it).  ``--quick``: about
+1.5 minutes.
 """
 
 from __future__ import annotations
@@ -67,8 +70,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# one BLAS thread (set before NumPy loads OpenBLAS): see main()
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+# one BLAS and numba thread (set before NumPy loads OpenBLAS, and before the H-matrix's numba kernels
+# load): see main(). With numba's default two threads, a one-point H-matrix product on the loaded
+# machine waited for a scheduler slice: 0.1 ms alone, 2-36 ms inside the benchmark.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
@@ -112,9 +117,7 @@ class Config:
 CONFIGS = {
     "full": [
         Config("poisson5d", 5, (64, 64, 48, 48), (400, 100), 40),
-        # an ENGD-W step here takes 5-30 s on the shared machine, and the residuals' forward Laplacian
-        # through an H-matrix layer is slow (see finetune()): the SVD case only
-        Config("wide2d", 2, (256, 256, 256), (200, 50), 30, finetune_cases=(2,)),
+        Config("wide2d", 2, (256, 256, 256), (200, 50), 30),
     ],
     "quick": [Config("small2d", 2, (64, 64), (200, 50), 25)],
 }
@@ -700,9 +703,9 @@ def finetune(results: list[dict[str, Any]], quick: bool) -> tuple[str, list[str]
         "the same steps (what further training alone gives). The H-matrix and plain SVD rows use eps = 0.3 "
         "per layer, relative to ‖ΔW‖_F (W₀ regenerated, not stored); the \"at the H-matrix's storage\" row "
         "takes, per layer, the truncated SVD with the largest rank that fits in the bytes of the H-matrix row "
-        "above (equal storage). On the wide network only the SVD case ran: an ENGD-W step there takes "
-        "5–30 s on this shared machine, and the residuals' forward Laplacian through an H-matrix layer "
-        "(index gathers and many small blocks) made one H-matrix case of the 5-D network (4 ENGD-W and 20 Adam steps) take about 5 min.\n\n"
+        "above (equal storage). Adam's learning rate was not tuned: at lr 1e-4 it moves even the "
+        "uncompressed network away from its trained weights (its dense row), so its rows show how little a "
+        "first-order fine-tuning of this length gives, not its best.\n\n"
         + markdown_table(header, rows) + "\n"
     )
     return text, summary
@@ -744,9 +747,10 @@ def overall_verdict(results: list[dict[str, Any]]) -> str:
            for h, _ in _pairs(res["points"], res["cfg"].name, mode)]
     if slow:
         lines.append(
-            f"- **Inference** (compressed W, NumPy, one thread): the H-matrix network takes "
-            f"{min(slow):.2g}–{max(slow):.2g}× the dense network's time on 1024 points and "
-            f"{min(slow1):.2g}–{max(slow1):.2g}× on one point (a Python loop over blocks per product); the "
+            f"- **Inference** (compressed W, NumPy and natgrad's numba kernels, one thread): the H-matrix "
+            f"network takes {min(slow):.2g}–{max(slow):.2g}× the dense network's time on 1024 points and "
+            f"{min(slow1):.2g}–{max(slow1):.2g}× on one point (a fixed cost per product: permutations and "
+            "the block kernel's call); the "
             f"truncated SVD {min(svd):.2g}–{max(svd):.2g}× on 1024 points. Memory: the stored bytes in the "
             f"tables; the H-matrix holds {min(mem) - 1:.0%}–{max(mem) - 1:.0%} more in memory for its products "
             "(padding, index arrays).")
@@ -832,7 +836,7 @@ def main() -> None:
         "The comparison of Mango & Katende (arXiv 2409.07028) on PINNs trained with natgrad's own ENGD-W: "
         "error-bounded H-matrices against truncated SVD at **equal storage**, for the weights W and for the "
         "update ΔW = W − W₀. PyTorch float64 on the CPU for the networks; the compressed operators are "
-        f"natgrad's (NumPy). One thread for PyTorch and BLAS (the machine is shared: two-thread pools spun "
+        f"natgrad's (NumPy). One thread for PyTorch, BLAS and numba (the machine is shared: two-thread pools spun "
         "against other tenants); the networks were trained beforehand (cached), with PyTorch's default "
         "threads.\n\n"
         "**Wall-time figures are from a shared 2-core machine** (other benchmarks and test runs were running "
