@@ -169,3 +169,17 @@ def save_figure(fig: Any, path: Path, dpi: int = 100) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+
+
+def tanh_mlp(sizes: Sequence[int]) -> Any:
+    """``nn.Sequential`` of float64 ``nn.Linear`` layers ``sizes[0] → … → sizes[-1]``
+    with tanh between them (PyTorch's default initialisation, from its global
+    generator): the network of :func:`natgrad.examples.poisson.make_poisson`."""
+    import torch
+
+    layers: list[Any] = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1], dtype=torch.float64))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)

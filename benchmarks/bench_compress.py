@@ -51,8 +51,8 @@ network, a few storage fractions) and prints ``SUMMARY|…`` lines for
 Run: ``python benchmarks/bench_compress.py``: 3–4 minutes with the trained
 weights cached (measured at load 2–6 on the shared 2-core machine).  An
 empty cache adds the training, measured at load 5–10: 5 min (``poisson5d``)
-and 16 min (``wide2d``; ``--only poisson5d`` skips it).  ``--quick``: about
-1.5 minutes.
+and 16 min (``wide2d``; ``--only poisson5d`` skips it).  ``--quick``: 11 s
+on a quiet machine, 1.5 minutes at load 5–10.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, markdown_table, write_result  # noqa: E402
+from _common import RESULTS, markdown_table, tanh_mlp, write_result  # noqa: E402
 
 LEAF_SIZE = 16
 N_TEST = 5000
@@ -546,13 +546,13 @@ def torch_compress_available() -> bool:
     return hasattr(nt, "compress")
 
 
-def finetune_section(results: list[dict[str, Any]], quick: bool) -> tuple[str, list[str]]:
+def finetune_section(results: list[dict[str, Any]]) -> tuple[str, list[str]]:
     """Fine-tune compressed networks a few steps (``trainable=True``): what is recovered."""
     if not torch_compress_available():
         return ("\n## Fine-tuning the compressed network\n\nNot run: `natgrad.adapters.torch.compress` "
                 "(the PyTorch face of the compression API, with `trainable=True`) is not installed in this "
                 "checkout.\n"), []
-    return finetune(results, quick)
+    return finetune(results)
 
 
 #: fine-tuning: (label, compress() keywords); the error bounds are relative to ‖ΔW‖_F (or ‖W‖_F)
@@ -568,13 +568,7 @@ def make_net(cfg: Config, flat: Any, problem: Any) -> Any:
     """The network of ``make_poisson`` as an ``nn.Sequential`` holding ``flat``."""
     import torch
 
-    sizes = (cfg.dim, *cfg.hidden, 1)
-    layers: list[Any] = []
-    for i in range(len(sizes) - 1):
-        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1], dtype=torch.float64))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.Tanh())
-    net = torch.nn.Sequential(*layers)
+    net = tanh_mlp((cfg.dim, *cfg.hidden, 1))
     with torch.no_grad():
         problem.model.load_into(net, flat)
     return net
@@ -616,7 +610,7 @@ def pinn(module: Any, cfg: Config) -> tuple[Any, Any]:
     return model, l2
 
 
-def finetune(results: list[dict[str, Any]], quick: bool) -> tuple[str, list[str]]:
+def finetune(results: list[dict[str, Any]]) -> tuple[str, list[str]]:
     import torch
 
     from natgrad.adapters.torch import compress
@@ -804,7 +798,7 @@ def main() -> None:
     configs = [c for c in CONFIGS[name] if args.only is None or c.name in args.only]
     t0 = time.perf_counter()
     results = [sweep(cfg, FRACTIONS[name], repeats) for cfg in configs]
-    finetune_text, finetune_summary = finetune_section(results, args.quick)
+    finetune_text, finetune_summary = finetune_section(results)
 
     sections, summary = [], []
     for res in results:
