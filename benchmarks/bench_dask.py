@@ -536,6 +536,10 @@ def report(big: dict[str, Any], mem: dict[str, Any], sc: dict[str, Any], ce: dic
         "",
         markdown_table(["solver", "ms per iteration"], [[k, ms(v)] for k, v in tiny.items()]),
         "",
+        "Parts collected: " + "; ".join(f"{name}: {part.get('run', 'an earlier run (not recorded)')}"
+                                         for name, part in (("big", big), ("mem", mem), ("scaling", sc),
+                                                            ("ceiling", ce))) + ".",
+        "",
         f"distributed logged {mem['run_spec_warnings'] + big['run_spec_warnings']} \"Detected different "
         "`run_spec` for key\" warnings during these solves (a key reused with other dependencies).",
         "",
@@ -567,6 +571,11 @@ def main() -> None:
         del sys.argv[i:i + 2]
         args = parse_args(__doc__.splitlines()[0])
         out = PARTS[name](args.quick, args.repeats or 3)
+        # which code and when: parts collected with --from-parts may come from different runs
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+        out["run"] = f"{time.strftime('%Y-%m-%d %H:%M')} at commit {commit or 'unknown'}, load average " \
+                     f"{os.getloadavg()[0]:.1f}"
         print("RESULT " + json.dumps(out), flush=True)
         # kept, so that a report can be written from parts run separately (--from-parts)
         Path(f"/tmp/bench_dask_{name}{'-quick' if args.quick else ''}.json").write_text(json.dumps(out))
