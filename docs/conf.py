@@ -197,6 +197,8 @@ EXAMPLE_REQUIREMENTS = {
     "plot_fngd_digits.py": ["torch", "sklearn", "natgrad.adapters.torch"],
     "plot_dask_least_squares.py": ["dask.array"],
     "plot_gradient_flow_digits.py": ["torch", "sklearn", "natgrad.adapters.torch"],
+    "plot_network_compression.py": ["torch", "natgrad.adapters.torch", "natgrad.examples.poisson",
+                                    "natgrad.hmatrix:compress_matrix"],
 }
 
 
