@@ -156,6 +156,19 @@ def test_auto_on_lowrank_and_random_matrices(matrix, winner):
     check_reported(auto, W, None, 1e-2)
 
 
+def test_default_leaf_size_suits_layer_widths():
+    """A 64-wide layer: with from_dense's leaf size 64 it would be one dense
+    leaf; compress_matrix's own default (LEAF_SIZE = 16) compresses it, and
+    a leaf size given by the caller still wins."""
+    from natgrad.hmatrix.compress import LEAF_SIZE
+
+    W = shuffled_kernel(64, 64, seed=3, scale=0.1)
+    C = compress_matrix(W, eps=1e-2, method="hmatrix")
+    assert LEAF_SIZE == 16 and C.nbytes < 0.8 * C.dense_nbytes, C.nbytes / C.dense_nbytes
+    assert np.linalg.norm(C.to_dense() - W) <= 1e-2 * np.linalg.norm(W)
+    assert compress_matrix(W, eps=1e-2, method="hmatrix", leaf_size=64).nbytes > C.dense_nbytes
+
+
 def test_update_mode(xp, backend_name):
     """W = W0 + low-rank update: W is incompressible, ΔW is not."""
     rng = np.random.default_rng(5)
