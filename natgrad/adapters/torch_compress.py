@@ -92,9 +92,9 @@ class CompressedLinear(nn.Module):
     --------
     >>> import torch
     >>> from natgrad.hmatrix import compress_matrix
-    >>> W = torch.outer(torch.arange(1.0, 5.0), torch.ones(3))
-    >>> layer = CompressedLinear(compress_matrix(W.numpy(), eps=1e-6, method="svd"), None)
-    >>> layer.kind, layer.ranks, tuple(layer(torch.ones(2, 3)).shape)
+    >>> W = torch.outer(torch.arange(1.0, 5.0, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+    >>> layer = CompressedLinear(compress_matrix(W.numpy(), eps=1e-6, method="svd"), None, dtype=torch.float64)
+    >>> layer.kind, layer.ranks, tuple(layer(torch.ones(2, 3, dtype=torch.float64)).shape)
     ('svd', [1], (2, 4))
     """
 
@@ -166,7 +166,8 @@ class CompressedLinear(nn.Module):
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, new)
+    # add_module replaces the child of that name (nn.Module's own API, not a patch)
+    (root.get_submodule(parent) if parent else root).add_module(child, new)
 
 
 def _host(t: torch.Tensor) -> np.ndarray:
