@@ -449,6 +449,85 @@ def test_saddle_free_newton_damping_falls_fast_where_the_model_is_exact(xp):
     assert f(to_numpy(p)) - f_min <= 1e-3 * gap0
 
 
+def _sfn_trace(model, method, steps=6, **kw):
+    """Iterates, ρ, dampings and ``info["hvps"]`` of SFN steps; the model's HVP calls per step."""
+    from faults import CallCounter
+
+    opt, p, out = SaddleFreeNewton(method=method, **kw), model.params, []
+    for _ in range(steps):
+        counter = CallCounter(model)
+        p, info = opt.step(p, counter, None)
+        out.append((to_numpy(p), info.get("rho"), info["damping"], info["step_taken"], info["hvps"],
+                    counter.calls.get("hvp", 0), counter.calls.get("loss_and_grad", 0)))
+    return out
+
+
+def _sfn_elsewhere(monkeypatch):
+    """A solver whose last product is not along its result (here at g): the step
+    must then compute H s itself."""
+    import natgrad.optim.sfn as sfn_module
+
+    real = sfn_module.saddle_free_solve
+
+    def solve(hvp, g, **kw):
+        res = real(hvp, g, **kw)
+        hvp(g)
+        return res
+
+    monkeypatch.setattr(sfn_module, "saddle_free_solve", solve)
+
+
+def _quartic(xp):
+    """An 8-parameter plateau on which SFN with λ₀ = 1e-2 rejects its first 3 steps, then accepts."""
+    rng = np.random.default_rng(3)
+    return Quartic(xp, rng.standard_normal(8), 1e-3 * rng.standard_normal(8))
+
+
+@pytest.mark.parametrize("method,terms", [("lanczos", 3), ("series", 8)])
+def test_saddle_free_newton_takes_H_s_from_the_solvers_check_product(xp, monkeypatch, method, terms):
+    # The damping adaptation's model needs H s.  The solver's last product checks its result
+    # at x/‖g‖, a multiple of s, so H s costs no product of its own: a Lanczos step with k
+    # steps makes k + 2 HVPs (k + 1 Lanczos, 1 check), not k + 3, and 2 gradients.  The steps
+    # must be those of a separate product for H s (forced by a solver whose last product is
+    # elsewhere), to rounding — accepted and rejected steps alike.
+    kw = {"terms": terms, "damping": 1e-2}
+    model = _quartic(xp)
+    reused = _sfn_trace(model, method, **kw)
+    _sfn_elsewhere(monkeypatch)
+    separate = _sfn_trace(model, method, **kw)
+    assert {r[3] for r in reused} == {True, False}, [r[3] for r in reused]  # both branches of ρ
+    for a, b in zip(reused, separate):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-14)
+        assert a[1] == pytest.approx(b[1], rel=1e-9) and a[2] == pytest.approx(b[2], rel=1e-12)
+        assert a[3] == b[3]
+        assert a[4] == a[5] and b[4] == b[5] - 1 == a[4] + 1  # info["hvps"] counts what the model did
+        assert a[6] == b[6] == 2
+        if method == "lanczos":
+            assert a[5] == terms + 2
+
+
+def test_saddle_free_newton_keeps_the_solvers_vector_from_an_hvp_that_writes_into_it():
+    # An hvp that scales its argument in place after using it: the vector kept for H s must be
+    # the one the product was taken at, else H s (and ρ, and the damping) would be off by the factor.
+    xp = pytest.importorskip("array_api_compat.numpy")
+    model = _quartic(xp)
+
+    class Scaling:
+        loss = model.loss
+        params = model.params
+        residuals, loss_and_grad = staticmethod(model.residuals), staticmethod(model.loss_and_grad)
+
+        def hvp(self, p, batch, v):
+            Hv = model.hvp(p, batch, v)
+            v *= 2.0
+            return Hv
+
+    kw = {"terms": 3, "damping": 1e-2}
+    for a, b in zip(_sfn_trace(model, "lanczos", **kw), _sfn_trace(Scaling(), "lanczos", **kw)):
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1] == b[1] and a[2] == b[2] and a[4] == b[4]
+
+
 def test_rk4_is_fourth_order_on_a_quadratic(xp):
     rng = np.random.default_rng(6)
     Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))

@@ -14,6 +14,9 @@ from . import _common
 __all__ = ["SaddleFreeNewton"]
 
 METHODS = ("series", "lanczos")
+#: the solver's last product is taken as ``H s`` when ``‖s − c v‖ ≤ _REUSE_TOL·eps·‖s‖``
+#: (``v`` equals ``x/‖g‖`` to rounding: a loose bound would let a product at another vector through)
+_REUSE_TOL = 1024.0
 
 
 class SaddleFreeNewton(_common.Stateful):
@@ -47,7 +50,9 @@ class SaddleFreeNewton(_common.Stateful):
     adapt_damping : bool, default True
         Levenberg–Marquardt adaptation (the benchmark's setting): with the
         reduction ratio ``ρ = (f(θ) − f(θ'))/(−m(s))`` of the quadratic model
-        ``m(s) = gᵀs + ½ sᵀHs`` (one extra HVP and one extra loss per step),
+        ``m(s) = gᵀs + ½ sᵀHs`` (one extra ``loss_and_grad`` per step, whose
+        gradient is not used; ``H s`` is the solver's own check product, see
+        Notes),
         ``λ ← max(⅓, 1 − (2ρ − 1)³)·λ`` when ``ρ > ¾`` (between ⅞ at ``ρ = ¾``
         and ⅓ from ``ρ = 1`` on) and ``λ ← λ/0.9`` when ``ρ < ¼``; a step
         that does not decrease the loss (or makes it NaN/Inf) is rejected,
@@ -92,6 +97,20 @@ class SaddleFreeNewton(_common.Stateful):
     steps out of one plateau took ~20 steps to come down to the curvature
     of the next (the deep linear autoencoder learns one singular direction
     per plateau), at ``ρ ≈ 1`` throughout.
+
+    Cost of a step: one ``loss_and_grad``, the solver's products
+    (``method="lanczos"``: ``terms + 2``, i.e. ``terms + 1`` for Lanczos and
+    one that checks the result; ``"series"``: see
+    :func:`~natgrad.linalg.saddle_free_solve`) and, with ``adapt_damping``,
+    one more ``loss_and_grad`` for the trial loss.  The quadratic model needs
+    ``H s``; the solver's check product is ``H x/‖g‖``, a multiple of the step
+    ``s = −lr·x``, so ``H s`` is that product scaled (linearity of ``H``),
+    verified to rounding (``‖s − c v‖ ≤ 1024·eps·‖s‖``) in the host
+    synchronisation that reads the trial loss; where it is not (a series
+    that diverged) one more HVP computes it.  With 3 Lanczos steps that is
+    1 + 5 + 1 model calls per step, 12 gradient-equivalents counting an HVP
+    as two (it was 14 with a separate product for ``H s``;
+    ``benchmarks/bench_sfn_saddles.py``).
 
     Examples
     --------
@@ -153,8 +172,9 @@ class SaddleFreeNewton(_common.Stateful):
         info : dict
             ``loss``, ``damping`` (the one used), ``series_converged``,
             ``series_info``, ``lr``, ``step_taken``, ``hvps`` (Hessian-vector
-            products, from the solver's ``stats`` plus the one of the
-            adaptation), with adaptation ``rho``, ``time`` and, when no step
+            products: the solver's ``stats["hvps"]``, its check product
+            included, plus one when the adaptation had to compute ``H s``
+            itself), with adaptation ``rho``, ``time`` and, when no step
             was taken, ``message``; ``warnings`` as for :meth:`ENGD.step`.
         """
         params, xp = _common.begin(params)
@@ -171,9 +191,13 @@ class SaddleFreeNewton(_common.Stateful):
             info.update(_common.rejection(loss0, what, out.step), time=timer.total())
             return params, info
 
+        last: list[Any] = []  # the solver's latest product (v, H v), for the adaptation's model
+
         def hvp(v: Any) -> Any:  # shape, dtype and library checked from metadata
-            Hv = out.array(model.hvp(params, batch, v), "hvp", (P,))
+            # the model gets a copy: v is kept, and an hvp that writes into its argument must not change it
+            Hv = out.array(model.hvp(params, batch, xp.asarray(v, copy=True)), "hvp", (P,))
             out.seen.pop()
+            last[:] = (v, Hv)
             return Hv
 
         res = saddle_free_solve(
@@ -194,7 +218,8 @@ class SaddleFreeNewton(_common.Stateful):
         info["step_taken"] = True
         damping = self.damping
         if self.adapt_damping:
-            damping, accepted, commit = self._adapt(xp, model, batch, params, new_params, g, step, loss0, info, out)
+            damping, accepted, commit = self._adapt(xp, model, batch, params, new_params, g, step, loss0, info, out,
+                                                    last)
             if not commit:
                 info["time"] = timer.total()
                 return params, info
@@ -207,21 +232,38 @@ class SaddleFreeNewton(_common.Stateful):
 
     def _adapt(
         self, xp: Any, model: Any, batch: Any, params: Any, new_params: Any, g: Any, step: Any, loss0: float,
-        info: dict[str, Any], out: Any,
+        info: dict[str, Any], out: Any, last: list[Any],
     ) -> tuple[float, bool, bool]:
         """Levenberg–Marquardt: the next damping, whether the step is kept and
-        whether the new state is committed (not when the model's HVP failed)."""
+        whether the new state is committed (not when the model's HVP failed).
+
+        ``last`` is the solver's latest product ``(v, H v)``.  The solver's
+        final product checks its result ``x`` (:func:`saddle_free_solve`
+        evaluates ``H x/‖g‖``), so ``v`` is a multiple ``c`` of the step
+        ``s = −lr·x`` and ``H s = c·H v`` by linearity: no HVP here.  That is
+        verified, not assumed: ``‖s − c v‖ ≤ 1024·eps·‖s‖`` (``c = vᵀs/vᵀv``),
+        read with the other scalars; otherwise (no check product, e.g. a
+        diverged series) ``H s`` is computed (one HVP, one more host
+        synchronisation)."""
         loss1 = out.scalar(model.loss_and_grad(new_params, batch)[0], "loss_and_grad")
-        Hs = out.array(model.hvp(params, batch, step), "hvp", (params.shape[0],))
-        info["hvps"] += 1
-        # one host synchronisation: the new loss, whether H s is finite, and the
-        # model's decrease gᵀs + ½ sᵀHs (H s zeroed where not finite, so that no
-        # arithmetic on Inf warns; its flag says the prediction is void)
-        safe = xp.where(xp.isfinite(Hs), Hs, xp.zeros_like(Hs))
+        if last:
+            v, Hv = last
+            vv = xp.vecdot(v, v)
+            c = xp.vecdot(v, step) / xp.where(vv > 0, vv, xp.ones_like(vv))
+            Hs, mismatch = c * Hv, _common.scaled_norm(xp, step - c * v)
+        else:
+            Hs, mismatch = self._product(xp, model, batch, params, step, info, out), 0.0
         slope = xp.vecdot(g, step)
-        quad = slope + 0.5 * xp.vecdot(step, safe)
-        (loss1, quad, slope, g_norm, s_norm), (hs_finite,) = _common.read(
-            xp, [loss1, quad, slope, _common.scaled_norm(xp, g), _common.scaled_norm(xp, step)], [Hs])
+        # one host synchronisation: the new loss, whether H s is finite, the
+        # model's decrease gᵀs + ½ sᵀHs (H s zeroed where not finite, so that no
+        # arithmetic on Inf warns; its flag says the prediction is void) and
+        # whether H s is the solver's product
+        (loss1, quad, slope, g_norm, s_norm, mismatch), (hs_finite,) = _common.read(
+            xp, [loss1, _quadratic(xp, slope, step, Hs), slope, _common.scaled_norm(xp, g),
+                 _common.scaled_norm(xp, step), mismatch], [Hs])
+        if not mismatch <= _REUSE_TOL * backend.eps(step.dtype, xp) * s_norm:
+            Hs = self._product(xp, model, batch, params, step, info, out)
+            (quad,), (hs_finite,) = _common.read(xp, [_quadratic(xp, slope, step, Hs)], [Hs])
         if not hs_finite:  # the model's fault, not a verdict on the step: no step, no adaptation
             info.update(_common.rejection(loss0, "the model's Hessian-vector products (model.hvp)", out.step))
             return self.damping, False, False
@@ -251,6 +293,18 @@ class SaddleFreeNewton(_common.Stateful):
                         message="the step did not decrease the loss: rejected")
             return damping, False, True
         return damping, True, True
+
+    @staticmethod
+    def _product(xp: Any, model: Any, batch: Any, params: Any, step: Any, info: dict[str, Any], out: Any) -> Any:
+        """``H s`` from the model (a copy of ``s``: the model may write into its argument)."""
+        info["hvps"] += 1
+        return out.array(model.hvp(params, batch, xp.asarray(step, copy=True)), "hvp", (params.shape[0],))
+
+
+def _quadratic(xp: Any, slope: Any, step: Any, Hs: Any) -> Any:
+    """``gᵀs + ½ sᵀHs`` with ``H s`` zeroed where not finite (no arithmetic on
+    Inf, which warns; the caller reads ``H s``'s finiteness with it)."""
+    return slope + 0.5 * xp.vecdot(step, xp.where(xp.isfinite(Hs), Hs, xp.zeros_like(Hs)))
 
 
 def _backtrack_fraction(loss0: float, loss1: float, slope: float) -> float:
