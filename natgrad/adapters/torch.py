@@ -437,6 +437,16 @@ class TorchModel(base.FlatModel):
         r, pullback = vjp(lambda th: self._f(th, batch), theta)
         return pullback(self._import(u, "u", size=r.shape[0]))[0]
 
+    def _residuals_vjp(self, theta: torch.Tensor, batch: Any, u: Any, gram: bool) -> tuple[Any, Any, Any]:
+        r, pullback = vjp(lambda th: self._f(th, batch), theta)
+        u = self._import(u, "u", size=r.shape[0])
+        if not gram:
+            return r.detach(), pullback(u)[0], None
+        # the pullback is linear in u, so its VJP with cotangent g is J g: a second
+        # reverse pass through the kept graph, cheaper on the CPU than forward mode
+        g, transpose = vjp(lambda w: pullback(w)[0], u)
+        return r.detach(), g, transpose(g)[0]
+
     def _loss(self, theta: torch.Tensor, batch: Any) -> torch.Tensor:
         return self._loss_of(self._f(theta, batch))
 
