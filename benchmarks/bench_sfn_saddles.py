@@ -40,9 +40,17 @@ not timed.
 "Leaves the plateau": the loss first falls below ``ESCAPE × L(θ₀)`` (the
 plateau value: the loss at the start, ≈ at the saddle).  Medians over seeds.
 
-Run: ``python benchmarks/bench_sfn_saddles.py`` (2.5 minutes measured at load 5 on 2 cores;
-``--quick`` 25 s;
-``--sweep`` re-runs the learning-rate sweep of the first-order methods).
+Why the goal is out of reach (the page's last section): the escape cost of
+SFN, Adam and SGD with momentum against the initial scale ε (``SCAN_SCALES``
+× the default, 2 seeds, each run stopped at the escape or after
+``SCAN_SECONDS``/``SCAN_COST``), and the lower bound on SFN's escape: the
+cheapest saddle-free step (``CHEAPEST_SFN``: 1 gradient and 3 HVPs, counted
+from the calls) times the fewest SFN steps measured to leave, against Adam's
+escape at every ε.
+
+Run: ``python benchmarks/bench_sfn_saddles.py`` (188 s measured at load 1.6-1.8 on 2 cores, the
+escape scan included; ``--quick`` 30 s; ``--sweep`` re-runs the learning-rate sweep of the
+first-order methods; ``--scan-only`` prints the escape scan alone).
 """
 
 from __future__ import annotations
@@ -77,11 +85,12 @@ def _model(net: Any, per_sample: Callable[[Any, Any], Any]) -> Any:
     return TorchModel(per_sample, params, loss="mean")
 
 
-def linear_ae(seed: int) -> tuple[Any, Any]:
+def linear_ae(seed: int, scale: float = 1.0) -> tuple[Any, Any]:
+    """The deep linear autoencoder of seed ``seed``, initial weights ``scale × LINEAR_INIT`` (× 1/√fan_in)."""
     import torch
     from torch.func import functional_call
 
-    d, widths, eps = 16, (16, 16, 16), LINEAR_INIT
+    d, widths, eps = 16, (16, 16, 16), scale * LINEAR_INIT
     g = torch.Generator().manual_seed(1000 + seed)
     # data with a decaying spectrum: random orthogonal directions scaled by 0.75^i
     Q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
@@ -101,11 +110,12 @@ def linear_ae(seed: int) -> tuple[Any, Any]:
     return _model(net, per_sample), X
 
 
-def narrow_tanh(seed: int) -> tuple[Any, Any]:
+def narrow_tanh(seed: int, scale: float = 1.0) -> tuple[Any, Any]:
+    """The deep narrow tanh network of seed ``seed``, initial weights ``scale × TANH_INIT`` (× 1/√fan_in)."""
     import torch
     from torch.func import functional_call
 
-    depth, width, eps = TANH_DEPTH, TANH_WIDTH, TANH_INIT
+    depth, width, eps = TANH_DEPTH, TANH_WIDTH, scale * TANH_INIT
     g = torch.Generator().manual_seed(2000 + seed)
     X = 2 * torch.rand(N_POINTS, 2, generator=g, dtype=torch.float64) - 1
     y = torch.sin(3 * X[:, 0]) * torch.cos(2 * X[:, 1])
@@ -208,7 +218,9 @@ class Counting:
 
 
 def run(problem: Callable[[int], tuple[Any, Any]], seed: int, opt: Any, seconds: float,
-        max_cost: float = math.inf) -> dict[str, Any]:
+        max_cost: float = math.inf, stop_below: float | None = None) -> dict[str, Any]:
+    """``opt`` on ``problem(seed)`` for ``seconds`` of optimiser time or ``max_cost``
+    gradient-equivalents, or until the loss is at most ``stop_below × L(θ₀)``."""
     model, batch = problem(seed)
     counted = Counting(model)
     params = model.params
@@ -229,7 +241,7 @@ def run(problem: Callable[[int], tuple[Any, Any]], seed: int, opt: Any, seconds:
         times.append(elapsed)
         losses.append(loss)
         costs.append(counted.cost)
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) or (stop_below is not None and loss <= stop_below * loss0):
             break
     return {"times": times, "losses": losses, "costs": costs, "loss0": loss0, "steps": len(times) - 1,
             "final": losses[-1], "best": min(losses), "grads": counted.grads, "hvps": counted.hvps}
@@ -237,10 +249,15 @@ def run(problem: Callable[[int], tuple[Any, Any]], seed: int, opt: Any, seconds:
 
 def first_below(r: dict[str, Any], level: float) -> tuple[float, float]:
     """(time, cost) at which the loss first falls to ``level`` (inf, inf if never)."""
-    for t, c, loss in zip(r["times"], r["costs"], r["losses"]):
+    return first_below_steps(r, level)[:2]
+
+
+def first_below_steps(r: dict[str, Any], level: float) -> tuple[float, float, float]:
+    """(time, cost, steps) at which the loss first falls to ``level`` (inf, inf, inf if never)."""
+    for i, (t, c, loss) in enumerate(zip(r["times"], r["costs"], r["losses"])):
         if loss <= level:
-            return t, c
-    return math.inf, math.inf
+            return t, c, float(i)
+    return math.inf, math.inf, math.inf
 
 
 def loss_at(r: dict[str, Any], key: str, x: float) -> float:
@@ -303,6 +320,213 @@ def sweep(seconds: float) -> None:
                 esc = first_below(r, ESCAPE * r["loss0"])
                 print(f"[sweep] {problem} {kind} {label}: final {r['final']:.3e} best {r['best']:.3e} "
                       f"escape at {esc[1]} grad-eq / {esc[0]:.3g} s ({r['steps']} steps)", flush=True)
+
+
+# ---------------------------------------------------------------------------
+# why: the escape cost against the initial scale
+# ---------------------------------------------------------------------------
+
+#: initial scales of the escape scan, as factors of each problem's default (``LINEAR_INIT``, ``TANH_INIT``)
+SCAN_SCALES: dict[str, tuple[float, ...]] = {"linear autoencoder": (3.0, 1.0, 0.3, 0.1), "narrow tanh": (1.0, 0.5)}
+#: each run of the scan stops at the escape, or after this optimiser time / these gradient-equivalents
+SCAN_SECONDS, SCAN_COST = 4.0, 4000
+#: the cheapest saddle-free step natgrad can take: 1 Lanczos step (2 products and the check), no adaptation
+CHEAPEST_SFN = {"method": "lanczos", "terms": 1, "adapt_damping": False, "damping": SFN_DAMPING}
+
+
+def escape_scan(seeds: list[int], seconds: float, max_cost: float) -> dict[str, Any]:
+    """Per problem, initial scale and first-order/SFN method: the escape records
+    ``(seconds, grad-eq, steps)`` of each seed, each run stopped at the escape."""
+    out: dict[str, Any] = {}
+    for problem, spec in PROBLEMS.items():
+        out[problem] = {}
+        for scale in SCAN_SCALES[problem]:
+            make = (lambda seed, scale=scale: spec["make"](seed, scale))
+            out[problem][scale] = {}
+            for name, _, factory in methods(problem):
+                if name == "Newton-CG":
+                    continue  # it stays at the saddle at every scale (the main runs)
+                records = []
+                for seed in seeds:
+                    r = run(make, seed, factory(), seconds, max_cost, stop_below=ESCAPE)
+                    esc = first_below_steps(r, ESCAPE * r["loss0"])
+                    records.append({"t": esc[0], "c": esc[1], "steps": esc[2], "t_end": r["times"][-1],
+                                    "c_end": r["costs"][-1], "steps_end": r["steps"]})
+                out[problem][scale][name] = records
+                print(f"[sfn_saddles] scan {problem} x{scale:g} {name}: "
+                      + ", ".join(f"{_fmt(x['c'], 'g')} grad-eq/{_fmt(x['t'])} s/{_fmt(x['steps'], 'g')} steps"
+                                  for x in records), flush=True)
+    return out
+
+
+def cheapest_sfn_step(problem: Callable[[int], tuple[Any, Any]], repeats: int) -> tuple[int, float]:
+    """Gradient-equivalents of one step of ``CHEAPEST_SFN`` (counted as the code makes the calls)
+    and its median time, at the start of seed 0."""
+    from natgrad.optim import SaddleFreeNewton
+
+    model, batch = problem(0)
+    counted = Counting(model)
+    SaddleFreeNewton(**CHEAPEST_SFN).step(model.params, model, batch)  # warm-up
+    times, cost = [], 0
+    for _ in range(repeats):
+        before = counted.cost
+        t0 = time.perf_counter()
+        SaddleFreeNewton(**CHEAPEST_SFN).step(model.params, counted, batch)
+        times.append(time.perf_counter() - t0)
+        cost = counted.cost - before
+    return cost, statistics.median(times)
+
+
+def _escape_cell(records: list[dict[str, Any]], key: str, digits: str) -> str:
+    """The median escape ``key`` ("t", "c" or "steps"), or "> x" (the median where the
+    runs ended) when more than half did not leave within the cap."""
+    value = _median([x[key] for x in records])
+    if math.isfinite(value):
+        return format(value, digits)
+    return "> " + format(_median([x[key + "_end"] for x in records]), digits)
+
+
+def scan_report(scan: dict[str, Any], seeds: list[int], cheapest: dict[str, tuple[int, float]],
+                main_steps: dict[str, list[float]], seconds: float, max_cost: float) -> tuple[str, list[str]]:
+    """The page's "why" section and its summary rows."""
+    parts, summary = [], []
+    lines = []
+    for problem, per_scale in scan.items():
+        default = LINEAR_INIT if problem == "linear autoencoder" else TANH_INIT
+        rows = []
+        adam_c, adam_t, sfn_steps = [], [], list(main_steps.get(problem, []))
+        growth: dict[str, list[float]] = {}
+        for scale, per_method in per_scale.items():
+            row = [f"{scale * default:g} (×{scale:g})"]
+            for name, records in per_method.items():
+                row += [f"{sum(math.isfinite(x['c']) for x in records)}/{len(records)}",
+                        _escape_cell(records, "c", "g"), _escape_cell(records, "t", ".3g")]
+                if name == "SFN Lanczos":
+                    row.append(_escape_cell(records, "steps", "g"))
+                    sfn_steps += [x["steps"] for x in records]
+                if name == "Adam":
+                    adam_c.append(_median([x["c"] for x in records]))
+                    adam_t.append(_median([x["t"] for x in records]))
+                growth.setdefault(name, []).append(_median([x["c"] for x in records]))
+            rows.append(row)
+        names = list(next(iter(per_scale.values())))
+        header = ["ε"]
+        for name in names:
+            header += [f"{name} left", f"{name} grad-eq", f"{name} s"] + (["SFN steps"] if name == "SFN Lanczos"
+                                                                          else [])
+        floor_c, floor_t = cheapest[problem]
+        n_min = min((n for n in sfn_steps if math.isfinite(n)), default=math.inf)
+        n_bound = n_min if math.isfinite(n_min) else 1.0  # never left: any escape takes at least one step
+        bound_c, bound_t = floor_c * n_bound, floor_t * n_bound
+        worst_adam_c, worst_adam_t = max(adam_c), max(adam_t)
+        beyond_c = bound_c > worst_adam_c
+        beyond_t = bound_t > worst_adam_t
+        scales = list(per_scale)
+        big, small = scales[0], scales[-1]
+        spread = []
+        for name, values in growth.items():
+            lo, hi = values[0], values[-1]
+            ratio = f"×{hi / lo:.3g}" if math.isfinite(hi) and math.isfinite(lo) and lo > 0 else (
+                "not left within the cap at the smallest ε" if not math.isfinite(hi) else "—")
+            spread.append(f"{name} {_fmt(lo, 'g')} → {_fmt(hi, 'g')} grad-eq ({ratio})")
+        steps_big = _median([x["steps"] for x in per_scale[big]["SFN Lanczos"]])
+        steps_small = _median([x["steps"] for x in per_scale[small]["SFN Lanczos"]])
+        decades = math.log10(big / small)
+        sfn_by_scale = [_median([x["steps"] for x in per_scale[sc]["SFN Lanczos"]]) for sc in scales]
+        increments = [(b - a) / math.log10(sa / sb) for (a, sa), (b, sb) in
+                      zip(zip(sfn_by_scale, scales), zip(sfn_by_scale[1:], scales[1:]))]
+        # "linear in log(1/ε)" is a claim only where three or more scales agree on the slope (two always do)
+        linear = (len(increments) >= 2 and all(math.isfinite(i) for i in increments)
+                  and max(increments) <= 1.25 * min(increments))
+        if math.isfinite(steps_small):
+            per_decade = (f"SFN's steps to leave grow by {(steps_small - steps_big) / decades:.3g} per decade of ε "
+                          f"({' → '.join(format(n, 'g') for n in sfn_by_scale)})"
+                          + (": linear in log(1/ε), a bounded growth factor per step" if linear else
+                             " (too few scales, or too uneven, to call the growth linear in log(1/ε))"))
+        else:
+            ran = _escape_cell(per_scale[small]["SFN Lanczos"], "steps", "g")
+            per_decade = f"SFN did not leave within the cap at ε ×{small:g} ({ran} steps)"
+        parts.append(
+            f"### {problem}\n\n"
+            + markdown_table(header, rows)
+            + f"\n\nFrom ε ×{big:g} to ×{small:g} of the default, the median escape cost goes: "
+            + "; ".join(spread) + f".  {per_decade}.\n\n"
+            f"Lower bound for SFN: the cheapest saddle-free step natgrad can take (1 Lanczos step, no damping "
+            f"adaptation: 1 gradient and 3 HVPs, counted from the calls the code makes) costs {floor_c} grad-eq "
+            f"and {1e3 * floor_t:.3g} ms here; the fewest SFN steps measured to leave this plateau, over every "
+            f"ε, seed and the main runs, are "
+            + (f"{n_min:g}" if math.isfinite(n_min) else "— (SFN never left within the cap: one step counted)")
+            + f"; so no SFN run leaves in fewer than "
+            f"{_fmt(bound_c, 'g')} grad-eq or {_fmt(bound_t, '.3g')} s, against Adam's median escape of at most "
+            f"{_fmt(worst_adam_c, 'g')} grad-eq and {_fmt(worst_adam_t, '.3g')} s at every ε (the step count "
+            "is that of the tuned SFN; the one-step floor assumes nothing).  "
+            + ("Even a single such step costs more than Adam's whole escape.  " if floor_c > worst_adam_c else "")
+            + ("The bound exceeds Adam's cost at every ε, in gradient-equivalents"
+               + (" and in seconds" if beyond_t else " (not in seconds)") + "."
+               if beyond_c else "The bound does not exceed Adam's cost at every ε.")
+        )
+        summary.append(f"SUMMARY|sfn_saddles: {problem}, SFN escape lower bound (cheapest step × fewest steps)|"
+                       f"SFN ≥ {_fmt(bound_c, 'g')} grad-eq|Adam ≤ {_fmt(worst_adam_c, 'g')} grad-eq|—|"
+                       f"bound above Adam at every ε|{'yes' if beyond_c else 'no'}")
+        lines.append((problem, beyond_c, beyond_t, bound_c, worst_adam_c))
+    verdict = all(b for _, b, _, _, _ in lines)
+    intro = (
+        "## Why: the escape cost against the initial scale ε\n\n"
+        f"Each problem started at other initial scales ε (ε sets the weights' "
+        f"standard deviation `N(0, ε²/fan_in)`); SFN, Adam and SGD with momentum at the settings above "
+        f"(tuned at the default ε), {len(seeds)} seed(s), each run stopped when it leaves the plateau (loss ≤ "
+        f"{ESCAPE:.0%} of L(θ₀)) or after {seconds:g} s / {max_cost:g} grad-eq.  Medians; \"left\" = seeds "
+        "that left within the cap; \"> x\" = more than half did not, x where they stopped.\n\n"
+    )
+    conclusion = (
+        "\n\n"
+        + ("**The goal cannot be met by a curvature method that pays several HVPs per step** on these "
+           "problems: " if verdict else "The bound alone does not rule the goal out on every problem: ")
+        + "; ".join(f"{p}: bound {_fmt(bc, 'g')} vs Adam ≤ {_fmt(ac, 'g')} grad-eq" for p, _, _, bc, ac in lines)
+        + ".  The per-step floor counts the products the code makes (a gradient 1, an HVP 2); a method with "
+        "fewer products per step is no longer this saddle-free Newton."
+    )
+    return intro + "\n\n".join(parts) + conclusion, summary
+
+
+def plot_scan(scan: dict[str, Any], path: Path) -> bool:
+    """Escape grad-eq and seconds against ε (medians; open markers: not left within the cap)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(scan), 2, figsize=(10, 3.6 * len(scan)), squeeze=False)
+    for row, (problem, per_scale) in enumerate(scan.items()):
+        default = LINEAR_INIT if problem == "linear autoencoder" else TANH_INIT
+        names = list(next(iter(per_scale.values())))
+        for colour, name in zip(("C0", "C1", "C2"), names):
+            for col, key in enumerate(("c", "t")):
+                xs, ys, open_x, open_y = [], [], [], []
+                for scale, per_method in per_scale.items():
+                    v = _median([x[key] for x in per_method[name]])
+                    if math.isfinite(v):
+                        xs.append(scale * default)
+                        ys.append(max(v, 1e-4))
+                    else:
+                        open_x.append(scale * default)
+                        open_y.append(_median([x[key + "_end"] for x in per_method[name]]))
+                ax = axes[row][col]
+                ax.loglog(xs, ys, "o-", color=colour, label=name)
+                if open_x:
+                    ax.loglog(open_x, open_y, "^", color=colour, mfc="none")
+                ax.set_xlabel("initial scale ε")
+                ax.set_ylabel(f"{problem}: escape {'grad-eq' if key == 'c' else 's'}")
+                ax.grid(True, which="both", alpha=0.3)
+        axes[row][0].legend(fontsize=8)
+    fig.suptitle("Cost to leave the plateau against the initial scale (open triangles: not left, where the run "
+                 "stopped)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -375,14 +599,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, short budget")
     parser.add_argument("--repeats", type=int, default=None, help="number of seeds (default 3, 1 with --quick)")
     parser.add_argument("--sweep", action="store_true", help="run the learning-rate / damping sweep instead")
+    parser.add_argument("--scan-only", action="store_true",
+                        help="run only the escape scan against the initial scale (printed, no page written)")
     args = parser.parse_args()
     import torch
 
     # tiny problems on a shared 2-core machine: two intra-op threads made every call ~50× slower under load
     torch.set_num_threads(1)
     seconds = 1.0 if args.quick else 5.0
+    scan_seconds, scan_cost = (1.0, 1000) if args.quick else (SCAN_SECONDS, SCAN_COST)
+    scan_seeds = [0] if args.quick else [0, 1]
     if args.sweep:
         sweep(seconds)
+        return
+    if args.scan_only:
+        cheapest = {pr: cheapest_sfn_step(spec["make"], 5) for pr, spec in PROBLEMS.items()}
+        text, rows = scan_report(escape_scan(scan_seeds, scan_seconds, scan_cost), scan_seeds, cheapest, {},
+                                 scan_seconds, scan_cost)
+        print(text)
+        print("\n".join(rows))
         return
     seeds = list(range(args.repeats if args.repeats else (1 if args.quick else 3)))
     t_start = time.perf_counter()
@@ -404,11 +639,15 @@ def main() -> None:
                 r = run(spec["make"], seed, opt, seconds)
                 r["statuses"] = getattr(opt, "statuses", None)
                 results[problem][name].append(r)
+    cheapest = {problem: cheapest_sfn_step(spec["make"], 5 if args.quick else 20) for problem, spec in PROBLEMS.items()}
+    scan = escape_scan(scan_seeds, scan_seconds, scan_cost)
     load_after = os.getloadavg()
 
     parts: list[str] = []
     summary: list[str] = []
     cost_marks = (30, 100, 300, 1000)
+    main_steps: dict[str, list[float]] = {}
+    sfn_step_cost: dict[str, tuple[float, float]] = {}  # grad-eq per SFN step, SFN steps to leave (medians)
     for problem, per_method in results.items():
         g_s, h_s = ratios[problem]
         loss0 = _median([r["loss0"] for runs in per_method.values() for r in runs])
@@ -432,6 +671,10 @@ def main() -> None:
             time_rows.append([name] + [f"{_median([loss_at(r, 'times', c) for r in runs]):.3e}" for c in checkpoints])
             cost_rows.append([name] + [f"{_median([loss_at(r, 'costs', c) for r in runs]):.3e}" for c in cost_marks])
         sfn = stats["SFN Lanczos"]
+        sfn_runs = per_method["SFN Lanczos"]
+        main_steps[problem] = [first_below_steps(r, ESCAPE * r["loss0"])[2] for r in sfn_runs]
+        sfn_step_cost[problem] = (_median([r["costs"][-1] / max(r["steps"], 1) for r in sfn_runs]),
+                                  _median(main_steps[problem]))
         first_order = {n: stats[n] for n in ("Adam", "SGD momentum")}
         best_c = min(first_order, key=lambda n: first_order[n]["esc_c"])
         best_t = min(first_order, key=lambda n: first_order[n]["esc_t"])
@@ -510,15 +753,20 @@ def main() -> None:
         "- SGD with momentum is slowed by the small gradient (its escape time grows as the initial scale "
         "shrinks); on the deep narrow tanh network it did not leave the plateau within the budget at any "
         "learning rate of the sweep (seed 0).\n"
-        "- SFN's step `(|H| + λI)⁻¹g` grows the weights by a constant factor per step near a degenerate "
-        "saddle (for `f = −x⁴` it is `x/3`), so it leaves in a few steps whatever the initial scale, at "
-        "several HVPs each.  One step with 3 Lanczos steps costs 14 grad-eq: 4 HVPs for Lanczos, 1 for the "
-        "solver's residual check, 1 for the damping's quadratic model, the gradient, and a full gradient for "
-        "the trial loss (`loss_and_grad`); about 7 steps leave the autoencoder's first plateau (98 grad-eq).\n"
+        "- SFN's step `(|H| + λI)⁻¹g` grows the weights by a bounded factor per step near a degenerate "
+        "saddle (for `f = −x^d` the step is `x/(d − 1)`, so `x ← x·d/(d − 1)`: ×4/3 for the product of four "
+        "weights), so the number of steps grows only like `log(1/ε)` (measured below), at several HVPs each.  "
+        f"One step with {SFN_TERMS} Lanczos steps costs {1 + 2 * (SFN_TERMS + 2) + 1} grad-eq: "
+        f"{SFN_TERMS + 1} HVPs for Lanczos, 1 for the solver's check of its result (`H x`, which now also gives "
+        "the damping's quadratic model its `H s`: before, a separate HVP made it 14 grad-eq), the gradient, "
+        "and a full gradient for the trial loss (`loss_and_grad`); measured "
+        + "; ".join(f"{pr}: {_fmt(c, '.3g')} grad-eq per step, {_fmt(n, 'g')} steps to leave (median)"
+                    for pr, (c, n) in sfn_step_cost.items()) + ".\n"
         "- SFN's damping adaptation was changed for these landscapes (natgrad/optim/sfn.py): a rejected "
         "step now makes the next one at least twice shorter (before: λ/0.9 per rejection, and the run stayed "
-        "at 0.79, every one of the last 18 steps of a 25-step trace rejected, after leaving the first plateau), and a good model (ρ > ¾) lowers λ "
-        "by Nielsen's factor, ⅓ at ρ ≈ 1 (before: 0.9, ~20 steps per later plateau).\n"
+        "at 0.79, every one of the last 18 steps of a 25-step trace rejected, after leaving the first plateau), "
+        "and a good model (ρ > ¾) lowers λ by Nielsen's factor, ⅓ at ρ ≈ 1 (before: 0.9, ~20 steps per later "
+        "plateau).\n"
         "- Newton-CG stays at the saddle: along the Krylov directions `H + λI` looks positive definite or "
         "CG meets negative curvature at once; the Newton step points at the critical point (the saddle), "
         "and −g, taken when CG stops at once, is as small as the gradient.  In the sweep (seed 0) it stayed "
@@ -527,12 +775,19 @@ def main() -> None:
         "from any saddle, so there is no plateau to leave; what remains is local convergence, where an Adam "
         "step costs one gradient and an SFN step ~20 HVPs plus two gradients (times on `sfn.md`).\n"
     )
-    body = intro + "\n\n" + "\n\n".join(parts) + "\n\n" + why + \
-        f"\nTotal benchmark time {time.perf_counter() - t_start:.0f} s."
+    scan_text, scan_summary = scan_report(scan, scan_seeds, cheapest, main_steps, scan_seconds, scan_cost)
+    summary += scan_summary
+    scan_png = RESULTS / ("sfn_saddles-scale-quick.png" if args.quick else "sfn_saddles-scale.png")
+    if plot_scan(scan, scan_png):
+        scan_text += f"\n\nFigure: `{scan_png.name}` (escape grad-eq and seconds against ε)."
+    body = intro + "\n\n" + "\n\n".join(parts) + "\n\n" + why + "\n" + scan_text + \
+        f"\n\nTotal benchmark time {time.perf_counter() - t_start:.0f} s."
     write_result("sfn_saddles", "Saddle-free Newton where saddles are: deep linear autoencoder, deep narrow tanh",
                  body, quick=args.quick)
     for line in summary:
         print(line)
+    (RESULTS / ("sfn_saddles-quick.summary" if args.quick else "sfn_saddles.summary")).write_text(
+        "\n".join(summary) + "\n")
 
 
 if __name__ == "__main__":
