@@ -178,8 +178,11 @@ def sweep(sizes, kernels, point_sets, settings, cases=None) -> list[dict]:
 
 #: the settings natgrad's defaults give (HMatrix.from_kernel's signature):
 #: split="auto" bisects boxes up to 3-D and splits along the principal axis above;
-#: leaf_size=None is 64 up to 3-D and 128 above
+#: leaf_size=None is 64 up to 3-D and 128 above; aca_min_size=None is 128 in 1-2 D, 256 above
 DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=64 aca=256 SM", "eta=4 pca leaf=128 aca=256 SM"
+DEFAULT_1D_2D = "eta=4 bisect leaf=64 SM"
+#: point sets of 1 or 2 coordinates (the sphere's points have 3)
+LOW_D = ("cube1", "cube2")
 DEFAULT = "defaults (split='auto')"
 
 
@@ -187,7 +190,7 @@ def with_default(rows: list[dict]) -> list[dict]:
     """The rows plus, for each case, a row for the defaults: the measured setting they pick."""
     out = list(rows)
     for (n, k, p), rs in _group(rows).items():
-        pick = DEFAULT_HIGH_D if p == "cube5" else DEFAULT_LOW_D
+        pick = DEFAULT_HIGH_D if p == "cube5" else DEFAULT_1D_2D if p in LOW_D else DEFAULT_LOW_D
         r = next((r for r in rs if r["setting"] == pick), None)
         if r is not None:
             out.append(dict(r, setting=DEFAULT))
@@ -254,13 +257,31 @@ def report(rows: list[dict], quick: bool) -> str:
     cases_table = markdown_table(
         ["n", "kernel", "points", "best storage (setting)", "best build CPU s (setting)",
          "default: storage", "default: build CPU s", "old defaults: storage"], per_case)
+    # is the goal attainable at all?  for each case, is ANY setting of the sweep within
+    # 1.25x of both the smallest storage and the fastest build found for that case
+    attainable = []
+    for case, rs in _group(rows).items():
+        bs, bt = min(r["storage"] for r in rs), min(r["cpu"] for r in rs)
+        ok = any(r["storage"] <= 1.25 * bs and r["cpu"] <= 1.25 * bt for r in rs if r["setting"] != DEFAULT)
+        least = min(max(r["storage"] / bs, r["cpu"] / bt) for r in rs if r["setting"] != DEFAULT)
+        attainable.append((case, ok, least))
+    none = [(c, least) for c, ok, least in attainable if not ok]
+    attainable_text = (
+        f"## Is the 1.25× goal attainable?\n\nOn {len(attainable) - len(none)} of the {len(attainable)} cases "
+        "some setting of the sweep is within 1.25× of both the smallest storage and the fastest build found "
+        f"for that case; on the other {len(none)} none is, so neither a fixed default nor a per-case choice "
+        "among these settings can meet the goal there.  Those cases, with the smallest "
+        "max(storage ratio, build ratio) any setting reached: "
+        + "; ".join(f"{_case(c)} {least:.2f}" for c, least in none) + ".\n"
+    )
     return (
         f"eps = {EPS:g}; {n_builds} builds over {n_cases} cases; build time is single-threaded "
         f"process CPU time; storage is the compression ratio ("
         f"its bytes over the dense matrix's).  {len(everywhere) - 1} settings ran on every case; the "
-        f"row '{DEFAULT}' repeats, for each case, the setting the defaults pick ({DEFAULT_LOW_D} for "
-        f"points in up to 3 dimensions, {DEFAULT_HIGH_D} in 5-D).\n\n"
+        f"row '{DEFAULT}' repeats, for each case, the setting the defaults pick ({DEFAULT_1D_2D} for "
+        f"points in 1 or 2 dimensions, {DEFAULT_LOW_D} in 3, {DEFAULT_HIGH_D} in 5-D).\n\n"
         f"## Settings ranked by their worst ratio to the best of each case\n\n{summary}\n\n"
+        f"{attainable_text}\n"
         f"## Per case\n\n{cases_table}\n"
     )
 
@@ -278,19 +299,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000])
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
-    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128"], default="all",
+    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd"], default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
                              "default's neighbour with aca_min_size=128")
     parser.add_argument("--cases", nargs="+", metavar="KERNEL:POINTS",
                         help="these (kernel, point set) pairs instead of --kernels x --points")
     parser.add_argument("--merge", nargs="+", metavar="TAG",
-                        help="report on the union of earlier runs' JSON files (their tags, without the leading -) instead of running")
+                        help="report on the union of earlier runs' JSON files (their tags, without the leading -) instead of "
+                             "running; a later file's row for the same size, case and setting replaces an earlier one")
     parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
     sizes = [2000] if args.quick else args.sizes
     name = "hmatrix_defaults" + args.tag
     if args.merge:
-        rows = [r for tag in args.merge for r in json.loads((RESULTS / f"hmatrix_defaults-{tag.lstrip('-')}.json").read_text())]
+        # a later run of a (size, case, setting) replaces an earlier one
+        latest = {(r["n"], r["kernel"], r["points"], r["setting"]): r for tag in args.merge
+                  for r in json.loads((RESULTS / f"hmatrix_defaults-{tag.lstrip('-')}.json").read_text())}
+        rows = list(latest.values())
         body = report(rows, args.quick)
         print(body)
         write_result(name, "H-matrix build settings: a sweep for the defaults", body, quick=args.quick)
@@ -298,6 +323,8 @@ def main() -> None:
     settings = {"grid2": grid2_settings, "grid3": grid3_settings,
                 "new": lambda: grid3_settings()[-1:],
                 "aca128": lambda: [dict(eta=4.0, split="pca", leaf_size=64, symmetric=True, mixed_precision=True)],
+                "lowd": lambda: [dict(eta=4.0, split="bisect", leaf_size=64, aca_min_size=a, symmetric=True,
+                                      mixed_precision=True) for a in (128, 256)],
                 }.get(args.settings, all_settings)()
     if args.settings == "top":
         earlier = json.loads((RESULTS / "hmatrix_defaults.json").read_text())

@@ -728,7 +728,7 @@ class HMatrix(LinearOperator):
         col_points: Any = None,
         split: str = "auto",
         admissibility: str = "standard",
-        aca_min_size: int = 256,
+        aca_min_size: int | None = None,
         verify: bool | None = None,
         symmetric: bool | None = None,
         mixed_precision: bool | None = None,
@@ -767,9 +767,14 @@ class HMatrix(LinearOperator):
             clusters of a few sizes, bisection's of many: a first 3-D build
             of 250 points took 41 s against 386 s).
         admissibility : {"standard", "weak"}, default "standard"
-        aca_min_size : int, default 256
+        aca_min_size : int, optional
             Admissible blocks with ``min(m, n) ≤ aca_min_size`` are evaluated
-            and compressed by SVD (exact); larger ones by ACA.
+            and compressed by SVD (exact); larger ones by ACA.  ``None``
+            (default): 128 for points in 1 or 2 dimensions, where the blocks'
+            ranks are low and ACA's cost grows with the rank (``O(k²(m+n))``
+            against the SVD's ``O(mn·min(m, n))``): 128 built 1.0-2.0× faster
+            than 256 there at the same storage (n = 8000); 256 above, where it
+            built up to 1.5× faster than 128 (see Notes).
         verify : bool, optional
             Check every ACA block against the formed block (default: when the
             matrix has at most 4·10⁶ entries).
@@ -860,9 +865,10 @@ class HMatrix(LinearOperator):
         uniform points in 1, 2, 3 and 5 dimensions and on a sphere, n = 8000,
         eps = 1e-6): at most 1.53× the smallest storage found for each case
         (1.02× on geometric average) and at most 3.7× its fastest build
-        (1.57×); within 1.25× of both on 12 of the 35 cases.  No setting came
+        (1.40×); within 1.25× of both on 15 of the 35 cases.  No setting came
         within 1.25× of both on every case: the fastest builds compress
-        least.  When to change a knob (ratios from the sweep, against the
+        least, and on 16 cases no setting of the sweep was within 1.25× of
+        both.  When to change a knob (ratios from the sweep, against the
         defaults):
 
         ===========================  ==============================================
@@ -884,8 +890,11 @@ class HMatrix(LinearOperator):
         ``eta``                      Rarely: from 4 to 8 storage changes by under 3
                                      %; at 2 it grows by 14 % (up to 52 %) with no
                                      faster build.
-        ``aca_min_size=128``         Rarely: the same storage, builds 7 % slower on
-                                     average (up to 1.7×).
+        ``aca_min_size``             Rarely: the same storage either way; 128 (the
+                                     default in 1-2 D) built 1.2-2.1× faster than
+                                     256 in 1-D and 0.9-1.5× in 2-D; 256 (the
+                                     default above) built up to 1.5× faster than
+                                     128 in 3-D.
         ``eps``                      The product feeds a preconditioner or a
                                      network layer (1e-3 to 1e-4 store far less);
                                      below 3.6e-7 float32 storage turns off.
@@ -954,6 +963,8 @@ class HMatrix(LinearOperator):
         if leaf_size is None:
             leaf_size = 64 if points.shape[1] <= 3 else 128
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
+        if aca_min_size is None:
+            aca_min_size = 128 if points.shape[1] <= 2 else 256
         aca_min_size = validation.positive_int(aca_min_size, "aca_min_size")
         if symmetric is not None and not isinstance(symmetric, bool):
             raise TypeError(f"symmetric must be None (detect), True or False, got {symmetric!r}")
