@@ -467,7 +467,8 @@ def scan_report(scan: dict[str, Any], seeds: list[int], cheapest: dict[str, tupl
         )
         summary.append(f"SUMMARY|sfn_saddles: {problem}, SFN escape lower bound (cheapest step × fewest steps)|"
                        f"SFN ≥ {_fmt(bound_c, 'g')} grad-eq|Adam ≤ {_fmt(worst_adam_c, 'g')} grad-eq|—|"
-                       f"bound above Adam at every ε|{'yes' if beyond_c else 'no'}")
+                       f"evidence, not a goal: the bound above Adam at every ε|"
+                       f"{'shown: the escape goal cannot be met' if beyond_c else 'not shown'}")
         lines.append((problem, beyond_c, beyond_t, bound_c, worst_adam_c))
     verdict = all(b for _, b, _, _, _ in lines)
     intro = (
