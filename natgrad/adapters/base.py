@@ -740,8 +740,9 @@ class FlatModel:
         Notes
         -----
         :meth:`residuals` followed by :meth:`vjp` runs ``fn`` forward twice;
-        the PyTorch adapter keeps the one forward pass of the VJP (FNGD's
-        reuse step needs both, ``benchmarks/bench_fngd.py``).
+        the PyTorch adapter keeps the one forward pass of the VJP and the
+        JAX adapter compiles both into one function (FNGD's reuse step needs
+        both, ``benchmarks/bench_fngd.py``).
         """
         r, g, _ = self._residuals_vjp(self._import(flat, "flat"), self._check_batch(batch), u, gram=False)
         return self._export(r), self._export(g)
@@ -778,7 +779,9 @@ class FlatModel:
         Derivatives*, 2008, §5.4).  On the digits MLP of
         ``benchmarks/bench_fngd.py`` (``N = 128``, ``P = 4810``) it took
         3.3 ms against 6.5 ms for :meth:`residuals`, :meth:`vjp` and a
-        forward-mode :meth:`jvp`.  Other adapters run those three.
+        forward-mode :meth:`jvp`.  The JAX adapter compiles the VJP and the
+        JVP into one function (XLA shares their forward pass); other
+        adapters run those three methods.
         """
         r, g, Jg = self._residuals_vjp(self._import(flat, "flat"), self._check_batch(batch), u, gram=True)
         return self._export(r), self._export(g), self._export(Jg)

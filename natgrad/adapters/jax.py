@@ -157,6 +157,14 @@ class JaxModel(base.FlatModel):
             return out / r.shape[0] if mean else out
 
         self._j_ggn = jax.jit(ggn)
+
+        def residuals_vjp(th: Any, b: Any, u: Any, gram: bool) -> Any:
+            # one compiled function: XLA shares the forward pass of the VJP and the JVP
+            r, pullback = jax.vjp(lambda t: f(t, b), th)
+            g = pullback(u)[0]
+            return r, g, (jax.jvp(lambda t: f(t, b), (th,), (g,))[1] if gram else None)
+
+        self._j_rvg = jax.jit(residuals_vjp, static_argnames=("gram",))
         self._j_jac = jax.jit(self._batched_jacobian, static_argnames=("mode", "k"))
         if self._pointwise is not None:
             self._j_point_jac = jax.jit(
@@ -298,6 +306,10 @@ class JaxModel(base.FlatModel):
     def _vjp(self, theta: Any, batch: Any, u: Any) -> Any:
         u = self._import(u, "u", size=self._out_len(theta, batch))
         return self._j_vjp(theta, batch, u)
+
+    def _residuals_vjp(self, theta: Any, batch: Any, u: Any, gram: bool) -> tuple[Any, Any, Any]:
+        u = self._import(u, "u", size=self._out_len(theta, batch))
+        return self._j_rvg(theta, batch, u, gram=gram)
 
     def _loss_and_grad(self, theta: Any, batch: Any) -> tuple[Any, Any]:
         return self._j_lag(theta, batch)
