@@ -429,3 +429,16 @@ def test_blas_threads_limits_and_restores_the_pools():
         with pytest.raises(ValueError, match="limit must be a positive int"):
             with blas_threads(bad):
                 pass
+
+
+def test_vecdot_matches_the_conjugated_dot(xp):
+    # backend.vecdot delegates to the namespace's vecdot off dask: conj on the first
+    # argument, the contracted axis negative (float64 NumPy reference)
+    rng = np.random.default_rng(42)
+    A, B = rng.standard_normal((7, 4)), rng.standard_normal((7, 4))
+    a, b = from_numpy(xp, A), from_numpy(xp, B)
+    np.testing.assert_allclose(to_numpy(backend.vecdot(xp, a, b, axis=-2)), np.sum(A * B, axis=0), rtol=1e-14)
+    np.testing.assert_allclose(to_numpy(backend.vecdot(xp, a, b)), np.sum(A * B, axis=1), rtol=1e-14)
+    C = A + 1j * B
+    c = xp.asarray(from_numpy(xp, A), dtype=xp.complex128) + 1j * xp.asarray(from_numpy(xp, B), dtype=xp.complex128)
+    np.testing.assert_allclose(to_numpy(backend.vecdot(xp, c, c)), np.sum(np.conj(C) * C, axis=1), rtol=1e-14)

@@ -444,3 +444,22 @@ def test_engd_jacobian_fault_at_a_later_step(scheduler, kind):
         assert not info["step_taken"]
         np.testing.assert_array_equal(np.asarray(p_new), before[0])
     assert opt.state_dict()["steps"] == before[1]
+
+
+def test_vecdot_is_a_sum_of_products_with_a_smaller_graph():
+    # backend.vecdot: the standard's vecdot (conj on the first argument, negative
+    # axes) with dask's graph built as sum(conj(a) * b): fewer layers than
+    # array-api-compat's vecdot, which every dask Krylov iteration would build
+    import array_api_compat.dask.array as xpd
+
+    rng = np.random.default_rng(41)
+    for dtype in (np.float64, np.complex128):
+        A = rng.standard_normal((60, 3)).astype(dtype)
+        B = rng.standard_normal((60, 3)).astype(dtype)
+        if dtype == np.complex128:
+            A, B = A + 1j * rng.standard_normal((60, 3)), B - 2j * rng.standard_normal((60, 3))
+        a, b = da.from_array(A, chunks=(20, 3)), da.from_array(B, chunks=(20, 3))
+        for axis, ref in ((-2, np.sum(np.conj(A) * B, axis=0)), (-1, np.sum(np.conj(A) * B, axis=1))):
+            out = backend.vecdot(xpd, a, b, axis=axis)
+            np.testing.assert_allclose(out.compute(), ref, rtol=1e-13)
+            assert len(out.__dask_graph__().layers) < len(xpd.vecdot(a, b, axis=axis).__dask_graph__().layers)

@@ -55,7 +55,8 @@ module                 concern
                        work made of many small products, and
                        :func:`quiet_floating_point` for the solvers
 ``norms``              :func:`scaled_norm`, a 2-norm whose squares cannot
-                       overflow or underflow
+                       overflow or underflow, and :func:`vecdot`, inner
+                       products with dask's graph kept small
 ``random``             :func:`normal`, reproducible across backends
 ``lazy``               dask arrays: :func:`persist` (cut a task graph at a
                        solver's sync point), :func:`is_lazy`,
@@ -112,7 +113,7 @@ from .dense import (
 )
 from .dtypes import eps, float_dtype, is_low_precision
 from .lazy import DistributedUnsupportedError, is_lazy, persist, require_eager
-from .norms import scaled_norm
+from .norms import scaled_norm, vecdot
 from .random import normal
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
 from .syrk import gram
@@ -155,6 +156,7 @@ __all__ = [
     "quiet_floating_point",
     "normal",
     "scaled_norm",
+    "vecdot",
     "to_namespace",
     "is_scipy_operator",
     "numpy_namespace",

@@ -108,7 +108,7 @@ def _rayleigh(xp: Any, u: Any, Au: Any) -> float:
     nu, na = backend.scaled_norm(xp, u), backend.scaled_norm(xp, Au)
     one = xp.ones_like(nu)
     nu_s, na_s = xp.where(nu > 0, nu, one), xp.where(na > 0, na, one)
-    return backend.to_float(xp.vecdot(u / nu_s, Au / na_s) * (na / nu_s))
+    return backend.to_float(backend.vecdot(xp, u / nu_s, Au / na_s) * (na / nu_s))
 
 
 def _norm_ratio(xp: Any, a: Any, b: Any) -> float:

@@ -52,7 +52,7 @@ def require_kind(model: Any, kind: str, who: str) -> None:
 def loss_of(xp: Any, outputs: Any, kind: str) -> Any:
     """The scalar loss from the model's output vector (0-d array)."""
     if kind == "squared":
-        return 0.5 * xp.vecdot(outputs, outputs)
+        return 0.5 * backend.vecdot(xp, outputs, outputs)
     return xp.mean(outputs)
 
 

@@ -354,7 +354,7 @@ class FNGD(_common.Stateful):
             rho = xp.linalg.vector_norm(Jd + lam_n * alpha - 1.0) / math.sqrt(N)  # Inf/NaN: a refresh
         else:
             # ρ = |αᵀ(JJᵀ + λN I)α / 1ᵀα − 1| = |(‖Jᵀα‖² + λN‖α‖²) / 1ᵀα − 1|
-            rho = xp.abs((xp.vecdot(d, d) + lam_n * xp.vecdot(alpha, alpha)) / xp.sum(alpha) - 1.0)
+            rho = xp.abs((backend.vecdot(xp, d, d) + lam_n * backend.vecdot(xp, alpha, alpha)) / xp.sum(alpha) - 1.0)
         # read with the loss in one synchronisation
         (loss, rho), _ = _common.read(xp, [xp.mean(losses), rho])
         return loss, d, rho

@@ -248,12 +248,12 @@ class SaddleFreeNewton(_common.Stateful):
         loss1 = out.scalar(model.loss_and_grad(new_params, batch)[0], "loss_and_grad")
         if last:
             v, Hv = last
-            vv = xp.vecdot(v, v)
-            c = xp.vecdot(v, step) / xp.where(vv > 0, vv, xp.ones_like(vv))
+            vv = backend.vecdot(xp, v, v)
+            c = backend.vecdot(xp, v, step) / xp.where(vv > 0, vv, xp.ones_like(vv))
             Hs, mismatch = c * Hv, _common.scaled_norm(xp, step - c * v)
         else:
             Hs, mismatch = self._product(xp, model, batch, params, step, info, out), 0.0
-        slope = xp.vecdot(g, step)
+        slope = backend.vecdot(xp, g, step)
         # one host synchronisation: the new loss, whether H s is finite, the
         # model's decrease gᵀs + ½ sᵀHs (H s zeroed where not finite, so that no
         # arithmetic on Inf warns; its flag says the prediction is void) and
@@ -304,7 +304,7 @@ class SaddleFreeNewton(_common.Stateful):
 def _quadratic(xp: Any, slope: Any, step: Any, Hs: Any) -> Any:
     """``gᵀs + ½ sᵀHs`` with ``H s`` zeroed where not finite (no arithmetic on
     Inf, which warns; the caller reads ``H s``'s finiteness with it)."""
-    return slope + 0.5 * xp.vecdot(step, xp.where(xp.isfinite(Hs), Hs, xp.zeros_like(Hs)))
+    return slope + 0.5 * backend.vecdot(xp, step, xp.where(xp.isfinite(Hs), Hs, xp.zeros_like(Hs)))
 
 
 def _backtrack_fraction(loss0: float, loss1: float, slope: float) -> float:
