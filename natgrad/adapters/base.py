@@ -778,8 +778,9 @@ class FlatModel:
         one kept (the transpose trick, e.g. Griewank & Walther, *Evaluating
         Derivatives*, 2008, §5.4).  On the digits MLP of
         ``benchmarks/bench_fngd.py`` (``N = 128``, ``P = 4810``) it took
-        3.3 ms against 6.5 ms for :meth:`residuals`, :meth:`vjp` and a
-        forward-mode :meth:`jvp`.  The JAX adapter compiles the VJP and the
+        3.9 ms against 7.9 ms for :meth:`residuals`, :meth:`vjp` and a
+        forward-mode :meth:`jvp` timed alone in the same run
+        (``benchmarks/results/fngd.md``).  The JAX adapter compiles the VJP and the
         JVP into one function (XLA shares their forward pass); other
         adapters run those three methods.
         """

@@ -101,8 +101,8 @@ class FNGD(_common.Stateful):
     ``model.residuals_vjp_and_gram(params, batch, α)`` (or
     ``residuals_and_vjp``): on PyTorch one forward and two reverse passes,
     which made the reuse step on the digits MLP of
-    ``benchmarks/bench_fngd.py`` about twice as fast as the three separate
-    calls (4.8 ms against 10.0 ms, idle).  The cache holds one
+    ``benchmarks/bench_fngd.py`` 1.8× as fast as the three separate calls
+    (5.0 ms against 8.9 ms, ``benchmarks/results/fngd.md``).  The cache holds one
     ``α`` per ``batch_key`` with a count of its uses; it is refreshed when
     that count is a multiple of ``refresh_every``, ``N`` changed, or the
     drift is above ``refresh_tol``.
