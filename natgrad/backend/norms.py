@@ -27,6 +27,13 @@ def vecdot(xp: Any, a: Any, b: Any, *, axis: int = -1) -> Any:
         ``a``'s shape without ``axis``, in the namespace of the inputs (no
         host synchronisation).
 
+    Raises
+    ------
+    TypeError, ValueError
+        Whatever the namespace raises for inputs that are not its arrays or
+        whose shapes do not broadcast (the arguments are not validated here:
+        this runs inside solver loops).
+
     Notes
     -----
     On dask, array-api-compat's ``vecdot`` builds about twice the task-graph
