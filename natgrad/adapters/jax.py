@@ -144,7 +144,6 @@ class JaxModel(base.FlatModel):
         f, loss = self._f, self._loss
         self._j_res = jax.jit(f)
         self._j_jvp = jax.jit(lambda th, b, v: jax.jvp(lambda t: f(t, b), (th,), (v,))[1])
-        self._j_vjp = jax.jit(lambda th, b, u: jax.vjp(lambda t: f(t, b), th)[1](u)[0])
         self._j_lag = jax.jit(jax.value_and_grad(loss))
         self._j_hvp = jax.jit(
             lambda th, b, v: jax.jvp(lambda t: jax.grad(loss)(t, b), (th,), (v,))[1]
@@ -304,8 +303,7 @@ class JaxModel(base.FlatModel):
         return self._j_jvp(theta, batch, v)
 
     def _vjp(self, theta: Any, batch: Any, u: Any) -> Any:
-        u = self._import(u, "u", size=self._out_len(theta, batch))
-        return self._j_vjp(theta, batch, u)
+        return self._residuals_vjp(theta, batch, u, gram=False)[1]
 
     def _residuals_vjp(self, theta: Any, batch: Any, u: Any, gram: bool) -> tuple[Any, Any, Any]:
         u = self._import(u, "u", size=self._out_len(theta, batch))

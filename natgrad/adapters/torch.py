@@ -434,8 +434,7 @@ class TorchModel(base.FlatModel):
         return jvp(lambda th: self._f(th, batch), (theta,), (v,))[1]
 
     def _vjp(self, theta: torch.Tensor, batch: Any, u: Any) -> torch.Tensor:
-        r, pullback = vjp(lambda th: self._f(th, batch), theta)
-        return pullback(self._import(u, "u", size=r.shape[0]))[0]
+        return self._residuals_vjp(theta, batch, u, gram=False)[1]
 
     def _residuals_vjp(self, theta: torch.Tensor, batch: Any, u: Any, gram: bool) -> tuple[Any, Any, Any]:
         r, pullback = vjp(lambda th: self._f(th, batch), theta)

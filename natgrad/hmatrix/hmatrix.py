@@ -772,9 +772,10 @@ class HMatrix(LinearOperator):
             and compressed by SVD (exact); larger ones by ACA.  ``None``
             (default): 128 for points in 1 or 2 dimensions, where the blocks'
             ranks are low and ACA's cost grows with the rank (``O(k²(m+n))``
-            against the SVD's ``O(mn·min(m, n))``): 128 built 1.0-2.0× faster
-            than 256 there at the same storage (n = 8000); 256 above, where it
-            built up to 1.5× faster than 128 (see Notes).
+            against the SVD's ``O(mn·min(m, n))``): at the same storage 128
+            built 1.2-2.1× faster than 256 in 1-D and 0.9-1.5× in 2-D
+            (n = 8000); 256 above, where it built up to 1.5× faster than 128
+            (see Notes).
         verify : bool, optional
             Check every ACA block against the formed block (default: when the
             matrix has at most 4·10⁶ entries).
