@@ -743,6 +743,17 @@ class FlatModel:
         the PyTorch adapter keeps the one forward pass of the VJP and the
         JAX adapter compiles both into one function (FNGD's reuse step needs
         both, ``benchmarks/bench_fngd.py``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from natgrad.adapters.torch import TorchModel
+        >>> X = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
+        >>> model = TorchModel(lambda p, X: X @ p["w"], {"w": torch.ones(2, dtype=torch.float64)})
+        >>> u = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+        >>> r, g = model.residuals_and_vjp(model.params, X, u)
+        >>> r.tolist(), g.tolist()  # r = X w, Jᵀu = Xᵀu
+        ([3.0, 7.0, 11.0], [-4.0, -4.0])
         """
         r, g, _ = self._residuals_vjp(self._import(flat, "flat"), self._check_batch(batch), u, gram=False)
         return self._export(r), self._export(g)
@@ -783,6 +794,19 @@ class FlatModel:
         (``benchmarks/results/fngd.md``).  The JAX adapter compiles the VJP and the
         JVP into one function (XLA shares their forward pass); other
         adapters run those three methods.
+
+        Examples
+        --------
+        A linear model ``r = X w``: ``J = X``, so the Gram product is ``XXᵀu``.
+
+        >>> import torch
+        >>> from natgrad.adapters.torch import TorchModel
+        >>> X = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
+        >>> model = TorchModel(lambda p, X: X @ p["w"], {"w": torch.ones(2, dtype=torch.float64)})
+        >>> u = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+        >>> r, g, Jg = model.residuals_vjp_and_gram(model.params, X, u)
+        >>> g.tolist(), Jg.tolist(), (X @ (X.T @ u)).tolist()
+        ([-4.0, -4.0], [-12.0, -28.0, -44.0], [-12.0, -28.0, -44.0])
         """
         r, g, Jg = self._residuals_vjp(self._import(flat, "flat"), self._check_batch(batch), u, gram=True)
         return self._export(r), self._export(g), self._export(Jg)
