@@ -392,6 +392,30 @@ def test_minres_singular_inconsistent_is_reported(xp):
     assert np.linalg.norm(A @ r) <= 1e-6 * np.linalg.norm(A, 2) * np.linalg.norm(r)
 
 
+def test_minres_singular_found_between_checks_is_reported(xp, monkeypatch):
+    """The accelerator path (convergence tested every 10 iterations, forced
+    here on the CPU backends): singularity found between two checks is still
+    reported at the next one.  It was lost on the GPU (the column left the
+    active set, the flag was recomputed from it, the solve read as converged
+    and ended in STAGNATION after failed verifications)."""
+    import natgrad.backend
+
+    monkeypatch.setattr(natgrad.backend, "sync_interval", lambda x, accelerator_interval=10: 10)
+    n = 60
+    eigs = np.linspace(-1.0, 2.0, n)
+    eigs[20] = 0.0
+    A = symmetric_matrix(eigs, seed=39)
+    b = np.random.default_rng(40).standard_normal(n)
+    res = minres(from_numpy(xp, A), from_numpy(xp, b), rtol=1e-10)
+    # found at iteration 66 on NumPy: a check comes only at 70
+    assert res.status is SolveStatus.SINGULAR and not res.converged, res.info
+    assert res.iterations % 10 == 0 and "singular" in res.info
+    x = to_numpy(res.x)
+    r = b - A @ x
+    assert np.all(np.isfinite(x))
+    assert np.linalg.norm(A @ r) <= 1e-6 * np.linalg.norm(A, 2) * np.linalg.norm(r)
+
+
 def test_minres_does_not_mutate_and_bad_input(xp):
     A = symmetric_matrix(np.linspace(-1, 1, 6) + 0.1, seed=41)
     b = np.random.default_rng(42).standard_normal(6)

@@ -751,6 +751,10 @@ class _Minres:
         w2 = xp.zeros_like(r1)
         r2 = r1
         active = beta > tol
+        # Columns found singular and inconsistent.  Kept once set: a column
+        # leaves `active` in the iteration that finds it singular, and on an
+        # accelerator the next check may come several iterations later.
+        singular = xp.zeros_like(active)
         first = True
         d = xp.zeros_like(r1)
         d_good = d  # the iterate at the last passed check: finite
@@ -801,7 +805,7 @@ class _Minres:
             # β ≈ 0: the Krylov space is invariant, the next step would divide by
             # rounding noise; with phibar > tol the system is then singular too.
             exhausted = beta <= self.invariant_tol * anorm
-            singular = active & ((root <= self.singular_tol * anorm) | exhausted) & (phibar > tol)
+            singular = singular | (active & ((root <= self.singular_tol * anorm) | exhausted) & (phibar > tol))
             active = active & (phibar > tol) & ~singular
             if it % self.interval == 0 or it == self.maxiter:
                 # Lazy (dask) arrays: compute the recurrence's state once, as in cg.
