@@ -248,6 +248,23 @@ def test_cg_rtol_zero_ends_in_a_failure_status(xp):
     assert np.linalg.norm(b - K @ x) <= 1e-12 * np.linalg.norm(b)
 
 
+@pytest.mark.parametrize("interval", [1, 10])
+def test_cg_rtol_zero_underflow_is_not_indefinite(xp, monkeypatch, interval):
+    # With rtol = 0 the recursive residual of this SPD system (eigenvalues
+    # 0.1..17) falls into the subnormals, where pᵀAp rounds to 0 at iteration
+    # 309 before rᵀr does (the first GPU run met this on CuPy; on NumPy this
+    # seed shows it).  That is underflow, not an indefinite A: the solve
+    # must end as any unreachable tolerance does, on both paths (interval 1:
+    # one column tested per step; 10, as on a GPU: the masked step).  Fails
+    # without the floor in _cg_cycle on NumPy and array-api-strict.
+    monkeypatch.setattr(backend, "sync_interval", lambda x, **kw: interval)
+    K, b = kernel_system(n=40, seed=5)
+    res = outcome(lambda: cg(from_numpy(xp, K), from_numpy(xp, b), rtol=0.0)).value
+    assert res.status in (SolveStatus.MAXITER, SolveStatus.STAGNATION), res.info
+    x = assert_finite(res.x)
+    assert np.linalg.norm(b - K @ x) <= 1e-12 * np.linalg.norm(b)
+
+
 @pytest.mark.parametrize("solver", ["cg", "minres"])
 def test_writing_operator_never_changes_b_or_x0(xp, solver):
     # The user's operator and preconditioner zero their argument in place

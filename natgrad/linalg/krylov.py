@@ -246,7 +246,10 @@ def cg(
       restart cycles (smallest true residual, per column); within a cycle
       the last finite iterate;
     * ``pᵀAp ≤ 0`` or ``rᵀz ≤ 0`` stop the solve before the step is taken
-      (``INDEFINITE``).
+      (``INDEFINITE``), unless the recursive ``rᵀr`` of the (scaled) cycle is
+      below ``smallest_normal/eps`` (1e-292 in float64): there the products
+      underflow and ``pᵀAp`` can be 0 for an SPD ``A`` (``rtol = 0``), so
+      the recursion ends and the true residual decides, as at convergence;
     * NaN or Inf from ``A`` or ``M`` is found before it reaches an update on
       the CPU (the step's scalars are tested every iteration there), and at
       the convergence checks on an accelerator (``NONFINITE``).  Products
@@ -470,6 +473,16 @@ def _cg_cycle(
         return it, None, SolveStatus.NONFINITE, "the preconditioner M returned NaN or Inf"
     p = xp.asarray(z, copy=True)
     broken = xp.zeros_like(active)  # columns where pᵀAp ≤ 0 or rᵀz ≤ 0 was met
+    # The underflow floor of rᵀr: the cycle starts at max|r| ≈ 1 (r is scaled,
+    # see _scale), and once rᵀr is below smallest_normal/eps (1e-292 in
+    # float64, ‖r‖ ≈ 1e-146) the entries' squares and A's products are
+    # subnormal or zero.  There pᵀAp can round to 0 for an SPD A (it did on a
+    # GPU with rtol = 0, and on NumPy for kernel_system(40, seed=5)), so a
+    # breakdown below the floor says nothing about A or M: the column's
+    # recursion has ended, 130 orders of magnitude below the attainable
+    # accuracy, and the true-residual verification decides (CONVERGED, or a
+    # restart and STAGNATION).
+    floor = float(xp.finfo(prob.dtype).smallest_normal) / backend.eps(prob.dtype, xp)
     d = xp.zeros_like(r)  # updated in place
     # The iterate at the last passed check (finite), kept where NaN can reach
     # d between checks (an accelerator); one copy per check, as d is updated
@@ -486,7 +499,10 @@ def _cg_cycle(
             ok = (pq > 0) & (rho > 0)
             alpha = rho / xp.where(ok, pq, 1.0)
             good = active & ok & xp.isfinite(alpha)
-            broken = broken | (active & ~good)
+            # A finite breakdown below the underflow floor ends the column's
+            # recursion (it leaves active below, not broken): see floor.
+            bad = active & ~good
+            broken = broken | (bad & ((rnorm2 > floor) | ~xp.isfinite(pq)))
             alpha = xp.where(good, alpha, 0.0)
         else:
             # One column on the CPU: test before the step, so that d never
@@ -495,6 +511,10 @@ def _cg_cycle(
             if not (math.isfinite(pq_f) and math.isfinite(rho_f)):
                 return it, d, SolveStatus.NONFINITE, _NONFINITE_MESSAGE.format(it=it)
             if not (pq_f > 0 and rho_f > 0):
+                if backend.to_float(rnorm2) <= floor:
+                    # Underflow, not a property of A or M (see floor): the
+                    # recursion has ended; the true residual decides.
+                    return it, d, _CONVERGED, ""
                 return it, d, SolveStatus.INDEFINITE, _breakdown_message(
                     it, preconditioned, not rho_f > 0, pq_f, rho_f
                 )
