@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import pytest
 
+from helpers import to_numpy
 from natgrad.adapters.callables import CallableModel
 from natgrad.linalg import FactorizationWarning, woodbury_solve
 from natgrad.optim import ENGD, FNGD, SPRING
@@ -186,7 +187,7 @@ def test_factorization_warning_shown_once_per_optimizer(xp):
         assert all(len(info["warnings"]) == 1 and info["warnings"][0].startswith("FactorizationWarning: ")
                    for info in infos)
         # the first step solved Aθ = y (its min-norm solution is θ = ½·1; float32 rounding)
-        np.testing.assert_allclose(np.asarray(params, dtype=np.float64), np.full(4, 0.5), rtol=1e-5)
+        np.testing.assert_allclose(to_numpy(params).astype(np.float64), np.full(4, 0.5), rtol=1e-5)
         # a second optimiser shows its own once
         _run(ENGD(damping=1e-20), model, 3)
         assert len(_factorization(record)) == 2

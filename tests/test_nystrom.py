@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import from_numpy, symmetric_matrix, to_numpy
+from natgrad import backend
 from natgrad.linalg import SolveStatus, cg, from_matvec
 from natgrad.linalg.nystrom import (
     LowRankPSD,
@@ -115,14 +116,18 @@ def test_low_rank_psd_direct_construction(xp):
     np.testing.assert_allclose(to_numpy(F.solve(from_numpy(xp, b), 0.3)), np.linalg.solve(ref + 0.3 * np.eye(n), b), rtol=1e-12)
 
 
-def test_seed_reproducible_and_same_on_every_cpu_backend(xp):
+def test_seed_reproducible_and_same_on_every_cpu_backend(xp, backend_name):
     A = decaying_psd(25, seed=8, low=-3)
     a1 = nystrom(from_numpy(xp, A), 7, seed=42)
     a2 = nystrom(from_numpy(xp, A), 7, seed=42)
     np.testing.assert_array_equal(to_numpy(a1.s), to_numpy(a2.s))
     np.testing.assert_array_equal(to_numpy(a1.V), to_numpy(a2.V))
-    ref = nystrom(A, 7, seed=42)  # NumPy: the same test matrix
-    np.testing.assert_allclose(dense(a1), dense(ref), rtol=1e-10, atol=1e-12)
+    if backend_name != "cupy":
+        # Every host-drawing backend draws NumPy's numbers for a seed; CuPy
+        # draws on the device with its own generator (backend.random.normal),
+        # so the same seed gives another (equally valid) sketch there.
+        ref = nystrom(A, 7, seed=42)  # NumPy: the same test matrix
+        np.testing.assert_allclose(dense(a1), dense(ref), rtol=1e-10, atol=1e-12)
     other = nystrom(from_numpy(xp, A), 7, seed=43)
     assert np.abs(dense(other) - dense(a1)).max() > 1e-6
 
@@ -201,25 +206,35 @@ def test_preconditioned_condition_number_bounded_by_theory(xp, method, ell):
     n, mu = 60, 1e-3
     eig = np.logspace(1, -8, n)
     A = symmetric_matrix(eig, seed=13)
-    approx = nystrom(from_numpy(xp, A), ell, seed=14, method=method)
-    P = NystromPreconditioner(approx, mu)
-    Pinv = to_numpy(P.to_dense())
-    np.testing.assert_allclose(Pinv, Pinv.T, atol=1e-12)
-    # spectrum of P^{-1/2}(A + μI)P^{-1/2} = spectrum of S (A + μI) S, S = P^{-1/2}
-    w, Q = np.linalg.eigh(Pinv)
-    assert w.min() > 0 and w.max() <= 1 + 1e-10  # ‖P⁻¹‖ ≤ 1
-    S = (Q * np.sqrt(w)) @ Q.T
-    lam = np.linalg.eigvalsh(S @ (A + mu * np.eye(n)) @ S)
-    s_ell = to_numpy(approx.s).min()
-    normE = np.linalg.norm(A - dense(approx), 2)
-    # Frangella, Tropp & Udell 2023, Prop. 5.3: eigenvalues in [μ, ŝ_ℓ + μ + ‖E‖]
-    assert lam.min() >= mu * (1 - 1e-6)
-    assert lam.max() <= (s_ell + mu + normE) * (1 + 1e-6)
-    kappa = lam.max() / lam.min()
-    assert kappa <= (s_ell + mu + normE) / mu * (1 + 1e-5)
-    # near the best any rank-ℓ deflation can do, (λ_{ℓ+1} + μ)/μ (measured ≤ 2.3×)
-    optimal = (eig[ell] + mu) / mu
-    assert optimal * (1 - 1e-6) <= kappa <= 4 * optimal
+    optimal = (eig[ell] + mu) / mu  # the best any rank-ℓ deflation can do
+    kappas = []
+    for seed in range(14, 21):
+        approx = nystrom(from_numpy(xp, A), ell, seed=seed, method=method)
+        P = NystromPreconditioner(approx, mu)
+        Pinv = to_numpy(P.to_dense())
+        np.testing.assert_allclose(Pinv, Pinv.T, atol=1e-12)
+        # spectrum of P^{-1/2}(A + μI)P^{-1/2} = spectrum of S (A + μI) S, S = P^{-1/2}
+        w, Q = np.linalg.eigh(Pinv)
+        assert w.min() > 0 and w.max() <= 1 + 1e-10  # ‖P⁻¹‖ ≤ 1
+        S = (Q * np.sqrt(w)) @ Q.T
+        lam = np.linalg.eigvalsh(S @ (A + mu * np.eye(n)) @ S)
+        s_ell = to_numpy(approx.s).min()
+        normE = np.linalg.norm(A - dense(approx), 2)
+        # Frangella, Tropp & Udell 2023, Prop. 5.3 (for every sketch):
+        # eigenvalues in [μ, ŝ_ℓ + μ + ‖E‖]
+        assert lam.min() >= mu * (1 - 1e-6)
+        assert lam.max() <= (s_ell + mu + normE) * (1 + 1e-6)
+        kappa = lam.max() / lam.min()
+        assert kappa <= (s_ell + mu + normE) / mu * (1 + 1e-5)
+        assert kappa >= optimal * (1 - 1e-6)
+        kappas.append(kappa)
+    # Near the best rank-ℓ deflation: κ/optimal depends on the random sketch.
+    # Over 200 NumPy seeds its median is 2.4× (ℓ = 5), 2.9× (15), 1.65× (30),
+    # but single draws exceed 4× (2 % of them at ℓ = 5, 17 % at ℓ = 15, up to
+    # 6.7×; the first GPU run's CuPy draw gave 4.66×), so "≤ 4×" is a
+    # property of the typical draw, not of each: the median of 7 independent
+    # draws is asserted (above 4× for 0.5 % of the windows of 7 NumPy seeds).
+    assert np.median(kappas) <= 4 * optimal, np.array(kappas) / optimal
 
 
 def test_preconditioner_constant_condition_at_effective_dimension(xp):
@@ -348,7 +363,10 @@ def test_nystrom_pcg_status_and_stats(xp):
         assert res.stats["matvecs"] == k.calls
         assert res.stats["rank"] == 20 and "rank 20" in res.info
         assert res.stats["preconditioner_applications"] >= res.iterations
-        assert len(res.stats["residual_history"]) == res.iterations + 1
+        # the initial residual, then one entry per convergence check: every
+        # sync_interval-th iteration (1 on the CPU, 10 on a GPU) and the last
+        interval = backend.sync_interval(b)
+        assert len(res.stats["residual_history"]) == 1 + -(-res.iterations // interval)
     # a fixed rank: one sketch block, then one product per CG iteration and the check
     k = CountingKernel(xp, K)
     res = nystrom_pcg(from_matvec(k, (n, n), xp.float64, matmat=k), b, 30, damping=mu, seed=0, rtol=1e-10)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from helpers import to_numpy
 from natgrad import validation as v
 
 
@@ -156,7 +157,7 @@ def test_checked_callable_catches_a_fault_at_the_call_it_happens(xp, fault, erro
     u = xp.asarray([1.0, -2.0, 3.0, 0.5])
     for k in range(1, at):
         y = f(u)
-        np.testing.assert_allclose(np.asarray(y), 2.0 * np.asarray(u), rtol=0)
+        np.testing.assert_allclose(to_numpy(y), 2.0 * to_numpy(u), rtol=0)
         assert f.calls == k
     with pytest.raises(error) as err:
         f(u)
@@ -194,7 +195,7 @@ def test_checked_callable_out_shape_and_cast(xp):
     out = K(X, Y)
     assert out.dtype == xp.float64 and tuple(out.shape) == (5, 3)
     x, y = np.linspace(0, 1, 5), np.linspace(0, 2, 3)
-    np.testing.assert_allclose(np.asarray(out), np.exp(-(x[:, None] - y[None, :]) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(out), np.exp(-(x[:, None] - y[None, :]) ** 2), rtol=1e-6)
     wrong = v.CheckedCallable(kernel, "kernel", out_shape=lambda X, Y: (Y.shape[0], X.shape[0]))
     with pytest.raises(v.CallableOutputError, match=r"expected \(3, 5\)"):
         wrong(X, Y)
