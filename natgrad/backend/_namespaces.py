@@ -530,21 +530,26 @@ def to_namespace(x: Any, xp: ModuleType) -> Any:
         ``x`` itself when it already belongs to ``xp``; otherwise an array
         sharing memory with ``x`` when the devices agree and the target
         library accepts the DLPack capsule; otherwise a copy through host
-        memory (only for arrays that live on the host).
+        memory, in ``xp`` on its default device (a CuPy or GPU array asked
+        for as a NumPy or array-api-strict array: a host copy).
 
     Raises
     ------
     TypeError
         If ``x`` is not an array of a supported library.
     Exception
-        When ``xp.from_dlpack`` fails for an array on an accelerator, its
-        error is re-raised as it is: device data are never copied through the
-        host silently.
+        The source library's error when it cannot copy ``x`` to the host
+        either (a PyTorch tensor that requires grad: ``.detach()`` it first).
 
     Notes
     -----
     This is the explicit conversion that :func:`namespace` refuses to do
-    implicitly.  When memory is shared, writes through one array are seen
+    implicitly: the caller names the target library, so copying device data
+    to the host when that library cannot hold them where they are is the
+    transfer asked for, not a silent one.  natgrad's core never calls it on
+    the arrays it computes with (the project rule: no silent device
+    transfers); the adapters call it for the ``array_namespace`` a user
+    chose.  When memory is shared, writes through one array are seen
     through the other.
 
     Examples
@@ -565,9 +570,20 @@ def to_namespace(x: Any, xp: ModuleType) -> Any:
     try:
         return xp.from_dlpack(x)
     except Exception:
-        if _on_accelerator(x):
-            raise
-        return xp.asarray(numpy.asarray(x))
+        # The target cannot take x where it lives (NumPy refuses a CUDA
+        # capsule with "BufferError: Unsupported device in DLTensor"): copy to
+        # the host, as the caller asked for xp's array.
+        return xp.asarray(_host_copy(x) if _on_accelerator(x) else numpy.asarray(x))
+
+
+def _host_copy(x: Any) -> Any:
+    """The NumPy copy of an array on an accelerator (CuPy, PyTorch, JAX)."""
+    src = array_api_compat.array_namespace(x)
+    if is_cupy(src):
+        return x.get()
+    if is_torch(src):
+        return x.cpu().numpy()  # a tensor that requires grad raises (no silent detach)
+    return numpy.asarray(x)  # JAX copies device arrays to the host on request
 
 
 def numpy_namespace() -> ModuleType:
