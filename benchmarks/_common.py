@@ -106,7 +106,9 @@ def _versions() -> str:
     import importlib.metadata as md
 
     parts = [f"python {platform.python_version()}"]
-    for pkg in ("natgrad", "numpy", "scipy", "array-api-compat", "torch", "jax", "cupy-cuda12x"):
+    # CuPy's wheels are named by CUDA major version (cupy-cuda13x on the H200 machines)
+    for pkg in ("natgrad", "numpy", "scipy", "array-api-compat", "torch", "jax",
+                "cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x", "cupy"):
         try:
             parts.append(f"{pkg} {md.version(pkg)}")
         except md.PackageNotFoundError:

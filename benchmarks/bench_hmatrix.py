@@ -52,6 +52,7 @@ from _common import (  # noqa: E402
     interleaved, markdown_table, median_time, parse_args, sweep_memory, write_result,
 )
 
+import array_api_compat  # noqa: E402
 import array_api_compat.numpy as xnp  # noqa: E402
 
 from natgrad.hmatrix import HMatrix  # noqa: E402
@@ -63,7 +64,9 @@ LEAF = 64
 
 def kernel(X, Y):
     """exp(−‖x − y‖) for NumPy-like arrays of any array-API namespace."""
-    xp = X.__array_namespace__() if hasattr(X, "__array_namespace__") else np
+    # array-api-compat's namespace: CuPy 14 arrays have no __array_namespace__,
+    # and NumPy's clip (the fallback before) has no min= on CuPy arrays
+    xp = array_api_compat.array_namespace(X, Y)
     sx = xp.sum(X * X, axis=1)[:, None]
     sy = xp.sum(Y * Y, axis=1)[None, :]
     d2 = xp.clip(sx + sy - 2.0 * (X @ xp.matrix_transpose(Y)), min=0.0)
