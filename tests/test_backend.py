@@ -442,3 +442,24 @@ def test_vecdot_matches_the_conjugated_dot(xp):
     C = A + 1j * B
     c = xp.asarray(from_numpy(xp, A), dtype=xp.complex128) + 1j * xp.asarray(from_numpy(xp, B), dtype=xp.complex128)
     np.testing.assert_allclose(to_numpy(backend.vecdot(xp, c, c)), np.sum(np.conj(C) * C, axis=1), rtol=1e-14)
+
+
+def test_assign_writes_a_row_or_column(xp, backend_name):
+    # the buffer comes back with the write, whatever the library (in place
+    # where it can be, a new array on JAX); values against the NumPy write
+    rng = np.random.default_rng(7)
+    B = rng.standard_normal((4, 5))
+    row, col = rng.standard_normal(5), rng.standard_normal(4)
+    buf = from_numpy(xp, B)
+    out = backend.assign(buf, (2, slice(None)), from_numpy(xp, row))
+    out = backend.assign(out, (slice(None), 3), from_numpy(xp, col))
+    ref = B.copy()
+    ref[2, :] = row
+    ref[:, 3] = col
+    np.testing.assert_array_equal(to_numpy(out), ref)
+    if backend_name == "jax":
+        np.testing.assert_array_equal(to_numpy(buf), B)  # immutable: the write made a new array
+    else:
+        assert out is buf  # no copy of the buffer per write
+    with pytest.raises(TypeError):
+        backend.assign([[0.0]], (0, 0), 1.0)

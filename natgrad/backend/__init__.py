@@ -48,7 +48,7 @@ module                 concern
                        and :func:`sync_interval`, how often to pay for one
 ``dense``              :func:`cholesky`, :func:`cho_solve`,
                        :func:`solve_triangular`, :func:`eigh`, :func:`qr`,
-                       :func:`svd`, :func:`add_identity`
+                       :func:`svd`, :func:`svdvals`, :func:`add_identity`
 ``syrk``               :func:`gram` (``U Uᵀ`` by BLAS ``syrk``) and the
                        BLAS thread-pool rules
 ``threads``            :func:`blas_threads`, a limit on the BLAS pools for
@@ -63,6 +63,8 @@ module                 concern
                        :func:`require_eager` (refuse what cannot run
                        distributed), and the dask branches of the dense
                        dispatchers
+``update``             :func:`assign`: a write into a buffer natgrad owns,
+                       in place where the library allows, functional on JAX
 ``io``                 checkpoint files (``.npz`` plus JSON, never pickled,
                        written atomically); not re-exported: ``from
                        natgrad.backend import io``
@@ -110,6 +112,7 @@ from .dense import (
     qr,
     solve_triangular,
     svd,
+    svdvals,
 )
 from .dtypes import eps, float_dtype, is_low_precision
 from .lazy import DistributedUnsupportedError, is_lazy, persist, require_eager
@@ -118,6 +121,7 @@ from .random import normal
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
 from .syrk import gram
 from .threads import blas_threads, quiet_floating_point
+from .update import assign
 
 __all__ = [
     "CholeskyError",
@@ -151,6 +155,7 @@ __all__ = [
     "eigh",
     "qr",
     "svd",
+    "svdvals",
     "gram",
     "blas_threads",
     "quiet_floating_point",
@@ -160,4 +165,5 @@ __all__ = [
     "to_namespace",
     "is_scipy_operator",
     "numpy_namespace",
+    "assign",
 ]
