@@ -112,6 +112,39 @@ def test_aca_zero_rows_and_zero_block(xp):
     assert np.linalg.norm(A - approx) <= 1e-6 * np.linalg.norm(A)
 
 
+def _aca_reference(A, k):
+    """Partial-pivot ACA written plainly (NumPy, factors rebuilt each step), ``k`` crosses."""
+    m, n = A.shape
+    U, V = np.zeros((m, 0)), np.zeros((n, 0))
+    used_r, used_c, i = np.zeros(m, bool), np.zeros(n, bool), 0
+    for _ in range(k):
+        r = A[i] - V @ U[i]
+        used_r[i] = True
+        j = int(np.argmax(np.where(used_c, -1.0, np.abs(r))))
+        v = r / r[j]
+        u = A[:, j] - U @ V[j]
+        used_c[j] = True
+        U, V = np.column_stack([U, u]), np.column_stack([V, v])
+        i = int(np.argmax(np.where(used_r, -1.0, np.abs(u))))
+    return U, V
+
+
+def test_aca_factors_grow_past_their_buffers(xp):
+    # 70 crosses: the factor buffers (32 rows at first) double twice; every
+    # cross must be the one the plain algorithm makes
+    # (singular values 0.9^l: the 70th cross is still far above rounding)
+    A = _decaying(140, 120, 2, decay=0.9)
+    Ax = from_numpy(xp, A)
+    res = aca(lambda i: Ax[i, :], lambda j: Ax[:, j], A.shape, tol=1e-12, max_rank=70)
+    U, V = to_numpy(res.U), to_numpy(res.V)
+    assert U.shape == (140, 70) and V.shape == (120, 70) and not res.converged
+    U_ref, V_ref = _aca_reference(A, 70)
+    scale = np.linalg.norm(A)
+    np.testing.assert_allclose(U, U_ref, rtol=0, atol=1e-9 * scale)
+    np.testing.assert_allclose(V, V_ref, rtol=0, atol=1e-9)
+    assert abs(res.norm - np.linalg.norm(U @ V.T)) <= 1e-8 * res.norm
+
+
 def test_aca_max_rank_on_random_block(xp):
     A = np.random.default_rng(0).standard_normal((20, 20))
     Ax = from_numpy(xp, A)

@@ -38,6 +38,10 @@ __all__ = [
 _CONFIRM = 2
 #: rows tried when a residual row is (numerically) zero before ACA gives up
 _ZERO_ROW_TRIES = 3
+#: columns of ACA's factor buffers at the start (they double when full)
+_FIRST_CAPACITY = 32
+#: the factors' rows in ACA's products grow in steps of this many (see aca)
+_ROW_STEP = 16
 
 
 class LowRank(NamedTuple):
@@ -351,20 +355,35 @@ def aca(
 
     r0 = row(0)
     xp = backend.namespace(row=r0)
-    dev = backend.device(r0)
+    dev, dtype = backend.device(r0), r0.dtype
     ar_m, ar_n = xp.arange(m, device=dev), xp.arange(n, device=dev)
     used_r = ar_m < 0
     used_c = ar_n < 0
-    U = V = None  # (m, k), (n, k)
+    # the rows and columns used so far, counted on the host (no sync to ask
+    # whether all are used)
+    seen_r: set[int] = set()
+    seen_c: set[int] = set()
+    # the crosses are the rows of Ut (cap, m) and Vt (cap, n), buffers
+    # that double when full (rebuilding the factors by concatenation would
+    # copy O(m k) per cross); rows, so that the leading k are contiguous.
+    # Products take the leading kk ≥ k rows, kk a multiple of _ROW_STEP: the
+    # rows not yet written are zero and add exact zeros, and the shapes
+    # change every _ROW_STEP crosses, not at each (JAX compiles each eager
+    # operation once per shape)
+    cap = min(max_rank, _FIRST_CAPACITY)
+    Ut, Vt = xp.zeros((cap, m), dtype=dtype, device=dev), xp.zeros((cap, n), dtype=dtype, device=dev)
+    k = 0
     norm2, err, small, zero_tries, zero_err = 0.0, math.inf, 0, 0, 0.0
     converged = False
     i, r = 0, r0
-    while U is None or U.shape[1] < max_rank:
+    while k < max_rank:
+        kk = min(cap, -(-k // _ROW_STEP) * _ROW_STEP)
         if r is None:
             r = row(i)
-        if U is not None:
-            r = r - V @ U[i, :]
+        if k:
+            r = r - Ut[:kk, i] @ Vt[:kk, :]
         used_r = used_r | (ar_m == i)
+        seen_r.add(i)
         j = backend.to_int(xp.argmax(xp.where(used_c, -1.0, xp.abs(r))))
         piv = backend.to_float(r[j])
         # a (numerically) zero residual row says nothing about the rest of
@@ -376,42 +395,51 @@ def aca(
             zero_err = max(zero_err, abs(piv) * math.sqrt(m * n))
             # before the first cross nothing is known about the block, so
             # every row is tried (a zero block costs one full evaluation)
-            if (U is not None and zero_tries > _ZERO_ROW_TRIES) or backend.to_bool(xp.all(used_r)):
+            if (k and zero_tries > _ZERO_ROW_TRIES) or len(seen_r) == m:
                 converged = True
                 err = zero_err
                 break
             i = backend.to_int(
                 xp.argmin(xp.astype(used_r, xp.int32) * m + ar_m)
-                if U is None
-                else xp.argmax(xp.where(used_r, -1.0, xp.abs(U[:, -1])))
+                if not k
+                else xp.argmax(xp.where(used_r, -1.0, xp.abs(Ut[k - 1, :])))
             )
             r = None
             continue
         v = r / piv
         c = col(j)
-        u = c - U @ V[j, :] if U is not None else c
+        u = c - Vt[:kk, j] @ Ut[:kk, :] if k else c
         used_c = used_c | (ar_n == j)
-        if U is None:
+        seen_c.add(j)
+        if not k:
             vals = _host_floats(xp.stack([xp.sum(u * u), xp.sum(v * v)]))
             cross = 0.0
         else:
-            cross_v = xp.sum((xp.matrix_transpose(U) @ u) * (xp.matrix_transpose(V) @ v))
+            cross_v = xp.sum((Ut[:kk, :] @ u) * (Vt[:kk, :] @ v))
             vals = _host_floats(xp.stack([xp.sum(u * u), xp.sum(v * v), cross_v]))
             cross = vals[2]
         norm2 = max(norm2 + 2.0 * cross + vals[0] * vals[1], 0.0)
-        U = u[:, None] if U is None else xp.concat([U, u[:, None]], axis=1)
-        V = v[:, None] if V is None else xp.concat([V, v[:, None]], axis=1)
+        if k == cap:
+            cap = min(2 * cap, max_rank)
+            Ut = xp.concat([Ut, xp.zeros((cap - k, m), dtype=dtype, device=dev)], axis=0)
+            Vt = xp.concat([Vt, xp.zeros((cap - k, n), dtype=dtype, device=dev)], axis=0)
+        Ut = backend.assign(Ut, (k, slice(None)), u)
+        Vt = backend.assign(Vt, (k, slice(None)), v)
+        k += 1
         err = math.sqrt(vals[0] * vals[1])
         small = small + 1 if err <= tol * math.sqrt(norm2) else 0
-        if small >= _CONFIRM or backend.to_bool(xp.all(used_r)) or backend.to_bool(xp.all(used_c)):
+        if small >= _CONFIRM or len(seen_r) == m or len(seen_c) == n:
             converged = True  # the cross interpolates every row or column: exact
             break
         i = backend.to_int(xp.argmax(xp.where(used_r, -1.0, xp.abs(u))))
         r = None
-    if U is None:  # every tried row was zero
-        z = xp.zeros((m, 0), dtype=r0.dtype, device=dev)
-        return ACAResult(z, xp.zeros((n, 0), dtype=r0.dtype, device=dev), 0.0, 0.0, True)
-    converged = converged or U.shape[1] == min(m, n)
+    if not k:  # every tried row was zero
+        z = xp.zeros((m, 0), dtype=dtype, device=dev)
+        return ACAResult(z, xp.zeros((n, 0), dtype=dtype, device=dev), 0.0, 0.0, True)
+    converged = converged or k == min(m, n)
+    # copies: the slices would keep the whole buffers alive
+    U = xp.asarray(xp.matrix_transpose(Ut[:k, :]), copy=True)
+    V = xp.asarray(xp.matrix_transpose(Vt[:k, :]), copy=True)
     return ACAResult(U, V, math.sqrt(norm2), err, converged)
 
 
