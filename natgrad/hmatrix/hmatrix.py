@@ -21,9 +21,18 @@ exact (Eckart–Young), so for dense input the bound is guaranteed, up to
 rounding (2% of the budget is held back for it).
 
 **Kernel blocks.**  Small admissible blocks are evaluated and compressed by
-SVD (exact).  Large ones use ACA with partial pivoting (never forming the
-block) with a safety factor of 10 on its heuristic stopping rule, followed by
-recompression (QR and a small SVD) within half of the block's share; the
+SVD (exact).  One whose rank at its budget would not save storage is split
+into its children, which are cut from its entries (not evaluated again), or
+stored dense when its clusters are leaves; in a size class where most blocks
+so far failed this test, the next one reads its singular values alone
+(3-3.6× cheaper than the SVD with vectors) and computes the vectors only if
+it passes -- the same decisions, so the same matrix.  Large ones use ACA
+with partial pivoting, which needs only some rows and columns of the block,
+with a safety factor of 10 on its heuristic stopping rule.  The rows and
+columns come from the kernel until they add up to a quarter of the block;
+a block of at most 2²⁰ entries is then formed in one kernel call and ACA
+goes on from its entries (a high-rank block costs one call instead of
+hundreds).  ACA is followed by recompression (QR and a small SVD) within half of the block's share; the
 rest of the share goes to the pool.  The ACA residuals are not orthogonal to
 the truncation tails, so they are charged first and the tails share what is
 left: ``‖H − A‖_F ≤ (Σ_b r_b²)^{1/2} + (Σ_b t_b²)^{1/2}`` (Minkowski) for
@@ -77,6 +86,9 @@ _ROUNDING = 0.98
 #: ACA blocks are verified against the formed block by default up to this
 #: many matrix entries (cheap at that size)
 _VERIFY_LIMIT = 4_000_000
+#: ACA forms a block of at most this many entries (8 MB in float64) once its
+#: crosses have fetched a quarter of them (see _Crosses)
+_FORM_LIMIT = 1 << 20
 #: dense-input blocks with min(m, n) above this use the randomized range finder
 _RSVD_MIN = 256
 #: mixed precision: a block is stored in float32 when its rounding error is
@@ -160,6 +172,10 @@ class _Builder:
         self.norm2_aca = 0.0  # Σ ‖A_b‖² (exact or estimated) over ACA blocks
         self.exact: Callable[[], Any] | None = None  # the permuted matrix, on demand
         self.counts = {"dense": 0, "svd": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0, "split": 0}
+        #: (compressed, not compressed) counts of the SVD rank tests per size
+        #: class of formed blocks: where most failed, the next test reads the
+        #: singular values first and computes vectors only if it passes
+        self.tests: dict[tuple[int, int], tuple[int, int]] = {}
 
     def set_scale(self, exp: int) -> None:
         """Build from the matrix times ``2^-exp`` (called before any block).
@@ -231,6 +247,25 @@ class _Builder:
             return F32, G32, bounds
         return F, Gt, [0.0] * (k + 1)
 
+    # -- which formed blocks get their singular vectors ---------------------
+    @staticmethod
+    def _compresses(k: int, m: int, n: int) -> bool:
+        """Whether rank ``k`` stores an ``m × n`` block in fewer entries than dense."""
+        return k <= (m * n) // (m + n) and k * (m + n) < m * n
+
+    @staticmethod
+    def _size_class(m: int, n: int) -> tuple[int, int]:
+        return (m.bit_length(), n.bit_length())
+
+    def _expect_failure(self, m: int, n: int) -> bool:
+        """Whether most formed blocks of this size class so far did not compress."""
+        ok, failed = self.tests.get(self._size_class(m, n), (0, 0))
+        return failed > ok
+
+    def _record_test(self, m: int, n: int, compressed: bool) -> None:
+        ok, failed = self.tests.get(self._size_class(m, n), (0, 0))
+        self.tests[self._size_class(m, n)] = (ok + compressed, failed + (not compressed))
+
     def formed(self, t: Cluster, s: Cluster, Ab: Any, split: Callable[[], Any] | None) -> Any:
         """Compress a formed admissible block (SVD or randomized range finder)."""
         xp = self.xp
@@ -242,12 +277,21 @@ class _Builder:
         if min(m, n) > _RSVD_MIN:
             U, sv, Vh, resid = lowrank.range_svd(Ab, budget / math.sqrt(2.0), max_rank=pays)
             method = "rsvd"
+        elif self._expect_failure(m, n) and not self._compresses(
+                lowrank.truncation_rank(_host_floats(backend.svdvals(Ab)), budget), m, n):
+            # the singular values alone settle a test that blocks of this
+            # size have mostly failed: the singular vectors are not computed
+            U = sv = Vh = None
+            resid, method = 0.0, "svd"
         else:
             U, sv, Vh = backend.svd(Ab)
             resid, method = 0.0, "svd"
-        vals = _host_floats(sv)
-        k = lowrank.truncation_rank(vals, math.sqrt(max(budget**2 - resid**2, 0.0)))
-        if resid > budget or k > pays or k * (m + n) >= m * n:
+        vals = [] if sv is None else _host_floats(sv)
+        k = min(m, n) if sv is None else lowrank.truncation_rank(
+            vals, math.sqrt(max(budget**2 - resid**2, 0.0)))
+        if method == "svd":
+            self._record_test(m, n, self._compresses(k, m, n))
+        if resid > budget or not self._compresses(k, m, n):
             if split is not None and self.splitting:
                 self.counts["split"] += 1
                 return split()
@@ -267,21 +311,19 @@ class _Builder:
     def aca(self, t: Cluster, s: Cluster, source: "_KernelSource", verify: bool) -> Any:
         xp = self.xp
         m, n = t.size, s.size
-        res = lowrank.aca(
-            lambda i: source.row(t, s, i), lambda j: source.col(t, s, j), (m, n),
-            tol=_ACA_SAFETY * self.eps,
-        )
+        cross = _Crosses(source, t, s)
+        res = lowrank.aca(cross.row, cross.col, (m, n), tol=_ACA_SAFETY * self.eps)
         rank = res.U.shape[1]
         # a norm whose square overflows goes to the formed block, whose
         # check names the kernel (only a kernel whose scale jumps mid-build
         # gets there: the build works on normalised values)
         if not res.converged or rank * (m + n) >= m * n or not math.isfinite(res.norm * res.norm):
             self.counts["aca_fallback"] += 1
-            return self.formed(t, s, source.block(t, s), None)
+            return self.formed(t, s, cross.block(), None)
         lr = lowrank.recompress(res.U, res.V, _LOCAL_SHARE * self.eps * res.norm)
         w = self.weight(t, s)
         if verify:
-            Ab = source.block(t, s)
+            Ab = cross.block()
             norm2 = _finite_norm2(xp, Ab)
             err = backend.to_float(xp.linalg.vector_norm(Ab - lr.U @ xp.matrix_transpose(lr.V)))
             if err > self.eps * math.sqrt(norm2):
@@ -428,6 +470,48 @@ class _KernelSource:
         return self(self.X[t.start:t.stop, :], self.Y[s.start + j:s.start + j + 1, :])[:, 0]
 
 
+class _Crosses:
+    """Rows and columns of one kernel block for ACA, from the kernel until
+    the block is cheaper to form.
+
+    Each row or column is one kernel call, whose fixed cost (the user's
+    Python, natgrad's checks of the answer) dwarfs its ``m + n`` entries on
+    blocks of a few hundred.  Once the crosses have fetched a quarter of
+    the block's entries -- a high-rank block, as in 3-D at tight
+    tolerances -- and the block has at most :data:`_FORM_LIMIT` entries, it
+    is formed in one call and the rest are its rows and columns: forming
+    costs at most four times the entries already fetched, and saves the
+    remaining crosses' calls (a 470 × 470 Gaussian block of rank 160:
+    measured 2x faster).  The block is kept for a fallback or a check.
+    """
+
+    def __init__(self, source: "_KernelSource", t: Cluster, s: Cluster) -> None:
+        self.source, self.t, self.s = source, t, s
+        self.fetched = 0
+        self.formed: Any = None
+        m, n = t.size, s.size
+        self._switch = m * n // 4 if m * n <= _FORM_LIMIT else math.inf
+
+    def block(self) -> Any:
+        if self.formed is None:
+            self.formed = self.source.block(self.t, self.s)
+        return self.formed
+
+    def _from_block(self, entries: int) -> bool:
+        self.fetched += entries
+        return self.formed is not None or self.fetched > self._switch
+
+    def row(self, i: int) -> Any:
+        if self._from_block(self.s.size):
+            return self.block()[i, :]
+        return self.source.row(self.t, self.s, i)
+
+    def col(self, j: int) -> Any:
+        if self._from_block(self.t.size):
+            return self.block()[:, j]
+        return self.source.col(self.t, self.s, j)
+
+
 def _scale_exponent(amax: float, dtype: Any, xp: Any) -> int:
     """``e`` with ``max|A| · 2^-e`` in ``[0.5, 1)`` when ``max|A|`` is beyond
     ``2^±(maxexp/4)`` (``1e±77`` in float64, ``4e±9`` in float32), else 0.
@@ -543,6 +627,13 @@ def _walk(block: Block, leaf: Callable[[Block], Any]) -> Any:
     nr = len(block.rows.children) or 1
     nc = len(block.cols.children) or 1
     return ("node", nr, nc, [_walk(c, leaf) for c in block.children])
+
+
+def _sub_block(xp: Any, parent: tuple[Any, Cluster, Cluster], t: Cluster, s: Cluster) -> Any:
+    """The entries of block ``t × s`` cut (copied) from a formed block ``(A, t₀, s₀)`` holding it."""
+    A, t0, s0 = parent
+    i, j = t.start - t0.start, s.start - s0.start
+    return xp.asarray(A[i:i + t.size, j:j + s.size], copy=True)
 
 
 def _split_layout(t: Cluster, s: Cluster, child: Callable[[Cluster, Cluster], Any]) -> Any:
@@ -920,7 +1011,9 @@ class HMatrix(LinearOperator):
         precision is then off: float32 cannot hold such entries.)
 
         **A kernel that changes mid-build.**  The kernel is called on blocks,
-        rows and columns, once or (for verified ACA blocks) twice per entry.
+        rows and columns, at most twice per entry (ACA's rows and columns of a
+        block, then the block itself when ACA forms it, falls back to an SVD
+        or verifies it).
         It always gets fresh copies of its point arrays, so a kernel that
         writes into ``X`` or ``Y`` changes neither ``points`` nor what later
         calls see.  A kernel whose answers change between calls (a scale
@@ -999,12 +1092,15 @@ class HMatrix(LinearOperator):
             build.symmetric = symmetric
             build.exact = lambda: source.block(rows.root, cols.root)
 
-            def admissible_block(t: Cluster, s: Cluster) -> Any:
+            def admissible_block(t: Cluster, s: Cluster, parent: tuple | None = None) -> Any:
                 if min(t.size, s.size) > aca_min_size:
                     return build.aca(t, s, source, bool(verify))
+                # a block split after a failed rank test is cut from its
+                # parent's entries, not evaluated again
+                Ab = source.block(t, s) if parent is None else _sub_block(xp, parent, t, s)
                 splitter = None if (t.is_leaf and s.is_leaf) else (
-                    lambda: _split_layout(t, s, admissible_block))
-                return build.formed(t, s, source.block(t, s), splitter)
+                    lambda: _split_layout(t, s, lambda a, b: admissible_block(a, b, (Ab, t, s))))
+                return build.formed(t, s, Ab, splitter)
 
             def compress(block: Block) -> Any:
                 if block.admissible:
