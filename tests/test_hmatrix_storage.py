@@ -449,7 +449,7 @@ def test_split_blocks_are_cut_from_their_parent(xp):
 
 def test_high_rank_aca_blocks_are_formed_once(xp, monkeypatch):
     # ACA fetches rows and columns from the kernel until they add up to a
-    # quarter of the block; a high-rank block is then formed in one call and
+    # third of the block; a high-rank block is then formed in one call and
     # ACA goes on from its entries (and a fallback or check reuses it): the
     # same matrix from about half the kernel calls
     from natgrad.hmatrix import hmatrix as hm
