@@ -977,8 +977,8 @@ class HMatrix(LinearOperator):
                                      built 4.3× slower.
         ``leaf_size=128``            Points in up to 3 dimensions, build time
                                      matters more than memory: builds 1.26× faster
-                                     on average (up to 1.64×), stores 1.34× more
-                                     (up to 1.77×).
+                                     on average (up to 1.69×), stores 1.34× more
+                                     (up to 1.78×).
         ``leaf_size=64``             Points in more than 3 dimensions, a
                                      short-range kernel, memory matters more than
                                      build time: stored 9 % less at n = 8000, 22 %
