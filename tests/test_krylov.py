@@ -391,12 +391,16 @@ def test_minres_float32(xp):
     assert rel_residual(A, to_numpy(res.x).astype(np.float64), b) <= 2e-4
 
 
-def test_minres_singular_inconsistent_is_reported(xp):
-    n = 60
-    eigs = np.linspace(-1.0, 2.0, n)
+def _singular_inconsistent_system():
+    """A symmetric indefinite matrix with one zero eigenvalue and a right-hand
+    side with a component in its null space (no exact solution)."""
+    eigs = np.linspace(-1.0, 2.0, 60)
     eigs[20] = 0.0
-    A = symmetric_matrix(eigs, seed=39)
-    b = np.random.default_rng(40).standard_normal(n)
+    return symmetric_matrix(eigs, seed=39), np.random.default_rng(40).standard_normal(60)
+
+
+def test_minres_singular_inconsistent_is_reported(xp):
+    A, b = _singular_inconsistent_system()
     res = minres(from_numpy(xp, A), from_numpy(xp, b), rtol=1e-10)
     assert not res.converged
     assert "singular" in res.info
@@ -416,11 +420,7 @@ def test_minres_singular_found_between_checks_is_reported(xp, monkeypatch):
     import natgrad.backend
 
     monkeypatch.setattr(natgrad.backend, "sync_interval", lambda x, accelerator_interval=10: 10)
-    n = 60
-    eigs = np.linspace(-1.0, 2.0, n)
-    eigs[20] = 0.0
-    A = symmetric_matrix(eigs, seed=39)
-    b = np.random.default_rng(40).standard_normal(n)
+    A, b = _singular_inconsistent_system()
     res = minres(from_numpy(xp, A), from_numpy(xp, b), rtol=1e-10)
     # found at iteration 66 on NumPy: a check comes only at 70
     assert res.status is SolveStatus.SINGULAR and not res.converged, res.info
