@@ -247,6 +247,21 @@ def _check_error(err: BaseException, names: tuple[str, ...]) -> None:
         raise AssertionError(f"{cls.__name__} names none of {names}: {message}") from err
 
 
+def assert_fault_named(out: Outcome, kind: str, at: int, name: str) -> None:
+    """A breaking fault injected at call ``at`` of callable ``name`` ended the
+    call as the contract says: the user's :class:`InjectedFault` with a note
+    naming the call, or natgrad's error (wrong shape or NaN/Inf) naming it."""
+    from natgrad.validation import CallableOutputError, NonFiniteOutputError
+
+    assert out.raised, "the fault went unnoticed"
+    if kind == "raise":
+        assert isinstance(out.error, InjectedFault)
+        assert f"raised by {name} (call {at})" in " ".join(getattr(out.error, "__notes__", []))
+    else:
+        cls = CallableOutputError if kind == "shape" else NonFiniteOutputError
+        assert isinstance(out.error, cls) and f"{name} (call {at})" in str(out.error)
+
+
 def assert_finite(x: Any, what: str = "x") -> np.ndarray:
     """``x`` as NumPy, after checking it has no NaN/Inf."""
     a = to_numpy(x)

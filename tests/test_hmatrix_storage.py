@@ -495,10 +495,9 @@ def test_fault_in_the_call_that_forms_an_aca_block_is_named(kind, monkeypatch):
     # the one-call block ACA forms (and the split children cut from a parent)
     # go through the same checked kernel call as every other: a fault there
     # is named, with its call number, or passes through as the user's error
-    from faults import Fault, InjectedFault, outcome
+    from faults import Fault, assert_fault_named, outcome
 
     from natgrad.hmatrix import hmatrix as hm
-    from natgrad.validation import CallableOutputError, NonFiniteOutputError
 
     P = points("2", 500, seed=5)
     kw = dict(eps=1e-10, leaf_size=16, aca_min_size=30, verify=False)
@@ -516,10 +515,5 @@ def test_fault_in_the_call_that_forms_an_aca_block_is_named(kind, monkeypatch):
     at = forming[len(forming) // 2]  # a block formed mid-build
     faulty = Fault(kernel, kind, at)
     out = outcome(lambda: HMatrix.from_kernel(faulty, P, **kw), "kernel")
-    assert out.raised and faulty.calls == at
-    if kind == "raise":
-        assert isinstance(out.error, InjectedFault)
-        assert f"raised by kernel (call {at})" in " ".join(getattr(out.error, "__notes__", []))
-    else:
-        cls = CallableOutputError if kind == "shape" else NonFiniteOutputError
-        assert isinstance(out.error, cls) and f"kernel (call {at})" in str(out.error)
+    assert faulty.calls == at
+    assert_fault_named(out, kind, at, "kernel")
