@@ -517,3 +517,68 @@ def test_fault_in_the_call_that_forms_an_aca_block_is_named(kind, monkeypatch):
     out = outcome(lambda: HMatrix.from_kernel(faulty, P, **kw), "kernel")
     assert faulty.calls == at
     assert_fault_named(out, kind, at, "kernel")
+
+
+# -- formed blocks: a sketch at the rank of their size class ------------------------
+
+
+#: a kernel whose admissible blocks have ranks 7-13 at eps 1e-6 in 2-D
+_SKETCH_KERNEL = "gaussian"
+
+
+def _sketch_case(xp):
+    if backend.is_jax(xp):
+        pytest.skip("the build's bookkeeping does not depend on the library; eager JAX compiles each block shape")
+    # 2-D points, leaves of 64: about 120 formed admissible blocks (60 on
+    # PyTorch) in a few size classes
+    return points("2", 1500 if not backend.is_torch(xp) else 1000, seed=4), dict(eps=1e-6, leaf_size=64)
+
+
+def _without_sketches(monkeypatch, xp, P, kw):
+    from natgrad.hmatrix import hmatrix as hm
+
+    with monkeypatch.context() as m:
+        m.setattr(hm._Builder, "_sketch_width", lambda self, rows, cols: None)
+        return HMatrix.from_kernel(kernel_fn(_SKETCH_KERNEL), from_numpy(xp, P), **kw)
+
+
+def test_formed_blocks_are_sketched_at_their_class_rank(xp, monkeypatch):
+    # a formed block whose size class has compressed before is projected on
+    # one sketch a little wider than the class's rank instead of being
+    # decomposed by an SVD: the residual is computed, so the ranks (and the
+    # matrix's storage) are those of the SVD
+    P, kw = _sketch_case(xp)
+    H = HMatrix.from_kernel(kernel_fn(_SKETCH_KERNEL), from_numpy(xp, P), **kw)
+    ref = _without_sketches(monkeypatch, xp, P, kw)
+    assert H.info["sketch"] > 40 and ref.info["sketch"] == 0
+    assert H.info["svd"] + H.info["sketch"] == ref.info["svd"]
+    assert H.ranks() == ref.ranks() and H.nbytes == ref.nbytes
+    A = dense_reference(_SKETCH_KERNEL, P)
+    assert rel_error(H, A) <= 1e-6 and rel_error(ref, A) <= 1e-6
+    assert H.error_estimate <= 1e-6 * np.linalg.norm(A)
+
+
+def test_a_sketch_that_misses_falls_back_to_the_svd(xp, monkeypatch):
+    # sketches far narrower than the rank leave a residual above their share
+    # of the budget: the SVD decides those blocks, which keep their ranks
+    # (a sketch accepted anyway would make them fail the rank test and be
+    # split or stored dense)
+    from natgrad.hmatrix import hmatrix as hm
+    from natgrad.hmatrix import lowrank
+
+    P, kw = _sketch_case(xp)
+    ref = _without_sketches(monkeypatch, xp, P, kw)
+    tried = [0]
+    sketch = lowrank.sketch_svd
+
+    def counted(A, omega):
+        tried[0] += 1
+        return sketch(A, omega)
+
+    monkeypatch.setattr(hm.lowrank, "sketch_svd", counted)
+    monkeypatch.setattr(hm, "_SKETCH_GROWTH", 0.0)
+    monkeypatch.setattr(hm, "_SKETCH_EXTRA", 2)
+    H = HMatrix.from_kernel(kernel_fn(_SKETCH_KERNEL), from_numpy(xp, P), **kw)
+    assert tried[0] > 40 and H.info["sketch"] < tried[0] // 2
+    assert H.ranks() == ref.ranks() and H.nbytes == ref.nbytes
+    assert rel_error(H, dense_reference(_SKETCH_KERNEL, P)) <= 1e-6

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from natgrad.hmatrix import aca, randomized_svd, recompress, truncated_svd, truncation_rank
+from natgrad.hmatrix.lowrank import sketch_svd
 
 
 def _separated_block(m=60, n=45, dim=2, seed=0):
@@ -168,6 +169,37 @@ def test_randomized_svd_rank_limit(xp):
     A = np.random.default_rng(0).standard_normal((30, 30))
     lr = randomized_svd(from_numpy(xp, A), 1e-8, max_rank=6)
     assert lr.U.shape[1] <= 6 and lr.error > 1e-8  # the error says it missed
+
+
+@pytest.mark.parametrize("width", [6, 20])
+def test_sketch_svd_residual_is_exact(xp, width):
+    # one sketch Y = A Ω: whatever Ω, the residual is computed, so that a
+    # rank-k truncation errs by exactly sqrt(resid² + tail²); a sketch a few
+    # wider than the rank needed finds the leading singular values
+    A = _decaying(70, 50, 2, decay=0.7)
+    omega = np.random.default_rng(3).standard_normal((50, width))
+    Ax = from_numpy(xp, A)
+    U, s, Vh, resid = sketch_svd(Ax, from_numpy(xp, omega))
+    U, s, Vh = to_numpy(U), to_numpy(s), to_numpy(Vh)
+    norm = np.linalg.norm(A)
+    assert U.shape == (70, width) and s.shape == (width,) and Vh.shape == (width, 50)
+    np.testing.assert_allclose(U.T @ U, np.eye(width), atol=1e-12)
+    Q, _ = np.linalg.qr(A @ omega)
+    exact = np.linalg.norm(A - Q @ (Q.T @ A))
+    assert abs(resid - exact) <= 1e-13 * norm
+    for k in (0, width // 2, width):
+        err = np.linalg.norm(A - (U[:, :k] * s[:k]) @ Vh[:k])
+        assert abs(err - np.sqrt(resid**2 + np.sum(s[k:] ** 2))) <= 1e-12 * norm
+    sv = np.linalg.svd(A, compute_uv=False)
+    assert np.all(s <= sv[:width] * (1 + 1e-12))  # a projection cannot add
+    # Halko, Martinsson & Tropp (2011), Thm. 10.5: with k = width - 5 and
+    # oversampling 5, E resid <= sqrt(1 + k/4) times the best rank-k error
+    # (a factor 3 of slack for one fixed draw)
+    k = width - 5
+    assert resid <= 3.0 * np.sqrt(1 + k / 4) * np.sqrt(np.sum(sv[k:] ** 2))
+    if width == 20:  # the leading singular values, to about (σ_21/σ_5)² = 0.7³² ≈ 1e-5
+        np.testing.assert_allclose(s[:5], sv[:5], rtol=1e-5)
+    np.testing.assert_array_equal(to_numpy(Ax), A)  # input not mutated
 
 
 @pytest.mark.parametrize("bad", [0.0, 1.0, -1e-3, "x"])

@@ -31,6 +31,7 @@ __all__ = [
     "randomized_svd",
     "truncation_rank",
     "range_svd",
+    "sketch_svd",
 ]
 
 #: consecutive small crosses needed before ACA stops (one is Bebendorf's
@@ -532,6 +533,28 @@ def range_svd(
     resid = backend.to_float(xp.linalg.vector_norm(A - Q @ B))
     if Q.shape[1] == 0:
         return Q, xp.zeros((0,), dtype=dtype, device=dev), xp.zeros((0, n), dtype=dtype, device=dev), resid
+    W, s, Vh = backend.svd(B)
+    return Q @ W, s, Vh, resid
+
+
+def sketch_svd(A: Any, omega: Any) -> tuple[Any, Any, Any, float]:
+    """SVD of ``A`` projected on the range of one sketch ``Y = A Ω``.
+
+    Returns ``(U, s, Vh, resid)`` like :func:`range_svd`: ``Q`` orthonormal
+    with ``range(Q) = range(A Ω)``, ``QᵀA = W diag(s) Vh``, ``U = Q W`` and
+    ``resid = ‖A − Q QᵀA‖_F`` computed, not estimated, so that truncating
+    ``U diag(s) Vh`` to rank ``k`` errs by exactly
+    ``√(resid² + Σ_{i>k} s_i²)`` whatever ``Ω`` was.  One sketch of width
+    ``ℓ`` costs ``O(mnℓ)`` in three matrix products, against ``O(mn·min(m,
+    n))`` for the SVD of ``A``: with ``ℓ`` a few above the rank the block
+    needs, the range is found at once (Halko, Martinsson & Tropp, SIAM Rev.
+    53, 2011, §4 and Thm. 10.5).  Internal helper of the H-matrix build,
+    which picks ``ℓ`` from the ranks of earlier blocks of the same size.
+    """
+    xp = backend.namespace(A=A, omega=omega)
+    Q, _ = backend.qr(A @ omega)
+    B = xp.matrix_transpose(Q) @ A
+    resid = backend.to_float(xp.linalg.vector_norm(A - Q @ B))
     W, s, Vh = backend.svd(B)
     return Q @ W, s, Vh, resid
 
