@@ -207,11 +207,13 @@ def sweep(sizes, kernels, point_sets, settings, cases=None) -> list[dict]:
 
 #: the settings natgrad's defaults give (HMatrix.from_kernel's signature):
 #: split="auto" bisects boxes up to 3-D and splits along the principal axis above;
-#: leaf_size=None is 64 up to 3-D and 128 above; aca_min_size=None is 128 in 1-2 D, 256 above
+#: leaf_size=None is 64 up to 3-D and 128 above; aca_min_size=None is 128 in 1-D, 256 above
+#: (until 2026-11-30's sketched blocks: 128 in 1-2 D; reports merged from runs
+#: before then used that rule)
 DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=64 aca=256 SM", "eta=4 pca leaf=128 aca=256 SM"
-DEFAULT_1D_2D = "eta=4 bisect leaf=64 SM"
-#: point sets of 1 or 2 coordinates (the sphere's points have 3)
-LOW_D = ("cube1", "cube2")
+DEFAULT_1D = "eta=4 bisect leaf=64 SM"
+#: point sets on a line
+LOW_D = ("cube1",)
 DEFAULT = "defaults (split='auto')"
 
 
@@ -219,7 +221,7 @@ def with_default(rows: list[dict]) -> list[dict]:
     """The rows plus, for each case, a row for the defaults: the measured setting they pick."""
     out = list(rows)
     for (n, k, p), rs in _group(rows).items():
-        pick = DEFAULT_HIGH_D if p == "cube5" else DEFAULT_1D_2D if p in LOW_D else DEFAULT_LOW_D
+        pick = DEFAULT_HIGH_D if p == "cube5" else DEFAULT_1D if p in LOW_D else DEFAULT_LOW_D
         r = next((r for r in rs if r["setting"] == pick), None)
         if r is not None:
             out.append(dict(r, setting=DEFAULT))
@@ -308,8 +310,8 @@ def report(rows: list[dict], quick: bool) -> str:
         f"process CPU time (the median of {REPEATS} builds where one took under {REPEAT_BELOW:g} s, in "
         f"runs that record them); storage is the compression ratio ("
         f"its bytes over the dense matrix's).  {len(everywhere) - 1} settings ran on every case; the "
-        f"row '{DEFAULT}' repeats, for each case, the setting the defaults pick ({DEFAULT_1D_2D} for "
-        f"points in 1 or 2 dimensions, {DEFAULT_LOW_D} in 3, {DEFAULT_HIGH_D} in 5-D).\n\n"
+        f"row '{DEFAULT}' repeats, for each case, the setting the defaults pick ({DEFAULT_1D} for "
+        f"points on a line, {DEFAULT_LOW_D} in 2 and 3 dimensions, {DEFAULT_HIGH_D} in 5-D).\n\n"
         f"## Settings ranked by their worst ratio to the best of each case\n\n{summary}\n\n"
         f"{attainable_text}\n"
         f"## Per case\n\n{cases_table}\n"

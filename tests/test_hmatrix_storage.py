@@ -55,14 +55,19 @@ def test_default_leaf_size_follows_the_dimension(xp):
 
 
 def test_default_aca_min_size_follows_the_dimension():
-    # 128 in 1-2 dimensions (low ranks: ACA pays from smaller blocks on), 256
-    # above; the rule does not depend on the library, so NumPy only
+    # 128 on a line (the lowest ranks: ACA pays from smaller blocks on), 256
+    # above (formed and sketched blocks are cheaper than ACA's crosses up to
+    # there); the rule does not depend on the library, so NumPy only
     rng = np.random.default_rng(34)
     k = kernel_fn("exponential")
     X1 = rng.random((1500, 1))
     default, at128, at256 = (HMatrix.from_kernel(k, X1, aca_min_size=a) for a in (None, 128, 256))
     assert default.info["aca"] == at128.info["aca"] > at256.info["aca"]
     assert rel_error(default, k(X1, X1)) <= 1e-6
+    X2 = rng.random((3000, 2))
+    default, at128, at256 = (HMatrix.from_kernel(k, X2, aca_min_size=a) for a in (None, 128, 256))
+    assert default.info["aca"] == at256.info["aca"] < at128.info["aca"]
+    assert rel_error(default, k(X2, X2)) <= 1e-6
     X3 = rng.random((2500, 3))
     default, at128 = (HMatrix.from_kernel(k, X3, aca_min_size=a) for a in (None, 128))
     assert default.info["aca"] == 0 < at128.info["aca"]  # no block of min side > 256 at this size

@@ -26,7 +26,13 @@ into its children, which are cut from its entries (not evaluated again), or
 stored dense when its clusters are leaves; in a size class where most blocks
 so far failed this test, the next one reads its singular values alone
 (3-3.6× cheaper than the SVD with vectors) and computes the vectors only if
-it passes -- the same decisions, so the same matrix.  Large ones use ACA
+it passes -- the same decisions, so the same matrix.  Where a block of the
+size class has compressed before, the block is first projected on one
+Gaussian sketch ``A Ω`` of ``⌈1.25 k⌉ + 8`` columns, ``k`` the largest rank
+of the class so far (three matrix products instead of an SVD); the sketch's
+residual ``‖A − QQᵀA‖_F`` is computed, so the truncation's error is exact,
+and a sketch whose residual exceeds a quarter of the block's share gives way
+to the SVD -- the ranks are those of the SVD.  Large ones use ACA
 with partial pivoting, which needs only some rows and columns of the block,
 with a safety factor of 10 on its heuristic stopping rule.  The rows and
 columns come from the kernel until they add up to a third of the block;
@@ -912,12 +918,15 @@ class HMatrix(LinearOperator):
         admissibility : {"standard", "weak"}, default "standard"
         aca_min_size : int, optional
             Admissible blocks with ``min(m, n) ≤ aca_min_size`` are evaluated
-            and compressed by SVD (exact); larger ones by ACA.  ``None``
-            (default): 128 for points in 1 or 2 dimensions, where the blocks'
-            ranks are low and ACA's cost grows with the rank (``O(k²(m+n))``
-            against the SVD's ``O(mn·min(m, n))``): at the same storage 128
-            built 1.2-2.1× faster than 256 in 1-D and 0.9-1.5× in 2-D
-            (n = 8000); 256 above, where it built up to 1.5× faster than 128
+            and compressed by a sketch or an SVD (exact); larger ones by ACA.
+            ``None`` (default): 128 for points on a line, where the blocks'
+            ranks are lowest and ACA's cost grows with the rank
+            (``O(k²(m+n))``); 256 above, where blocks up to 256 are formed and
+            sketched at the rank of their size class (``O(mnk)`` in matrix
+            products) more cheaply than ACA takes them cross by cross.  At
+            the same storage (n = 8000, medians of three interleaved builds):
+            in 2-D 256 built 1.09-1.42× faster than 128 on all 7 kernels of
+            the sweep, in 1-D 128 built 0.95-1.10× faster than 256 on 5 of 7
             (see Notes).
         verify : bool, optional
             Check every ACA block against the formed block (default: when the
@@ -1007,38 +1016,42 @@ class HMatrix(LinearOperator):
         best in a sweep over 35 cases (``benchmarks/results/hmatrix_defaults.md``:
         kernels exp, Matérn 3/2 and 5/2, two Gaussians, 1/r and log r on
         uniform points in 1, 2, 3 and 5 dimensions and on a sphere, n = 8000,
-        eps = 1e-6): at most 1.53× the smallest storage found for each case
-        (1.02× on geometric average) and at most 3.7× its fastest build
-        (1.40×); within 1.25× of both on 15 of the 35 cases.  No setting came
-        within 1.25× of both on every case: the fastest builds compress
-        least, and on 16 cases no setting of the sweep was within 1.25× of
-        both.  When to change a knob (ratios from the sweep, against the
-        defaults):
+        eps = 1e-6), storage first: at most 1.53× the smallest storage found
+        for each case (1.03× on geometric average) and at most 3.5× its
+        fastest build (1.64×); within 1.25× of both on 6 of the 35 cases.
+        No setting came within 1.25× of both on every case: the fastest
+        builds compress least, and on 24 cases no setting of the sweep was
+        within 1.25× of both.  (Sketching formed blocks made every setting
+        build faster -- the defaults 1.0-1.55× at the same storage -- and
+        most those with larger leaves, which store more.)  When to change a
+        knob (ratios from the sweep, against the defaults):
 
         ===========================  ==============================================
         change                       when
         ===========================  ==============================================
         ``split``                    Rarely: ``"auto"`` is what the sweep found
                                      best.  PCA clusters in up to 3 dimensions
-                                     stored 1.27× more and built 1.08× slower on
-                                     average; bisection in 5-D stored 5 % less and
-                                     built 4.3× slower.
+                                     stored 1.27× more and built 1.12× faster on
+                                     average (0.79-1.64×); bisection in 5-D stored
+                                     6 % less and built 3.8× slower.
         ``leaf_size=128``            Points in up to 3 dimensions, build time
-                                     matters more than memory: builds 1.26× faster
-                                     on average (up to 1.69×), stores 1.34× more
+                                     matters more than memory: builds 1.35× faster
+                                     on average (up to 1.78×), stores 1.34× more
                                      (up to 1.78×).
         ``leaf_size=64``             Points in more than 3 dimensions, a
                                      short-range kernel, memory matters more than
-                                     build time: stored 9 % less at n = 8000, 22 %
-                                     less at 24 000, built about 3× slower.
-        ``eta``                      Rarely: from 4 to 8 storage changes by under 3
-                                     %; at 2 it grows by 14 % (up to 52 %) with no
-                                     faster build.
-        ``aca_min_size``             Rarely: the same storage either way; 128 (the
-                                     default in 1-2 D) built 1.2-2.1× faster than
-                                     256 in 1-D and 0.9-1.5× in 2-D; 256 (the
-                                     default above) built up to 1.5× faster than
-                                     128 in 3-D.
+                                     build time: stored 8 % less on the short
+                                     Gaussian at n = 8000 (22 % at 24 000),
+                                     built 2.3× slower.
+        ``eta``                      Rarely: from 4 to 8 storage changed by at most
+                                     7 % (1 % on average), build time by
+                                     0.75-1.45×; 2 with leaves of 128 stored 1.54×
+                                     more and built 1.31× faster on average.
+        ``aca_min_size``             Rarely: the same storage either way; 256 (the
+                                     default from 2-D up) built 1.09-1.42× faster
+                                     than 128 in 2-D (7 of 7 kernels); 128 (the
+                                     default on a line) 0.95-1.10× faster than
+                                     256 in 1-D.
         ``eps``                      The product feeds a preconditioner or a
                                      network layer (1e-3 to 1e-4 store far less);
                                      below 3.6e-7 float32 storage turns off.
@@ -1110,7 +1123,7 @@ class HMatrix(LinearOperator):
             leaf_size = 64 if points.shape[1] <= 3 else 128
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
         if aca_min_size is None:
-            aca_min_size = 128 if points.shape[1] <= 2 else 256
+            aca_min_size = 128 if points.shape[1] == 1 else 256
         aca_min_size = validation.positive_int(aca_min_size, "aca_min_size")
         if symmetric is not None and not isinstance(symmetric, bool):
             raise TypeError(f"symmetric must be None (detect), True or False, got {symmetric!r}")
