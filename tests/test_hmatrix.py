@@ -121,7 +121,10 @@ def test_aca_blocks_share_the_global_budget(xp, name, geometry):
     # ACA blocks join the pool of singular values that the global budget
     # truncates: some end up beyond their own share eps‖A_b‖ (the budget
     # came from elsewhere), yet every reported block error bounds the true
-    # one and the whole matrix meets the bound
+    # one and the whole matrix meets the bound.  (The exponential's ACA
+    # blocks are small and of high rank: most of them fetch a third of their
+    # entries, and the rest of their size class is formed and sketched,
+    # which joins the same pool.)
     eps = 1e-6
     P = points(geometry, size_for(xp, 700), seed=3)
     A = dense_reference(name, P)
@@ -131,15 +134,17 @@ def test_aca_blocks_share_the_global_budget(xp, name, geometry):
     perm = to_numpy(H.rows.perm)
     Ap = A[perm][:, perm]
     Hp = to_numpy(H.to_dense())[perm][:, perm]
-    beyond_share = 0
+    beyond_share = {"aca": 0, "formed": 0}
     for b in H.blocks():
         rows, cols = slice(b["row0"], b["row0"] + b["m"]), slice(b["col0"], b["col0"] + b["n"])
         err = np.linalg.norm(Hp[rows, cols] - Ap[rows, cols])
         norm = np.linalg.norm(Ap[rows, cols])
         assert err <= b["error"] * (1 + 1e-9) + 1e-13 * norm
-        if b["method"] == "aca" and err > eps * norm:
-            beyond_share += 1
-    assert beyond_share > 0
+        if b["kind"] == "lowrank" and err > eps * norm:
+            beyond_share["aca" if b["method"] == "aca" else "formed"] += 1
+    assert beyond_share["aca"] + beyond_share["formed"] > 0
+    if name == "inverse":  # low ranks: its ACA blocks finish from their crosses
+        assert beyond_share["aca"] > 0
     assert np.linalg.norm(Hp - Ap) <= eps * np.linalg.norm(Ap)
 
 def test_rectangular_kernel(xp):

@@ -38,7 +38,9 @@ with a safety factor of 10 on its heuristic stopping rule.  The rows and
 columns come from the kernel until they add up to a third of the block;
 a block of at most 2²⁰ entries is then formed in one kernel call and ACA
 goes on from its entries (a high-rank block costs one call instead of
-hundreds).  ACA is followed by recompression (QR and a small SVD) within half of the block's share; the
+hundreds).  Once most ACA blocks of a size class have been formed so, the
+next ones of the class are formed at once and sketched at the class's rank
+(ACA's ranks count towards it), without the crosses.  ACA is followed by recompression (QR and a small SVD) within half of the block's share; the
 rest of the share goes to the pool.  The ACA residuals are not orthogonal to
 the truncation tails, so they are charged first and the tails share what is
 left: ``‖H − A‖_F ≤ (Σ_b r_b²)^{1/2} + (Σ_b t_b²)^{1/2}`` (Minkowski) for
@@ -185,15 +187,19 @@ class _Builder:
         self.norm2_exact = 0.0  # Σ ‖A_b‖² over dense and SVD blocks
         self.norm2_aca = 0.0  # Σ ‖A_b‖² (exact or estimated) over ACA blocks
         self.exact: Callable[[], Any] | None = None  # the permuted matrix, on demand
-        self.counts = {"dense": 0, "svd": 0, "sketch": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0, "split": 0}
+        self.counts = {"dense": 0, "svd": 0, "sketch": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0,
+                       "aca_formed": 0, "split": 0}
         #: (compressed, not compressed) counts of the SVD rank tests per size
         #: class of formed blocks: where most failed, the next test reads the
         #: singular values first and computes vectors only if it passes
         self.tests: dict[tuple[int, int], tuple[int, int]] = {}
-        #: the largest rank a formed block of each size class compressed to:
-        #: the next one of the class is sketched at a little more
+        #: the largest rank a formed or ACA block of each size class compressed
+        #: to: the next formed one of the class is sketched at a little more
         self.ranks: dict[tuple[int, int], int] = {}
         self._omega: Any = None  # the Gaussian test matrix, sliced per block
+        #: ACA blocks per size class: (formed after a third of their entries,
+        #: finished from crosses); where the first lead, the next are formed
+        self.forming: dict[tuple[int, int], tuple[int, int]] = {}
 
     def set_scale(self, exp: int) -> None:
         """Build from the matrix times ``2^-exp`` (called before any block).
@@ -318,16 +324,16 @@ class _Builder:
         # block took 0.70 ms against 0.93 for its SVD, width 72 of a
         # 128-square block 1.5 ms against 2.5; width 43 of a 64-square one
         # 0.61 ms against 0.44
-        if width is not None and 5 * width <= 3 * min(m, n) <= 3 * _RSVD_MIN:
+        if width is not None and 5 * width <= 3 * min(m, n):
             sketch = lowrank.sketch_svd(Ab, self._test_matrix(n, width, backend.device(Ab)))
             if sketch[3] > _SKETCH_SHARE * budget:
                 sketch = None  # the block needs more than its class did: the SVD settles it
-        if min(m, n) > _RSVD_MIN:
-            U, sv, Vh, resid = lowrank.range_svd(Ab, budget / math.sqrt(2.0), max_rank=pays)
-            method = "rsvd"
-        elif sketch is not None:
+        if sketch is not None:
             U, sv, Vh, resid = sketch
             method = "sketch"
+        elif min(m, n) > _RSVD_MIN:
+            U, sv, Vh, resid = lowrank.range_svd(Ab, budget / math.sqrt(2.0), max_rank=pays)
+            method = "rsvd"
         elif self._expect_failure(m, n) and not self._compresses(
                 lowrank.truncation_rank(_host_floats(backend.svdvals(Ab)), budget), m, n):
             # the singular values alone settle a test that blocks of this
@@ -366,7 +372,16 @@ class _Builder:
         xp = self.xp
         m, n = t.size, s.size
         cross = _Crosses(source, t, s)
+        key = self._size_class(m, n)
+        formed, finished = self.forming.get(key, (0, 0))
+        if formed > finished and m * n <= _FORM_LIMIT and key in self.ranks:
+            # most ACA blocks of this size class so far fetched a third of
+            # their entries and were formed: this one is formed at once and
+            # sketched at the class's rank, without the crosses
+            self.counts["aca_formed"] += 1
+            return self.formed(t, s, cross.block(), None)
         res = lowrank.aca(cross.row, cross.col, (m, n), tol=_ACA_SAFETY * self.eps)
+        self.forming[key] = (formed + (cross.formed is not None), finished + (cross.formed is None))
         rank = res.U.shape[1]
         # a norm whose square overflows goes to the formed block, whose
         # check names the kernel (only a kernel whose scale jumps mid-build
@@ -389,6 +404,7 @@ class _Builder:
             norm2, residual, e0 = res.norm * res.norm, res.error, lr.error * lr.error
         self.norm2_aca += w * norm2
         self.counts["aca"] += 1
+        self.ranks[key] = max(lr.U.shape[1], self.ranks.get(key, 0))
         # recompress returns U' = Q W Σ and V' with orthonormal columns
         sv = xp.linalg.vector_norm(lr.U, axis=0)
         vals = _host_floats(sv)
@@ -749,8 +765,10 @@ class HMatrix(LinearOperator):
     norm_estimate : float
         ``‖A‖_F`` (exact for dense input and verified blocks).
     info : dict
-        Block counts by method (``dense``, ``svd``, ``rsvd``, ``aca``,
-        ``aca_fallback``, ``split``), whether ACA blocks were verified, and
+        Block counts by method (``dense``, ``svd``, ``sketch``, ``rsvd``,
+        ``aca``, ``aca_fallback``; ``aca_formed``: blocks of the ACA path
+        formed at once because most of their size class had been;
+        ``split``), whether ACA blocks were verified, and
         ``densified``: True when the blocks would have taken more memory than
         the dense matrix, which is then kept exactly as one dense block (zero
         error), so ``compression_ratio`` never exceeds 1 by more than a few
