@@ -1039,10 +1039,10 @@ class HMatrix(LinearOperator):
         fastest build (1.64×); within 1.25× of both on 6 of the 35 cases.
         No setting came within 1.25× of both on every case: the fastest
         builds compress least, and on 24 cases no setting of the sweep was
-        within 1.25× of both.  (Sketching formed blocks made every setting
-        build faster -- the defaults 1.0-1.55× at the same storage -- and
-        most those with larger leaves, which store more.)  When to change a
-        knob (ratios from the sweep, against the defaults):
+        within 1.25× of both.  (Sketching formed blocks made the defaults
+        build 1.0-1.55× faster at the same storage and, by the sweep, the
+        settings with larger leaves, which store more, faster still.)  When
+        to change a knob (ratios from the sweep, against the defaults):
 
         ===========================  ==============================================
         change                       when
