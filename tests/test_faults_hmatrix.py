@@ -176,7 +176,11 @@ def test_kernel_extreme_scale_meets_the_bound(kind, eps):
     kw = dict(eps=eps, leaf_size=16, aca_min_size=16, eta=2.0)
     H0 = HMatrix.from_kernel(kernel_fn("inverse"), xnp.asarray(P), **kw)
     H = outcome(lambda: HMatrix.from_kernel(Fault(kernel_fn("inverse"), kind, 1), xnp.asarray(P), **kw)).value
-    assert not H.info["densified"] and H.info["aca"] > 0  # the bound is not met trivially
+    # the bound is not met trivially: low-rank blocks, some down ACA's path
+    # (finished by ACA, fallen back, or formed at once once most of their
+    # size class had been)
+    assert not H.info["densified"] and any(b["kind"] == "lowrank" for b in H.blocks())
+    assert H.info["aca"] + H.info["aca_fallback"] + H.info["aca_formed"] > 0
     err = rel_error(H.to_dense(), SCALE[kind] * A)
     assert err <= eps and err <= H.error_estimate * 1.01 + 1e-14
     # the blocks of the unscaled kernel, up to rounding (1e150 is not a
