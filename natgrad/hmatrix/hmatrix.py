@@ -40,7 +40,8 @@ a block of at most 2²⁰ entries is then formed in one kernel call and ACA
 goes on from its entries (a high-rank block costs one call instead of
 hundreds).  Once most ACA blocks of a size class have been formed so, the
 next ones of the class are formed at once and sketched at the class's rank
-(ACA's ranks count towards it), without the crosses.  ACA is followed by recompression (QR and a small SVD) within half of the block's share; the
+(ACA's ranks count towards it), without the crosses.  ACA is followed by
+recompression (QR and a small SVD) within half of the block's share; the
 rest of the share goes to the pool.  The ACA residuals are not orthogonal to
 the truncation tails, so they are charged first and the tails share what is
 left: ``‖H − A‖_F ≤ (Σ_b r_b²)^{1/2} + (Σ_b t_b²)^{1/2}`` (Minkowski) for
@@ -346,12 +347,13 @@ class _Builder:
         vals = [] if sv is None else _host_floats(sv)
         k = min(m, n) if sv is None else lowrank.truncation_rank(
             vals, math.sqrt(max(budget**2 - resid**2, 0.0)))
+        compresses = self._compresses(k, m, n)
         if method != "rsvd":
-            self._record_test(m, n, self._compresses(k, m, n))
-        if self._compresses(k, m, n) and resid <= budget:
+            self._record_test(m, n, compresses)
+        if compresses and resid <= budget:
             key = self._size_class(m, n)
             self.ranks[key] = max(k, self.ranks.get(key, 0))
-        if resid > budget or not self._compresses(k, m, n):
+        if resid > budget or not compresses:
             if split is not None and self.splitting:
                 self.counts["split"] += 1
                 return split()

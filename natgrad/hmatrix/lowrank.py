@@ -31,7 +31,6 @@ __all__ = [
     "randomized_svd",
     "truncation_rank",
     "range_svd",
-    "sketch_svd",
 ]
 
 #: consecutive small crosses needed before ACA stops (one is Bebendorf's
@@ -529,12 +528,7 @@ def range_svd(
             Y, _ = backend.qr(Y)
         Q = xp.concat([Q, Y], axis=1)
         R = R - Y @ (xp.matrix_transpose(Y) @ R)
-    B = xp.matrix_transpose(Q) @ A
-    resid = backend.to_float(xp.linalg.vector_norm(A - Q @ B))
-    if Q.shape[1] == 0:
-        return Q, xp.zeros((0,), dtype=dtype, device=dev), xp.zeros((0, n), dtype=dtype, device=dev), resid
-    W, s, Vh = backend.svd(B)
-    return Q @ W, s, Vh, resid
+    return _svd_on_range(A, Q)
 
 
 def sketch_svd(A: Any, omega: Any) -> tuple[Any, Any, Any, float]:
@@ -551,10 +545,20 @@ def sketch_svd(A: Any, omega: Any) -> tuple[Any, Any, Any, float]:
     53, 2011, §4 and Thm. 10.5).  Internal helper of the H-matrix build,
     which picks ``ℓ`` from the ranks of earlier blocks of the same size.
     """
-    xp = backend.namespace(A=A, omega=omega)
+    backend.namespace(A=A, omega=omega)  # one library and device
     Q, _ = backend.qr(A @ omega)
+    return _svd_on_range(A, Q)
+
+
+def _svd_on_range(A: Any, Q: Any) -> tuple[Any, Any, Any, float]:
+    """``(Q W, s, Vh, ‖A − Q QᵀA‖_F)`` with ``QᵀA = W diag(s) Vh``, for ``Q``
+    with orthonormal columns (none: empty factors, the residual is ``‖A‖_F``)."""
+    xp = backend.namespace(A=A)
     B = xp.matrix_transpose(Q) @ A
     resid = backend.to_float(xp.linalg.vector_norm(A - Q @ B))
+    if Q.shape[1] == 0:
+        dtype, dev = A.dtype, backend.device(A)
+        return Q, xp.zeros((0,), dtype=dtype, device=dev), xp.zeros((0, A.shape[1]), dtype=dtype, device=dev), resid
     W, s, Vh = backend.svd(B)
     return Q @ W, s, Vh, resid
 
