@@ -165,6 +165,20 @@ def rerun_settings() -> list[dict]:
     return out
 
 
+def five_d_settings() -> list[dict]:
+    """The settings that were best in storage or build time on some 5-D case
+    of the 8k sweep (the defaults' own among them): a 5-D check at sizes
+    where the other 7 settings' leaf-64 bisection builds take minutes."""
+    both = dict(symmetric=True, mixed_precision=True)
+    return [
+        dict(eta=4.0, split="pca", leaf_size=128, aca_min_size=256, **both),
+        dict(eta=2.0, split="pca", leaf_size=128, aca_min_size=256, **both),
+        dict(eta=4.0, split="pca", leaf_size=64, aca_min_size=256, **both),
+        dict(eta=8.0, split="bisect", leaf_size=128, **both),
+        dict(eta=8.0, split="bisect", leaf_size=64, **both),
+    ]
+
+
 def label(s: dict) -> str:
     flags = ("S" if s["symmetric"] else "-") + ("M" if s["mixed_precision"] else "-")
     aca = f" aca={s['aca_min_size']}" if s.get("aca_min_size", 128) != 128 else ""
@@ -331,10 +345,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000])
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
-    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun"],
+    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived"],
                         default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
-                             "default's neighbour with aca_min_size=128; rerun: see rerun_settings")
+                             "default's neighbour with aca_min_size=128; rerun: see rerun_settings; "
+                             "fived: see five_d_settings")
     parser.add_argument("--cases", nargs="+", metavar="KERNEL:POINTS",
                         help="these (kernel, point set) pairs instead of --kernels x --points")
     parser.add_argument("--merge", nargs="+", metavar="TAG",
@@ -354,6 +369,7 @@ def main() -> None:
         write_result(name, "H-matrix build settings: a sweep for the defaults", body, quick=args.quick)
         return
     settings = {"grid2": grid2_settings, "grid3": grid3_settings, "rerun": rerun_settings,
+                "fived": five_d_settings,
                 "new": lambda: grid3_settings()[-1:],
                 "aca128": lambda: [dict(eta=4.0, split="pca", leaf_size=64, symmetric=True, mixed_precision=True)],
                 "lowd": lambda: [dict(eta=4.0, split="bisect", leaf_size=64, aca_min_size=a, symmetric=True,

@@ -1056,7 +1056,10 @@ class HMatrix(LinearOperator):
                                      best.  PCA clusters in up to 3 dimensions
                                      stored 1.27× more and built 1.12× faster on
                                      average (0.79-1.64×); bisection in 5-D stored
-                                     6 % less and built 3.8× slower.
+                                     6 % less and built 3.8× slower at n = 8000;
+                                     at 20 000 (``eta=8``, leaves of 128) 1-32 %
+                                     less (the Gaussians, exp and 1/r most) and
+                                     2.0-4.6× slower.
         ``leaf_size=128``            Points in up to 3 dimensions, build time
                                      matters more than memory: builds 1.35× faster
                                      on average (up to 1.78×), stores 1.34× more
@@ -1069,7 +1072,11 @@ class HMatrix(LinearOperator):
         ``eta``                      Rarely: from 4 to 8 storage changed by at most
                                      7 % (1 % on average), build time by
                                      0.75-1.45×; 2 with leaves of 128 stored 1.54×
-                                     more and built 1.31× faster on average.
+                                     more and built 1.31× faster on average.  In
+                                     5-D at n = 20 000, 2 built 1.45-2.75× faster
+                                     than 4 and stored as much as the dense
+                                     float32 matrix (0-3 % more than 4; 28 % more
+                                     on the short Gaussian).
         ``aca_min_size``             Rarely: the same storage either way; 256 (the
                                      default from 2-D up) built 1.09-1.42× faster
                                      than 128 in 2-D (7 of 7 kernels); 128 (the
