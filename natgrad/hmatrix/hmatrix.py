@@ -108,6 +108,12 @@ _SKETCH_GROWTH, _SKETCH_EXTRA = 1.25, 8
 #: block's budget (truncation then gets √(1 − 0.25²) = 97 % of it, so ranks
 #: stay those of the SVD); otherwise the SVD is computed
 _SKETCH_SHARE = 0.25
+#: a size class whose formed blocks have failed this many rank tests and
+#: passed none stores its next blocks dense without a test (admissible by
+#: geometry, not in practice: 5-D at n = 20 000), testing every
+#: _PROBE_EVERY-th so that a class whose farther blocks compress resumes
+_UNTESTED_AFTER = 16
+_PROBE_EVERY = 8
 #: mixed precision: a block is stored in float32 when its rounding error is
 #: at most this many float32 unit roundoffs times its norm (rounding to
 #: nearest costs about 0.8 of one, measured on kernel blocks)
@@ -189,11 +195,13 @@ class _Builder:
         self.norm2_aca = 0.0  # Σ ‖A_b‖² (exact or estimated) over ACA blocks
         self.exact: Callable[[], Any] | None = None  # the permuted matrix, on demand
         self.counts = {"dense": 0, "svd": 0, "sketch": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0,
-                       "aca_formed": 0, "split": 0}
+                       "aca_formed": 0, "split": 0, "untested": 0}
         #: (compressed, not compressed) counts of the SVD rank tests per size
         #: class of formed blocks: where most failed, the next test reads the
         #: singular values first and computes vectors only if it passes
         self.tests: dict[tuple[int, int], tuple[int, int]] = {}
+        #: blocks per size class stored dense without a test (see _UNTESTED_AFTER)
+        self.untested: dict[tuple[int, int], int] = {}
         #: the largest rank a formed or ACA block of each size class compressed
         #: to: the next formed one of the class is sketched at a little more
         self.ranks: dict[tuple[int, int], int] = {}
@@ -287,6 +295,21 @@ class _Builder:
         ok, failed = self.tests.get(self._size_class(m, n), (0, 0))
         return failed > ok
 
+    def _skip_test(self, m: int, n: int) -> bool:
+        """Whether this formed block goes dense untested: its size class has
+        failed at least _UNTESTED_AFTER rank tests and passed none (every
+        _PROBE_EVERY-th block is tested all the same)."""
+        key = self._size_class(m, n)
+        ok, failed = self.tests.get(key, (0, 0))
+        if ok or failed < _UNTESTED_AFTER:
+            return False
+        skipped = self.untested.get(key, 0)
+        if skipped % _PROBE_EVERY == _PROBE_EVERY - 1:
+            self.untested[key] = skipped + 1
+            return False
+        self.untested[key] = skipped + 1
+        return True
+
     def _record_test(self, m: int, n: int, compressed: bool) -> None:
         ok, failed = self.tests.get(self._size_class(m, n), (0, 0))
         self.tests[self._size_class(m, n)] = (ok + compressed, failed + (not compressed))
@@ -317,6 +340,13 @@ class _Builder:
         m, n = t.size, s.size
         w = self.weight(t, s)
         norm2 = _finite_norm2(xp, Ab)
+        if self._skip_test(m, n):
+            self.counts["untested"] += 1
+            if split is not None and self.splitting:
+                self.counts["split"] += 1
+                return split()
+            self.norm2_exact += w * norm2
+            return self.dense(t, s, Ab, norm2=norm2)
         budget = self.eps * math.sqrt(norm2)
         pays = (m * n) // (m + n)
         width = self._sketch_width(m, n)
@@ -770,7 +800,10 @@ class HMatrix(LinearOperator):
         Block counts by method (``dense``, ``svd``, ``sketch``, ``rsvd``,
         ``aca``, ``aca_fallback``; ``aca_formed``: blocks of the ACA path
         formed at once because most of their size class had been;
-        ``split``), whether ACA blocks were verified, and
+        ``split``; ``untested``: formed blocks stored dense, or split,
+        without a rank test because their size class had failed 16 tests
+        and passed none, every 8th being tested all the same), whether ACA
+        blocks were verified, and
         ``densified``: True when the blocks would have taken more memory than
         the dense matrix, which is then kept exactly as one dense block (zero
         error), so ``compression_ratio`` never exceeds 1 by more than a few
