@@ -26,7 +26,13 @@ into its children, which are cut from its entries (not evaluated again), or
 stored dense when its clusters are leaves; in a size class where most blocks
 so far failed this test, the next one reads its singular values alone
 (3-3.6× cheaper than the SVD with vectors) and computes the vectors only if
-it passes -- the same decisions, so the same matrix.  Where a block of the
+it passes -- the same decisions, so the same matrix.  A size class that has
+failed 16 tests and passed none (blocks admissible by geometry that never
+compress, as in 5-D at n = 20 000) stores its next blocks like failed ones
+without a test, testing every 8th so that the class resumes if one passes:
+the bound is untouched (those blocks are exact), the storage can grow by
+what the skipped blocks would have saved (at most 0.08 % on the sweep's
+cases).  Where a block of the
 size class has compressed before, the block is first projected on one
 Gaussian sketch ``A Ω`` of ``⌈1.25 k⌉ + 8`` columns, ``k`` the largest rank
 of the class so far (three matrix products instead of an SVD); the sketch's
@@ -1078,8 +1084,8 @@ class HMatrix(LinearOperator):
         build 1.0-1.55× faster at the same storage and, by the sweep, the
         settings with larger leaves, which store more, faster still.)  At
         n = 20 000 (28 cases up to 3-D): storage at most 1.06× the
-        smallest, build at most 1.8× the fastest (1.1-1.4× in 3-D), within
-        1.25× of both on 4 cases.  When to change a knob (ratios from the
+        smallest, build at most 2.2× the fastest (1.1-1.4× in 3-D), within
+        1.25× of both on 3 cases.  When to change a knob (ratios from the
         sweep, against the defaults):
 
         ===========================  ==============================================
@@ -1092,7 +1098,7 @@ class HMatrix(LinearOperator):
                                      6 % less and built 3.8× slower at n = 8000;
                                      at 20 000 (``eta=8``, leaves of 128) 1-32 %
                                      less (the Gaussians, exp and 1/r most) and
-                                     2.0-4.6× slower.
+                                     2.0-5.5× slower.
         ``leaf_size=128``            Points in up to 3 dimensions, build time
                                      matters more than memory: builds 1.35× faster
                                      on average (up to 1.78×), stores 1.34× more
@@ -1106,8 +1112,8 @@ class HMatrix(LinearOperator):
                                      7 % (1 % on average), build time by
                                      0.75-1.45×; 2 with leaves of 128 stored 1.54×
                                      more and built 1.31× faster on average.  In
-                                     5-D at n = 20 000, 2 built 1.45-2.75× faster
-                                     than 4 and stored as much as the dense
+                                     5-D at n = 20 000, 2 built 0.9-2.6× as fast
+                                     as 4 and stored as much as the dense
                                      float32 matrix (0-3 % more than 4; 28 % more
                                      on the short Gaussian).
         ``aca_min_size``             Rarely: the same storage either way; 256 (the
