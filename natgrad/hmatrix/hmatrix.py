@@ -206,8 +206,9 @@ class _Builder:
         #: class of formed blocks: where most failed, the next test reads the
         #: singular values first and computes vectors only if it passes
         self.tests: dict[tuple[int, int], tuple[int, int]] = {}
-        #: blocks per size class stored dense without a test (see _UNTESTED_AFTER)
-        self.untested: dict[tuple[int, int], int] = {}
+        #: blocks per size class met since it qualified for _UNTESTED_AFTER
+        #: (every _PROBE_EVERY-th of them is tested all the same)
+        self.since_failing: dict[tuple[int, int], int] = {}
         #: the largest rank a formed or ACA block of each size class compressed
         #: to: the next formed one of the class is sketched at a little more
         self.ranks: dict[tuple[int, int], int] = {}
@@ -309,12 +310,9 @@ class _Builder:
         ok, failed = self.tests.get(key, (0, 0))
         if ok or failed < _UNTESTED_AFTER:
             return False
-        skipped = self.untested.get(key, 0)
-        if skipped % _PROBE_EVERY == _PROBE_EVERY - 1:
-            self.untested[key] = skipped + 1
-            return False
-        self.untested[key] = skipped + 1
-        return True
+        met = self.since_failing.get(key, 0) + 1
+        self.since_failing[key] = met
+        return met % _PROBE_EVERY != 0
 
     def _record_test(self, m: int, n: int, compressed: bool) -> None:
         ok, failed = self.tests.get(self._size_class(m, n), (0, 0))
@@ -348,11 +346,7 @@ class _Builder:
         norm2 = _finite_norm2(xp, Ab)
         if self._skip_test(m, n):
             self.counts["untested"] += 1
-            if split is not None and self.splitting:
-                self.counts["split"] += 1
-                return split()
-            self.norm2_exact += w * norm2
-            return self.dense(t, s, Ab, norm2=norm2)
+            return self._uncompressed(t, s, Ab, norm2, w, split)
         budget = self.eps * math.sqrt(norm2)
         pays = (m * n) // (m + n)
         width = self._sketch_width(m, n)
@@ -390,11 +384,7 @@ class _Builder:
             key = self._size_class(m, n)
             self.ranks[key] = max(k, self.ranks.get(key, 0))
         if resid > budget or not compresses:
-            if split is not None and self.splitting:
-                self.counts["split"] += 1
-                return split()
-            self.norm2_exact += w * norm2
-            return self.dense(t, s, Ab, norm2=norm2)
+            return self._uncompressed(t, s, Ab, norm2, w, split)
         self.norm2_exact += w * norm2
         self.counts[method] += 1
         e0 = resid**2 + sum(v * v for v in vals[k:])
@@ -405,6 +395,16 @@ class _Builder:
                                               vals[:k], math.sqrt(norm2))
         self.pool.append(_PoolEntry(rec[1], F, sv[:k], vals[:k], Gt, e0, w, rounding))
         return rec
+
+    def _uncompressed(self, t: Cluster, s: Cluster, Ab: Any, norm2: float, w: int,
+                      split: Callable[[], Any] | None) -> Any:
+        """A formed block that does not compress: split into its children
+        when the build splits, else stored dense."""
+        if split is not None and self.splitting:
+            self.counts["split"] += 1
+            return split()
+        self.norm2_exact += w * norm2
+        return self.dense(t, s, Ab, norm2=norm2)
 
     def aca(self, t: Cluster, s: Cluster, source: "_KernelSource", verify: bool) -> Any:
         xp = self.xp
