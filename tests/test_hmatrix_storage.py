@@ -644,3 +644,40 @@ def test_an_untested_class_resumes_when_a_probe_compresses(xp):
     assert not build._skip_test(100, 100)  # another size class: tested
     build._record_test(m, n, True)
     assert not any(build._skip_test(m, n) for _ in range(10))
+
+
+@pytest.mark.parametrize("kind", ["nan", "raise", "shape"])
+def test_fault_in_a_block_of_an_untested_class_is_named(kind, monkeypatch):
+    # a block stored dense without a rank test comes from the same checked
+    # kernel call as every other: a fault there is named with its call
+    # number (or passes through as the user's error), never stored
+    from faults import Fault, assert_fault_named, outcome
+
+    from natgrad.hmatrix import hmatrix as hm
+
+    P = points("3", 2000, seed=1)
+    kw = dict(eps=1e-6, leaf_size=32)
+    kernel = kernel_fn("gaussian")
+    calls, skipped = [0], []
+
+    def counting(X, Y):
+        calls[0] += 1
+        return kernel(X, Y)
+
+    skip = hm._Builder._skip_test
+
+    def recorded(self, m, n):
+        out = skip(self, m, n)
+        if out:
+            skipped.append(calls[0])  # the call that formed this block (or its parent)
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(hm._Builder, "_skip_test", recorded)
+        HMatrix.from_kernel(counting, P, **kw)
+    assert len(skipped) > 100
+    at = skipped[len(skipped) // 2]
+    faulty = Fault(kernel, kind, at)
+    out = outcome(lambda: HMatrix.from_kernel(faulty, P, **kw), "kernel")
+    assert faulty.calls == at
+    assert_fault_named(out, kind, at, "kernel")
