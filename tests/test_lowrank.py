@@ -113,6 +113,36 @@ def test_aca_zero_rows_and_zero_block(xp):
     assert np.linalg.norm(A - approx) <= 1e-6 * np.linalg.norm(A)
 
 
+def test_aca_stops_only_after_two_small_crosses(xp):
+    # three terms of sizes 1, 1e-8 and 1e-2; the first on the top rows, the
+    # last on the bottom rows and right columns.  The second cross meets the
+    # 1e-8 term and is small; the third, from a bottom row, is not.  ACA
+    # stops after two small crosses in a row: stopping after one (the rule
+    # with _CONFIRM = 1) returned rank 2 with a relative error of 8e-3
+    # here.  (A fixed draw of this family: the rule is a heuristic, and on
+    # 30 % of the family's draws two small crosses in a row still miss the
+    # third term, against 62 % with one.)
+    rng = np.random.default_rng(8)
+    m, n = 60, 50
+    a1 = np.zeros(m)
+    a1[:30] = rng.random(30) + 0.5
+    b1 = rng.random(n) + 0.5
+    a2 = np.zeros(m)
+    a2[rng.choice(m, 20, replace=False)] = rng.standard_normal(20)
+    b2 = np.zeros(n)
+    b2[:25] = rng.standard_normal(25)
+    a3 = np.zeros(m)
+    a3[30:] = rng.standard_normal(30)
+    b3 = np.zeros(n)
+    b3[25:] = rng.standard_normal(25)
+    A = np.outer(a1, b1) + 1e-8 * np.outer(a2, b2) + 1e-2 * np.outer(a3, b3)
+    Ax = from_numpy(xp, A)
+    res = aca(lambda i: Ax[i, :], lambda j: Ax[:, j], A.shape, tol=1e-6)
+    assert res.converged and res.U.shape[1] == 3
+    approx = to_numpy(res.U) @ to_numpy(res.V).T
+    assert np.linalg.norm(A - approx) <= 1e-6 * np.linalg.norm(A)
+
+
 def _aca_reference(A, k):
     """Partial-pivot ACA written plainly (NumPy, factors rebuilt each step), ``k`` crosses."""
     m, n = A.shape
