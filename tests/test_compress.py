@@ -221,6 +221,27 @@ def test_float32_weights():
     assert "skipped" in T.info["candidates"]["hmatrix"] and T.kind in ("dense", "svd")
 
 
+def test_auto_keeps_no_candidate_whose_measured_error_misses_the_bound(xp):
+    # float32 weights with singular values e^(-k/8) at eps 3e-7, near
+    # float32's unit roundoff: the SVD's truncation meets its share of the
+    # bound, but the float32 factors' rounding takes the measured error to
+    # 1.34 eps.  auto measures every candidate and keeps only those within
+    # the bound (here the dense matrix); keeping the smallest regardless
+    # returned the SVD with that error.
+    rng = np.random.default_rng(0)
+    n = 128
+    Q1, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    Q2, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    W = ((Q1 * np.exp(-np.arange(n) / 8.0)) @ Q2.T).astype(np.float32)
+    eps = 3e-7
+    C = compress_matrix(from_numpy(xp, W, dtype="float32"), eps=eps)
+    svd = C.info["candidates"]["svd"]
+    assert not svd["meets_bound"] and svd["error"] > eps  # the SVD is smaller, and misses
+    assert C.kind == "dense" and C.error <= eps
+    What = to_numpy(C.to_dense()).astype(np.float64)
+    assert np.linalg.norm(What - W) <= eps * np.linalg.norm(W.astype(np.float64))
+
+
 @pytest.mark.parametrize(("kwargs", "name"), [
     (dict(eps=0.0), "eps"), (dict(eps=1.0), "eps"), (dict(eps=-0.1), "eps"), (dict(eps=float("nan")), "eps"),
     (dict(eps=1e-2, method="qr"), "method"), (dict(eps=1e-2, relative_to="both"), "relative_to"),
