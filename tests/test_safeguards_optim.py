@@ -354,6 +354,13 @@ def test_sfn_damping_growth_after_a_rejection_stays_finite(xp):
     assert info["step_taken"] is False and info["reason"] == "no_decrease" and new is model.params
     assert opt.damping == np.finfo(np.float64).max
     opt.load_state_dict(opt.state_dict())  # a valid state
+    # the next step from there is poor again (ρ < 0.25), and the damping
+    # grows by 1/0.9: capped too.  Uncapped it became Inf, and the step
+    # after raised "damping must be a finite non-negative number, got inf"
+    for _ in range(2):
+        new, info = opt.step(model.params, model, None)
+        assert info["step_taken"] is False and opt.damping == np.finfo(np.float64).max
+    opt.load_state_dict(opt.state_dict())
 
 
 def test_sfn_a_nan_trial_loss_shortens_the_next_step_tenfold(xp):

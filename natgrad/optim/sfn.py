@@ -282,7 +282,9 @@ class SaddleFreeNewton(_common.Stateful):
             factor = 1.0 / 3.0 if rho >= 1.0 else max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
             damping = max(factor * damping, sys.float_info.min)  # stays a valid (positive) damping
         elif rho < 0.25:
-            damping /= 0.9
+            # capped like the growth after a rejection below: repeated poor
+            # steps must not take the damping to Inf, which no state accepts
+            damping = min(damping / 0.9, sys.float_info.max)
         info["rho"] = rho
         if not actual > 0:
             # the next step (from the same θ) at most t times as long as this one
