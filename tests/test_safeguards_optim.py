@@ -231,6 +231,25 @@ def test_adam_refuses_an_update_that_overflows(xp):
     assert opt.state_dict() == {"optimizer": "Adam", "m": None, "v": None, "steps": 0}
 
 
+def test_adam_refuses_a_gradient_whose_square_overflows(xp):
+    # A finite gradient entry of 1e200 squares to Inf in the second moment v;
+    # β₂·Inf stays Inf, so that coordinate would never move again, while the
+    # step itself (m / √v = 0 there) looked finite and was taken: Adam stored
+    # v = [inf, ...] and NumPy warned of an overflow.  Such a step is refused
+    # and changes no state; the next, with a sane gradient, is taken.
+    p0 = from_numpy(xp, np.linspace(1.0, 1.5, 3))
+    opt = Adam(lr=0.1)
+    new, info = opt.step(p0, Tilted(xp, 1e200, p0), None)
+    assert new is p0 and info["step_taken"] is False and info["reason"] == "nonfinite"
+    assert "1e+200 squares past the largest" in info["message"] and "second moment" in info["message"]
+    assert opt.state_dict() == {"optimizer": "Adam", "m": None, "v": None, "steps": 0}
+    new, info = opt.step(p0, Tilted(xp, 2.0, p0), None)
+    assert info["step_taken"] is True
+    # the first step of Adam moves each entry by lr·sign(g) (up to ε)
+    np.testing.assert_allclose(to_numpy(new), to_numpy(p0) - 0.1, rtol=0, atol=1e-9)
+    assert np.all(np.isfinite(to_numpy(opt.state_dict()["v"])))
+
+
 # ---------------------------------------------------------------------------
 # ENGD / SPRING
 # ---------------------------------------------------------------------------

@@ -51,7 +51,9 @@ class Adam(_common.Stateful):
 
     The state (:meth:`state_dict`) is ``m``, ``v`` (None before the first
     step) and the step count ``k``.  A step whose loss, gradient or new
-    parameters have NaN/Inf is not taken and changes no state.
+    parameters have NaN/Inf is not taken and changes no state; nor is one
+    whose gradient has an entry above the square root of the largest float
+    (``1.3e154`` in float64), whose square would make ``v`` Inf for good.
 
     Examples
     --------
@@ -106,12 +108,22 @@ class Adam(_common.Stateful):
         out = _common.Outputs("Adam", self.steps + 1, params)
         loss, g = model.loss_and_grad(params, batch)
         loss, g = out.scalar(loss, "loss_and_grad"), out.gradient(g)
-        # one host synchronisation: the loss and whether g is finite, before any
-        # arithmetic on g (Inf in g² / √v would warn on NumPy)
-        (loss,), (g_finite,) = _common.read(xp, [loss], [g])
+        # one host synchronisation: the loss, the largest |g| and whether g is
+        # finite, before any arithmetic on g (Inf in g² / √v would warn on NumPy)
+        (loss, g_max), (g_finite,) = _common.read(xp, [loss, xp.max(xp.abs(g))], [g])
         if not (math.isfinite(loss) and g_finite):
             what = "the model's loss (model.loss_and_grad)" if not math.isfinite(loss) else out.culprit("")
             return params, {**_common.rejection(loss, what, out.step), "time": timer.total()}
+        if g_max > math.sqrt(float(xp.finfo(g.dtype).max)):
+            # g² would overflow the second moment: v = Inf stays Inf (β₂ Inf = Inf)
+            # and freezes its coordinate for good, while the step looks finite
+            return params, {
+                **_common.rejection(loss, "the gradient", out.step),
+                "message": f"the gradient's largest entry {g_max:.3g} squares past the largest "
+                           f"{g.dtype} (Adam's second moment would be Inf) at step {out.step}: no step "
+                           "taken (params and the optimiser state are unchanged)",
+                "time": timer.total(),
+            }
         m = xp.zeros_like(params) if self.m is None else self.m
         v = xp.zeros_like(params) if self.v is None else self.v
         steps = self.steps + 1
