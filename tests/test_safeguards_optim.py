@@ -180,19 +180,24 @@ def test_a_state_with_vectors_of_two_libraries_is_refused():
     _same_state(_state(opt), before)
 
 
+def _refuse_cache_state(keys, uses, match, seed):
+    """FNGD.load_state_dict refuses a cache of two α vectors with these keys
+    and use counts, naming the entry, and keeps its state."""
+    rng = np.random.default_rng(seed)
+    opt = FNGD(damping=1e-2)
+    state = {**opt.state_dict(), "cache_keys": keys, "cache_alphas": [rng.standard_normal(4), rng.standard_normal(4)],
+             "cache_uses": uses}
+    before = _state(opt)
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(state)
+    _same_state(_state(opt), before)
+
+
 def test_a_string_where_a_list_belongs_is_refused():
     # Guards _common.py:678 (a list entry of the state must be a list).  Removed:
     # FNGD accepted cache_keys="ab" as the two keys 'a' and 'b' (a str iterates
     # over its characters) next to two cached weight vectors.
-    xp = pytest.importorskip("array_api_compat.numpy")
-    rng = np.random.default_rng(7)
-    opt = FNGD(damping=1e-2)
-    state = {**opt.state_dict(), "cache_keys": "ab", "cache_alphas": [rng.standard_normal(4), rng.standard_normal(4)],
-             "cache_uses": [1, 1]}
-    before = _state(opt)
-    with pytest.raises(ValueError, match=r"FNGD\.load_state_dict: state\['cache_keys'\] must be a list, got str"):
-        opt.load_state_dict(state)
-    _same_state(_state(opt), before)
+    _refuse_cache_state("ab", [1, 1], r"FNGD\.load_state_dict: state\['cache_keys'\] must be a list, got str", 7)
 
 
 # ---------------------------------------------------------------------------
@@ -478,14 +483,7 @@ def test_fngd_repeated_cache_keys_are_refused():
     # Guards fngd.py:213 (the cache keys of a loaded state are distinct).
     # Removed: the state was accepted with one key 3 (uses 2): the first α was
     # dropped silently.
-    rng = np.random.default_rng(11)
-    opt = FNGD(damping=1e-2)
-    state = {**opt.state_dict(), "cache_keys": [3, 3], "cache_alphas": [rng.standard_normal(4), rng.standard_normal(4)],
-             "cache_uses": [1, 2]}
-    before = _state(opt)
-    with pytest.raises(ValueError, match=r"cache_keys has repeated keys: \[3, 3\]"):
-        opt.load_state_dict(state)
-    _same_state(_state(opt), before)
+    _refuse_cache_state([3, 3], [1, 2], r"cache_keys has repeated keys: \[3, 3\]", 11)
 
 
 # ---------------------------------------------------------------------------
