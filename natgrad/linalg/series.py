@@ -371,7 +371,7 @@ def _neumann_sum(xp: Any, A: _Hvp, v: Any, norm_v: float, a: float, damping: flo
     best = (math.inf, x, 1)
     min_norm, rho, tn = norm_v, 0.0, norm_v
     while True:
-        At = A(t)
+        At = A(_copy(xp, t))  # t is the next term's start: an hvp writing into it must not change it
         t_prev, t = t, t - a * (At + damping * t)
         if k % interval == 0 or k == terms:
             # dask: the checks below and the next terms start from values,
@@ -922,8 +922,9 @@ def _sfn_sum(xp: Any, H: _Hvp, g: Any, norm_g: float, V: float, coef: list[float
     min_norm, rho_max, last = norm_g, 0.0, coef[0] * norm_g
     k = 1
     while k < terms:
-        w = H(u)
-        z = H(w)
+        # copies: u and w are the series' own vectors (an hvp may write into its argument)
+        w = H(_copy(xp, u))
+        z = H(_copy(xp, w))
         u_next = (u - z / V) if decay == 1.0 else (decay * u - z / V)
         S = S + coef[k] * u_next
         k += 1
