@@ -13,6 +13,8 @@ import pytest
 import natgrad.linalg.woodbury as woodbury
 from faults import write_into
 from helpers import from_numpy, symmetric_matrix, to_numpy
+from test_woodbury import make_U
+
 from natgrad import backend
 from natgrad.linalg import SolveStatus, cg, from_matvec, minres, neumann_solve, saddle_free_solve
 from natgrad.linalg.nystrom import LowRankPSD, NystromPreconditioner, nystrom, nystrom_pcg, nystrom_solve
@@ -24,16 +26,6 @@ EPS32 = np.finfo(np.float32).eps
 
 def _orthogonal(n: int, seed: int) -> np.ndarray:
     return np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))[0]
-
-
-def _low_rank_U(N: int, P: int, singular_values, seed: int) -> np.ndarray:
-    """``U = Q1 diag(σ) Q2ᵀ`` of shape (N, P) with the given singular values (zeros appended)."""
-    rng = np.random.default_rng(seed)
-    Q1 = np.linalg.qr(rng.standard_normal((N, N)))[0]
-    Q2 = np.linalg.qr(rng.standard_normal((P, N)))[0]
-    sig = np.zeros(N)
-    sig[: len(singular_values)] = singular_values
-    return (Q1 * sig) @ Q2.T
 
 
 # ---------------------------------------------------------------------------
@@ -50,7 +42,7 @@ def test_eigh_fallback_clamps_negative_rounding_eigenvalues(xp, monkeypatch):
     # -237 (numpy; -138 to -237 on the other backends): an indefinite
     # "inverse" of an SPD matrix, returned without error.
     lam = 1e-3
-    U = 1e3 * _low_rank_U(10, 30, np.logspace(0, -1, 4), seed=12)
+    U = 1e3 * make_U(10, 30, np.logspace(0, -1, 4), seed=12)
     real = backend.cholesky
 
     def failing(A, **kw):
