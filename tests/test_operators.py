@@ -124,6 +124,15 @@ def test_bad_operands_are_named(xp, mats):
         from_matvec(3.0, (2, 2), np.float64)
     with pytest.raises(ValueError, match="shape must be a pair"):
         from_matvec(lambda v: v, (2, 2, 2), np.float64)
+    # arrays, 0-d included, are no scale factors (as documented): NumPy used to
+    # broadcast over the operator, turning op * [2, 3] into an object array
+    for c in (from_numpy(xp, np.array(2.0)), from_numpy(xp, np.array([2.0, 3.0]))):
+        with pytest.raises(TypeError, match=r"scaled only by a number .* got an array of shape"):
+            op * c
+        with pytest.raises(TypeError):  # array_api_strict refuses it itself, with its own words
+            c * op
+    np.testing.assert_allclose(to_numpy((op * np.float64(2.0)) @ from_numpy(xp, np.ones(6))),
+                               2.0 * A @ np.ones(6), rtol=1e-12)
 
 
 def test_operators_do_not_mutate_inputs(xp, mats):

@@ -198,7 +198,16 @@ class LinearOperator:
             return _ProductOperator(self, other)
         return self.matvec(other)
 
+    #: NumPy defers to the operator instead of broadcasting over it: without
+    #: this ``A * np.array([2., 3.])`` was an object array of operators
+    __array_ufunc__ = None
+
     def __mul__(self, scalar: Any) -> "LinearOperator":
+        if backend.is_array(scalar):
+            raise TypeError(
+                f"an operator can be scaled only by a number (numbers.Number), got an array of "
+                f"shape {tuple(scalar.shape)}; for a 0-d array c use float(c)"
+            )
         if not isinstance(scalar, Number):
             return NotImplemented
         return _ScaledOperator(self, scalar)
