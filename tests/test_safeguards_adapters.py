@@ -195,6 +195,10 @@ def test_torch_compress_returns_the_module_in_its_training_mode():
         kept = [m for m in small.modules() if not isinstance(m, CompressedLinear)]  # container, Tanh, Dropout
         assert len(kept) == 3 and all(m.training is training for m in kept)
         assert net.training is training
+        # and the new layers take the mode of the layers they replace (a fresh
+        # module starts in training mode: they did, in an eval-mode network)
+        new = [m for m in small.modules() if isinstance(m, CompressedLinear)]
+        assert len(new) == 2 and all(m.training is training for m in new)
 
 
 def test_compressed_linear_does_not_share_the_given_bias():
@@ -214,7 +218,7 @@ def test_compressed_linear_does_not_share_the_given_bias():
     assert layer.bias.data_ptr() != bias.data_ptr()
     x = torch.randn(4, 3, generator=g, dtype=torch.float64)
     # the layer is x Wᵀ + b to rounding (SVD at eps = 1e-8 of a rank-2 matrix)
-    assert float(torch.max(torch.abs(layer(x) - (x @ W.T + bias)))) <= 1e-12
+    assert float(torch.max(torch.abs(layer(x) - (x @ W.T + bias))).detach()) <= 1e-12
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     layer(x).sum().backward()
     opt.step()

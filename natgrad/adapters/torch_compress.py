@@ -339,8 +339,10 @@ def compress(
         weights, eps=eps, budget=budget, evaluate=evaluate, verify=verify, names=[n for n, _ in linears],
         references=ref_layers, reference_stored=stored, method=method, relative_to=relative_to,
         seed=seed, **kwargs)
-    for i, (C, (name, _)) in enumerate(zip(compressed, linears)):
-        _replace(work, name, build(i, C, bool(trainable)))
+    for i, (C, (name, lin)) in enumerate(zip(compressed, linears)):
+        layer = build(i, C, bool(trainable))
+        layer.train(lin.training)  # a new module starts in training mode: it takes the one it replaces
+        _replace(work, name, layer)
     return work, report
 
 
