@@ -91,38 +91,46 @@ def test_torch_numpy_export_when_fn_closes_over_a_tracked_tensor():
     np.testing.assert_allclose(model.hvp(theta, X, v), H @ v, rtol=0, atol=TOL)
 
 
-def test_torch_flatten_refuses_a_structure_of_another_dtype():
-    # guards torch.py TorchModel._flatten `if flat.dtype != self.dtype`.
-    # Removed, flatten({"w": float32}) of a float64 model returned a float32
-    # vector without a word (the parameters' dtype silently changed).
-    torch = pytest.importorskip("torch")
-    from natgrad.adapters.torch import TorchModel
+def _framework_model(framework):
+    """A float64 model ``X @ p["w"]`` with ``w`` of length 3 and an array
+    maker ``array(values, dtype_name)`` of the framework."""
+    if framework == "torch":
+        torch = pytest.importorskip("torch")
+        from natgrad.adapters.torch import TorchModel
 
-    model = TorchModel(lambda p, X: X @ p["w"], {"w": torch.zeros(3, dtype=torch.float64)})
-    with pytest.raises(TypeError, match=r"structure must have dtype torch\.float64, got torch\.float32"):
-        model.flatten({"w": torch.ones(3, dtype=torch.float32)})
-    flat = model.flatten({"w": torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)})
-    assert flat.dtype == torch.float64 and flat.tolist() == [1.0, 2.0, 3.0]
+        def array(values, dtype):
+            return torch.tensor(values, dtype=getattr(torch, dtype))
+
+        return TorchModel(lambda p, X: X @ p["w"], {"w": array([0.0] * 3, "float64")}), array
+    jnp = pytest.importorskip("jax").numpy
+    from natgrad.adapters.jax import JaxModel
+
+    def array(values, dtype):
+        return jnp.array(values, dtype=getattr(jnp, dtype))
+
+    return JaxModel(lambda p, X: X @ p["w"], {"w": array([0.0] * 3, "float64")}), array
+
+
+@pytest.mark.parametrize(("framework", "match"), [
+    ("torch", r"structure must have dtype torch\.float64, got torch\.float32"),
+    ("jax", "structure leaf 0 must have dtype float64, got float32"),
+])
+def test_flatten_refuses_a_structure_of_another_dtype(framework, match):
+    # guards TorchModel._flatten `if flat.dtype != self.dtype` and
+    # JaxModel._flatten `if jnp.dtype(dtype) != self.dtype` (the conftest
+    # enables float64 in JAX).  Removed, flatten({"w": float32}) of a float64
+    # model returned a float32 vector without a word (the parameters' dtype
+    # silently changed).
+    model, array = _framework_model(framework)
+    with pytest.raises(TypeError, match=match):
+        model.flatten({"w": array([1.0] * 3, "float32")})
+    flat = model.flatten({"w": array([1.0, 2.0, 3.0], "float64")})
+    assert str(flat.dtype).endswith("float64") and flat.tolist() == [1.0, 2.0, 3.0]
 
 
 # ---------------------------------------------------------------------------
 # JaxModel (the conftest enables float64 in JAX)
 # ---------------------------------------------------------------------------
-
-
-def test_jax_flatten_refuses_a_leaf_of_another_dtype():
-    # guards jax.py JaxModel._flatten `if jnp.dtype(dtype) != self.dtype`.
-    # Removed, flatten({"w": float32}) of a float64 model returned a float32
-    # vector without a word.
-    jax = pytest.importorskip("jax")
-    jnp = jax.numpy
-    from natgrad.adapters.jax import JaxModel
-
-    model = JaxModel(lambda p, X: X @ p["w"], {"w": jnp.zeros(3, dtype=jnp.float64)})
-    with pytest.raises(TypeError, match="structure leaf 0 must have dtype float64, got float32"):
-        model.flatten({"w": jnp.ones(3, dtype=jnp.float32)})
-    flat = model.flatten({"w": jnp.array([1.0, 2.0, 3.0], dtype=jnp.float64)})
-    assert flat.dtype == jnp.float64 and flat.tolist() == [1.0, 2.0, 3.0]
 
 
 def test_jax_params_of_two_dtypes_are_refused():
