@@ -253,6 +253,10 @@ def test_adam_refuses_a_gradient_whose_square_overflows(xp):
     # the first step of Adam moves each entry by lr·sign(g) (up to ε)
     np.testing.assert_allclose(to_numpy(new), to_numpy(p0) - 0.1, rtol=0, atol=1e-9)
     assert np.all(np.isfinite(to_numpy(opt.state_dict()["v"])))
+    # an empty parameter vector has no largest gradient entry: still a step
+    empty = from_numpy(xp, np.zeros(0))
+    _, info = Adam(lr=0.1).step(empty, Tilted(xp, 2.0, empty), None)
+    assert info["step_taken"] is True
 
 
 # ---------------------------------------------------------------------------

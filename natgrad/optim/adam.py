@@ -110,7 +110,9 @@ class Adam(_common.Stateful):
         loss, g = out.scalar(loss, "loss_and_grad"), out.gradient(g)
         # one host synchronisation: the loss, the largest |g| and whether g is
         # finite, before any arithmetic on g (Inf in g² / √v would warn on NumPy)
-        (loss, g_max), (g_finite,) = _common.read(xp, [loss, xp.max(xp.abs(g))], [g])
+        # (an empty g has no largest entry: a reduction over it raises)
+        largest = xp.max(xp.abs(g)) if g.shape[0] else 0.0
+        (loss, g_max), (g_finite,) = _common.read(xp, [loss, largest], [g])
         if not (math.isfinite(loss) and g_finite):
             what = "the model's loss (model.loss_and_grad)" if not math.isfinite(loss) else out.culprit("")
             return params, {**_common.rejection(loss, what, out.step), "time": timer.total()}
