@@ -179,10 +179,22 @@ def five_d_settings() -> list[dict]:
     ]
 
 
+def weak_settings() -> list[dict]:
+    """rerun_settings plus weak admissibility (HODLR-like: every pair of
+    sibling clusters is a low-rank block; eta unused) with leaves of 64 and
+    128 and both ACA thresholds: the knob the sweeps before 2026-12-01 left
+    out."""
+    both = dict(symmetric=True, mixed_precision=True)
+    return rerun_settings() + [
+        dict(eta=4.0, split="bisect", leaf_size=leaf, aca_min_size=aca, admissibility="weak", **both)
+        for leaf in (64, 128) for aca in (128, 256)]
+
+
 def label(s: dict) -> str:
     flags = ("S" if s["symmetric"] else "-") + ("M" if s["mixed_precision"] else "-")
     aca = f" aca={s['aca_min_size']}" if s.get("aca_min_size", 128) != 128 else ""
-    return f"eta={s['eta']:g} {s['split']} leaf={s['leaf_size']}{aca} {flags}"
+    rule = "weak" if s.get("admissibility") == "weak" else f"eta={s['eta']:g}"
+    return f"{rule} {s['split']} leaf={s['leaf_size']}{aca} {flags}"
 
 
 #: builds faster than this (CPU seconds) are repeated and their median taken:
@@ -194,6 +206,9 @@ REPEATS = 3
 
 def build(kernel, X: np.ndarray, setting: dict) -> dict:
     runs, walls = [], []
+    # a setting without an admissibility is standard, as every setting was
+    # before the default became dimension-dependent
+    setting = {"admissibility": "standard", **setting}
     while True:
         c0, w0 = time.process_time(), time.perf_counter()
         H = HMatrix.from_kernel(kernel, X, eps=EPS, **setting)
@@ -224,18 +239,33 @@ def sweep(sizes, kernels, point_sets, settings, cases=None) -> list[dict]:
 #: leaf_size=None is 64 up to 3-D and 128 above; aca_min_size=None is 128 in 1-D, 256 above
 #: (until 2026-11-30's sketched blocks: 128 in 1-2 D; reports merged from runs
 #: before then used that rule)
+#: (until 2026-12-01 admissibility was standard on a line too: DEFAULT_1D was
+#: "eta=4 bisect leaf=64 SM")
 DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=64 aca=256 SM", "eta=4 pca leaf=128 aca=256 SM"
-DEFAULT_1D = "eta=4 bisect leaf=64 SM"
-#: point sets on a line
-LOW_D = ("cube1",)
+DEFAULT_1D = "weak bisect leaf=64 SM"
 DEFAULT = "defaults (split='auto')"
+#: weak admissibility is a candidate on a line only: off the line its
+#: blocks touch along curves or surfaces, and ACA's error estimate missed
+#: there (log r in the plane at n = 8000: 4.9 eps, exp 1.1 eps), so its
+#: builds elsewhere are measured and listed but not ranked
+WEAK_POINT_SETS = ("cube1",)
+
+
+def default_setting(point_set: str) -> str:
+    """The label of the setting natgrad's defaults pick for a point set."""
+    return {"cube1": DEFAULT_1D, "cube5": DEFAULT_HIGH_D}.get(point_set, DEFAULT_LOW_D)
+
+
+def candidates(rows: list[dict]) -> list[dict]:
+    """The rows whose setting may be ranked: weak admissibility only on WEAK_POINT_SETS."""
+    return [r for r in rows if r.get("admissibility") != "weak" or r["points"] in WEAK_POINT_SETS]
 
 
 def with_default(rows: list[dict]) -> list[dict]:
     """The rows plus, for each case, a row for the defaults: the measured setting they pick."""
     out = list(rows)
     for (n, k, p), rs in _group(rows).items():
-        pick = DEFAULT_HIGH_D if p == "cube5" else DEFAULT_1D if p in LOW_D else DEFAULT_LOW_D
+        pick = default_setting(p)
         r = next((r for r in rs if r["setting"] == pick), None)
         if r is not None:
             out.append(dict(r, setting=DEFAULT))
@@ -266,7 +296,11 @@ def _case(case: tuple) -> str:
 
 def report(rows: list[dict], quick: bool) -> str:
     n_builds = len(rows)
-    rows = with_default(rows)
+    ranked_rows = candidates(rows)
+    left_out = n_builds - len(ranked_rows)
+    excluded = (f"  {left_out} builds with weak admissibility off the line are left out of the ranking "
+                "(see WEAK_POINT_SETS in the script)." if left_out else "")
+    rows = with_default(ranked_rows)
     table = ratios(rows)
     n_cases = len(_group(rows))
     everywhere = {k: v for k, v in table.items() if len(v["cases"]) == n_cases}
@@ -325,7 +359,7 @@ def report(rows: list[dict], quick: bool) -> str:
         f"runs that record them); storage is the compression ratio ("
         f"its bytes over the dense matrix's).  {len(everywhere) - 1} settings ran on every case; the "
         f"row '{DEFAULT}' repeats, for each case, the setting the defaults pick ({DEFAULT_1D} for "
-        f"points on a line, {DEFAULT_LOW_D} in 2 and 3 dimensions, {DEFAULT_HIGH_D} in 5-D).\n\n"
+        f"points on a line, {DEFAULT_LOW_D} in 2 and 3 dimensions, {DEFAULT_HIGH_D} in 5-D).{excluded}\n\n"
         f"## Settings ranked by their worst ratio to the best of each case\n\n{summary}\n\n"
         f"{attainable_text}\n"
         f"## Per case\n\n{cases_table}\n"
@@ -345,11 +379,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000])
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
-    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived"],
+    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "weak"],
                         default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
                              "default's neighbour with aca_min_size=128; rerun: see rerun_settings; "
-                             "fived: see five_d_settings")
+                             "fived: see five_d_settings; weak: see weak_settings")
     parser.add_argument("--cases", nargs="+", metavar="KERNEL:POINTS",
                         help="these (kernel, point set) pairs instead of --kernels x --points")
     parser.add_argument("--merge", nargs="+", metavar="TAG",
@@ -369,7 +403,7 @@ def main() -> None:
         write_result(name, "H-matrix build settings: a sweep for the defaults", body, quick=args.quick)
         return
     settings = {"grid2": grid2_settings, "grid3": grid3_settings, "rerun": rerun_settings,
-                "fived": five_d_settings,
+                "fived": five_d_settings, "weak": weak_settings,
                 "new": lambda: grid3_settings()[-1:],
                 "aca128": lambda: [dict(eta=4.0, split="pca", leaf_size=64, symmetric=True, mixed_precision=True)],
                 "lowd": lambda: [dict(eta=4.0, split="bisect", leaf_size=64, aca_min_size=a, symmetric=True,

@@ -54,6 +54,45 @@ def test_default_leaf_size_follows_the_dimension(xp):
         assert rel_error(H, dense_reference("exponential", P)) <= 1e-6
 
 
+def test_default_admissibility_follows_the_dimension(xp):
+    # weak (HODLR-like) on a line, standard from 2-D up (touching weak
+    # blocks hide features from ACA there) and for rectangular matrices,
+    # whose weak pairs would not be far apart
+    if backend.is_jax(xp):
+        pytest.skip("the rule does not depend on the library; eager JAX compiles each block shape (a minute)")
+    k = kernel_fn("exponential")
+    for dim, rule in (("1", "weak"), ("2", "standard"), ("3", "standard")):
+        P = points(dim, 400, seed=35)
+        H = HMatrix.from_kernel(k, from_numpy(xp, P), leaf_size=16)
+        assert H.info["admissibility"] == rule
+        assert rel_error(H, dense_reference("exponential", P)) <= 1e-6
+    # eta is read by standard admissibility only: giving it asks for standard
+    P = points("1", 400, seed=35)
+    H = HMatrix.from_kernel(k, from_numpy(xp, P), eta=2.0, leaf_size=16)
+    assert H.info["admissibility"] == "standard"
+    P, Q = points("1", 300, seed=36), points("1", 200, seed=37)
+    H = HMatrix.from_kernel(k, from_numpy(xp, P), col_points=from_numpy(xp, Q), leaf_size=16)
+    assert H.info["admissibility"] == "standard"
+    assert rel_error(H, k(P, Q)) <= 1e-6
+    with pytest.raises(ValueError, match="admissibility"):
+        HMatrix.from_kernel(k, from_numpy(xp, P), admissibility="strong")
+
+
+def test_weak_default_stores_less_on_a_line():
+    # what the default buys on a line: every off-diagonal block of siblings
+    # is one low-rank block, where standard admissibility stores the
+    # neighbours of each leaf dense (n = 20 000: 1.3-2.0x less storage, built
+    # 1.5-2.4x faster, benchmarks/results/hmatrix_defaults-20k-weak.md)
+    X = np.random.default_rng(38).random((3000, 1))
+    for name in ("exponential", "cauchy"):
+        k = kernel_fn(name)
+        default = HMatrix.from_kernel(k, X)
+        standard = HMatrix.from_kernel(k, X, admissibility="standard")
+        assert default.info["admissibility"] == "weak" and standard.info["admissibility"] == "standard"
+        assert default.nbytes < 0.8 * standard.nbytes
+        assert rel_error(default, k(X, X)) <= 1e-6
+
+
 def test_default_aca_min_size_follows_the_dimension():
     # 128 on a line (the lowest ranks: ACA pays from smaller blocks on), 256
     # above (formed and sketched blocks are cheaper than ACA's crosses up to

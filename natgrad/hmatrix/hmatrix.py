@@ -200,6 +200,7 @@ class _Builder:
         self.norm2_exact = 0.0  # Σ ‖A_b‖² over dense and SVD blocks
         self.norm2_aca = 0.0  # Σ ‖A_b‖² (exact or estimated) over ACA blocks
         self.exact: Callable[[], Any] | None = None  # the permuted matrix, on demand
+        self.admissibility = "standard"  # the block tree's rule, reported in HMatrix.info
         self.counts = {"dense": 0, "svd": 0, "sketch": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0,
                        "aca_formed": 0, "split": 0, "untested": 0}
         #: (compressed, not compressed) counts of the SVD rank tests per size
@@ -902,7 +903,8 @@ class HMatrix(LinearOperator):
                 r.error *= math.ldexp(1.0, exp)
                 if r.kind != "zero":
                     r.U = _times_pow2(r.U, exp)
-        self.info = dict(builder.counts, verify=verify, densified=False, symmetric=builder.symmetric)
+        self.info = dict(builder.counts, verify=verify, densified=False, symmetric=builder.symmetric,
+                         admissibility=builder.admissibility)
         self._store = self._pack()
         self._device = self._store.device
         if self.compression_ratio >= 1.0:
@@ -931,11 +933,11 @@ class HMatrix(LinearOperator):
         points: Any,
         *,
         eps: float = 1e-6,
-        eta: float = 4.0,
+        eta: float | None = None,
         leaf_size: int | None = None,
         col_points: Any = None,
         split: str = "auto",
-        admissibility: str = "standard",
+        admissibility: str | None = None,
         aca_min_size: int | None = None,
         verify: bool | None = None,
         symmetric: bool | None = None,
@@ -953,9 +955,12 @@ class HMatrix(LinearOperator):
             Row points (and column points unless ``col_points`` is given).
         eps : float, default 1e-6
             Relative Frobenius bound, ``0 < eps < 1``.
-        eta : float, default 4.0
-            Admissibility parameter (> 0): a block of clusters ``t × s`` is
-            low-rank when ``min(diam t, diam s) ≤ eta · dist(t, s)``.
+        eta : float, optional
+            Admissibility parameter (> 0) of ``admissibility="standard"``: a
+            block of clusters ``t × s`` is low-rank when
+            ``min(diam t, diam s) ≤ eta · dist(t, s)``.  ``None`` (default):
+            4.  Giving it asks for standard admissibility where
+            ``admissibility`` is left to its default.
         leaf_size : int, optional
             Largest cluster leaf (≥ 1).  ``None`` (default): 64 for points in
             up to 3 dimensions, 128 above, where at the sizes of the sweep
@@ -974,7 +979,26 @@ class HMatrix(LinearOperator):
             each operation once per array shape; PCA's median splits give
             clusters of a few sizes, bisection's of many: a first 3-D build
             of 250 points took 41 s against 386 s).
-        admissibility : {"standard", "weak"}, default "standard"
+        admissibility : {"standard", "weak"}, optional
+            Which cluster pairs are low-rank blocks.  ``"standard"``: pairs
+            that meet the ``eta`` condition; the rest are subdivided down to
+            the leaves, whose near field is stored dense.  ``"weak"``
+            (HODLR-like): every pair of distinct clusters of the same level,
+            so each level stores one low-rank block per pair of siblings
+            and only the diagonal leaves are dense; ``eta`` is then unused.
+            ``None`` (default): ``"weak"`` for points on a line (one
+            coordinate) without ``col_points`` and without ``eta``,
+            ``"standard"`` otherwise.  On a line weak blocks stored 1.3-2.0×
+            less and built 1.1-2.8× faster than standard ones on all 7
+            kernels of the sweep at n = 2000, 8000 and 20 000, and met the
+            bound (checked against the dense matrix at 5000, 8000 and
+            20 000).  Off the line weak blocks touch along curves
+            or surfaces, and ACA's error estimate, which the bound rests on
+            without ``verify``, can miss there: log r in the plane at
+            n = 8000 came out at 4.9 ``eps`` (exp at 1.1).  Choose
+            ``"weak"`` there only with ``verify=True`` (which met the bound
+            on both, at 5-7× the build time of standard) or a check of your
+            own.  The choice is in ``H.info["admissibility"]``.
         aca_min_size : int, optional
             Admissible blocks with ``min(m, n) ≤ aca_min_size`` are evaluated
             and compressed by a sketch or an SVD (exact); larger ones by ACA.
@@ -1085,12 +1109,33 @@ class HMatrix(LinearOperator):
         settings with larger leaves, which store more, faster still.)  At
         n = 20 000 (28 cases up to 3-D): storage at most 1.06× the
         smallest, build at most 2.2× the fastest (1.1-1.4× in 3-D), within
-        1.25× of both on 3 cases.  When to change a knob (ratios from the
-        sweep, against the defaults):
+        1.25× of both on 3 cases.  Weak admissibility, which those sweeps
+        left out, is the default on a line since 2026-12-01.  Re-measured
+        with it (16 settings; the 28 cases at n = 20 000,
+        ``hmatrix_defaults-20k-weak.md``, and the 14 in 1-2 D at 2000 and
+        8000, ``hmatrix_defaults-8k-w.md``; weak off the line measured but
+        not ranked), the defaults store at most 1.06× the smallest and
+        build at most 2.1× slower than the fastest at 20 000 (1.35-1.73× on
+        a line, against weak leaves of 128), within 1.25× of both on none
+        of the 28 cases.
+        When to change a knob (ratios from the sweep, against the
+        defaults):
 
         ===========================  ==============================================
         change                       when
         ===========================  ==============================================
+        ``admissibility``            ``"standard"`` on a line when build time
+                                     matters more than memory: it stores
+                                     1.3-2.0× more, at 1.1-2.8× the build time
+                                     (weak is faster and smaller there).
+                                     ``"weak"`` with ``verify=True`` in 2-D when
+                                     memory matters most and the kernel is
+                                     smooth over the whole domain: unverified at
+                                     n = 20 000, the Gaussians and Matérn 5/2
+                                     stored 2.2-3.6× less than standard (in 3-D
+                                     the Gaussian of length scale 1, 5.4×), but
+                                     only ``verify`` makes the bound hold there
+                                     (see ``admissibility``), at 5-7× the build.
         ``split``                    Rarely: ``"auto"`` is what the sweep found
                                      best.  PCA clusters in up to 3 dimensions
                                      stored 1.27× more and built 1.12× faster on
@@ -1187,13 +1232,23 @@ class HMatrix(LinearOperator):
                 )
         dtype = backend.float_dtype(xp, points, col_points)
         eps = _check_eps(eps, dtype, xp)
-        eta = validation.positive(eta, "eta")
+        eta_given = eta is not None
+        eta = validation.positive(4.0 if eta is None else eta, "eta")
         if leaf_size is None:
             leaf_size = 64 if points.shape[1] <= 3 else 128
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
         if aca_min_size is None:
             aca_min_size = 128 if points.shape[1] == 1 else 256
         aca_min_size = validation.positive_int(aca_min_size, "aca_min_size")
+        if admissibility is None:
+            # measured (the sweep's 7 kernels, n = 2000-20 000): on a line weak
+            # blocks store less and build faster on every case and meet the
+            # bound.  In the plane they touch along a line, and ACA's estimate
+            # missed there (log r at 8000: 4.9 eps).  Rectangular matrices
+            # keep standard: weak pairs clusters by tree position, not
+            # distance; so does a build given eta, which only standard reads
+            weak = col_points is None and points.shape[1] == 1 and not eta_given
+            admissibility = "weak" if weak else "standard"
         if symmetric is not None and not isinstance(symmetric, bool):
             raise TypeError(f"symmetric must be None (detect), True or False, got {symmetric!r}")
         if symmetric and col_points is not None:
@@ -1258,6 +1313,7 @@ class HMatrix(LinearOperator):
 
             layout = _walk(btree.root, leaf)
             build.distribute()
+            build.admissibility = admissibility
             return cls(xp=xp, dtype=dtype, rows=rows, cols=cols, builder=build, layout=layout,
                        eps=eps, verify=bool(verify), stored=stored)
 
@@ -1386,6 +1442,7 @@ class HMatrix(LinearOperator):
             raise ValueError(f"tree must be 'embedding' or 'index', got {tree!r}")
         btree = BlockTree(rows, cols, eta=eta, admissibility=admissibility)
         build = _Builder(xp, dtype, eps, splitting=bool(adaptive), mixed_precision=mixed_precision)
+        build.admissibility = admissibility
         build.set_scale(exp)
         build.exact = lambda: Ap
 
