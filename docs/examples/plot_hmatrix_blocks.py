@@ -41,9 +41,11 @@ norm_A = np.linalg.norm(A)
 # larger and of lower rank the farther apart their clusters are.
 
 # The default settings (chosen by a sweep over kernels, dimensions and sizes):
-# η = 4, PCA clusters of at most 64 points, symmetry detected (one triangle of
-# blocks is stored and drawn at both places) and mixed precision (a block
-# is stored in float32 where its share of the error budget allows).
+# standard admissibility with η = 4 for points off a line (weak admissibility,
+# one low-rank block per pair of sibling clusters, on a line), bisection
+# clusters of at most 64 points, symmetry detected (one triangle of blocks is
+# stored and drawn at both places) and mixed precision (a block is stored in
+# float32 where its share of the error budget allows).
 
 H = HMatrix.from_kernel(kernel, points, eps=1e-6)
 fig, ax = plt.subplots(figsize=(6.2, 5.0))
