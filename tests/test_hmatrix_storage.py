@@ -4,6 +4,8 @@ reference."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from helpers import from_numpy, to_numpy
@@ -76,6 +78,22 @@ def test_default_admissibility_follows_the_dimension(xp):
     assert rel_error(H, k(P, Q)) <= 1e-6
     with pytest.raises(ValueError, match="admissibility"):
         HMatrix.from_kernel(k, from_numpy(xp, P), admissibility="strong")
+
+
+def test_weak_off_a_line_without_verify_warns():
+    # off a line weak blocks touch, and ACA's estimate missed there at sizes
+    # where verify is off by default (log r in the plane at n = 8000: 4.9
+    # eps): a user who asks for weak without verify is told
+    k = kernel_fn("exponential")
+    P = points("2", 300, seed=39)
+    with pytest.warns(UserWarning, match="verify=True"):
+        H = HMatrix.from_kernel(k, P, admissibility="weak", verify=False, leaf_size=16)
+    assert H.info["admissibility"] == "weak"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        checked = HMatrix.from_kernel(k, P, admissibility="weak", verify=True, leaf_size=16)
+        HMatrix.from_kernel(k, points("1", 300, seed=39), admissibility="weak", verify=False, leaf_size=16)
+    assert rel_error(checked, k(P, P)) <= 1e-6
 
 
 def test_weak_default_stores_less_on_a_line():

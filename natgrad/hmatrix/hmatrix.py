@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -984,21 +985,21 @@ class HMatrix(LinearOperator):
             that meet the ``eta`` condition; the rest are subdivided down to
             the leaves, whose near field is stored dense.  ``"weak"``
             (HODLR-like): every pair of distinct clusters of the same level,
-            so each level stores one low-rank block per pair of siblings
-            and only the diagonal leaves are dense; ``eta`` is then unused.
+            so each level stores one low-rank block per pair of siblings and
+            only the diagonal leaves are dense; ``eta`` is then unused.
             ``None`` (default): ``"weak"`` for points on a line (one
             coordinate) without ``col_points`` and without ``eta``,
             ``"standard"`` otherwise.  On a line weak blocks stored 1.3-2.0×
-            less and built 1.1-2.8× faster than standard ones on all 7
-            kernels of the sweep at n = 2000, 8000 and 20 000, and met the
-            bound (checked against the dense matrix at 5000, 8000 and
-            20 000).  Off the line weak blocks touch along curves
-            or surfaces, and ACA's error estimate, which the bound rests on
-            without ``verify``, can miss there: log r in the plane at
-            n = 8000 came out at 4.9 ``eps`` (exp at 1.1).  Choose
-            ``"weak"`` there only with ``verify=True`` (which met the bound
-            on both, at 5-7× the build time of standard) or a check of your
-            own.  The choice is in ``H.info["admissibility"]``.
+            less and built 1.1-2.8× faster than standard ones on all 7 kernels
+            of the sweep at n = 2000, 8000 and 20 000, and met the bound
+            (checked against the dense matrix at 5000, 8000 and 20 000).  Off
+            the line weak blocks touch along curves or surfaces, and ACA's
+            error estimate, which the bound rests on without ``verify``, can
+            miss there: log r in the plane at n = 8000 came out at 4.9 ``eps``
+            (exp at 1.1).  Choose ``"weak"`` there only with ``verify=True``
+            (which met the bound on both, at 6.5-6.9× the build time of
+            standard) or a check of your own; without it a ``UserWarning``
+            says so.  The choice is in ``H.info["admissibility"]``.
         aca_min_size : int, optional
             Admissible blocks with ``min(m, n) ≤ aca_min_size`` are evaluated
             and compressed by a sketch or an SVD (exact); larger ones by ACA.
@@ -1114,28 +1115,26 @@ class HMatrix(LinearOperator):
         with it (16 settings; the 28 cases at n = 20 000,
         ``hmatrix_defaults-20k-weak.md``, and the 14 in 1-2 D at 2000 and
         8000, ``hmatrix_defaults-8k-w.md``; weak off the line measured but
-        not ranked), the defaults store at most 1.06× the smallest and
-        build at most 2.1× slower than the fastest at 20 000 (1.35-1.73× on
-        a line, against weak leaves of 128), within 1.25× of both on none
-        of the 28 cases.
-        When to change a knob (ratios from the sweep, against the
-        defaults):
+        not ranked), the defaults store at most 1.06× the smallest and build
+        at most 2.1× slower than the fastest at 20 000 (1.35-1.73× on a
+        line, against weak leaves of 128), within 1.25× of both on none of
+        the 28 cases.  When to change a knob (ratios from the sweep, against
+        the defaults):
 
         ===========================  ==============================================
         change                       when
         ===========================  ==============================================
-        ``admissibility``            ``"standard"`` on a line when build time
-                                     matters more than memory: it stores
-                                     1.3-2.0× more, at 1.1-2.8× the build time
-                                     (weak is faster and smaller there).
-                                     ``"weak"`` with ``verify=True`` in 2-D when
+        ``admissibility``            ``"weak"`` with ``verify=True`` in 2-D when
                                      memory matters most and the kernel is
                                      smooth over the whole domain: unverified at
                                      n = 20 000, the Gaussians and Matérn 5/2
                                      stored 2.2-3.6× less than standard (in 3-D
                                      the Gaussian of length scale 1, 5.4×), but
                                      only ``verify`` makes the bound hold there
-                                     (see ``admissibility``), at 5-7× the build.
+                                     (see ``admissibility``), at 6.5-6.9× the build.
+                                     ``"standard"`` on a line only to repeat a
+                                     build from before 2026-12-01: weak stored
+                                     less and built faster on every case there.
         ``split``                    Rarely: ``"auto"`` is what the sweep found
                                      best.  PCA clusters in up to 3 dimensions
                                      stored 1.27× more and built 1.12× faster on
@@ -1269,6 +1268,12 @@ class HMatrix(LinearOperator):
         btree = BlockTree(rows, cols, eta=eta, admissibility=admissibility)
         if verify is None:
             verify = rows.n * cols.n <= _VERIFY_LIMIT
+        if admissibility == "weak" and points.shape[1] > 1 and not verify:
+            warnings.warn(
+                f"admissibility='weak' with points in {points.shape[1]} dimensions and verify=False: weak "
+                "blocks touch off a line, and ACA's error estimate, on which eps then rests, can miss "
+                "there (log r in the plane at n = 8000 came out at 4.9 eps); pass verify=True to check "
+                "every ACA block against the formed block", UserWarning, stacklevel=2)
         X = xp.astype(rows.points, dtype) if rows.points.dtype != dtype else rows.points
         Y = xp.astype(cols.points, dtype) if cols.points.dtype != dtype else cols.points
 
