@@ -1071,6 +1071,14 @@ class HMatrix(LinearOperator):
             An exception raised by the kernel passes through unchanged, with
             a note naming the call.
 
+        Warns
+        -----
+        UserWarning
+            For ``admissibility="weak"`` with points in more than one
+            dimension and ``verify`` off: the bound then rests on ACA's
+            estimate, which can miss on touching blocks (see
+            ``admissibility``).
+
         Notes
         -----
         Bound: ``‖H − A‖_F ≤ eps ‖A‖_F`` (see the module docstring for the
