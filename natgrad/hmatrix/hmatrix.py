@@ -175,7 +175,7 @@ class _Builder:
     """Collects block records, the budget pool and the block layout."""
 
     def __init__(self, xp: Any, dtype: Any, eps: float, splitting: bool, symmetric: bool = False,
-                 mixed_precision: bool = False) -> None:
+                 mixed_precision: bool = False, admissibility: str = "standard") -> None:
         self.xp, self.dtype = xp, dtype
         self.splitting, self.symmetric = splitting, symmetric
         if not isinstance(mixed_precision, bool):
@@ -201,7 +201,7 @@ class _Builder:
         self.norm2_exact = 0.0  # Σ ‖A_b‖² over dense and SVD blocks
         self.norm2_aca = 0.0  # Σ ‖A_b‖² (exact or estimated) over ACA blocks
         self.exact: Callable[[], Any] | None = None  # the permuted matrix, on demand
-        self.admissibility = "standard"  # the block tree's rule, reported in HMatrix.info
+        self.admissibility = admissibility  # the block tree's rule, reported in HMatrix.info
         self.counts = {"dense": 0, "svd": 0, "sketch": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0,
                        "aca_formed": 0, "split": 0, "untested": 0}
         #: (compressed, not compressed) counts of the SVD rank tests per size
@@ -1287,7 +1287,7 @@ class HMatrix(LinearOperator):
 
         def build_with(symmetric: bool | None) -> "HMatrix":
             build = _Builder(xp, dtype, eps, splitting=True, symmetric=False,
-                             mixed_precision=mixed_precision)
+                             mixed_precision=mixed_precision, admissibility=admissibility)
             source = _KernelSource(kernel, X, Y, dtype, xp, build)
             if symmetric is None:
                 symmetric = col_points is None and _looks_symmetric(source, rows.n)
@@ -1326,7 +1326,6 @@ class HMatrix(LinearOperator):
 
             layout = _walk(btree.root, leaf)
             build.distribute()
-            build.admissibility = admissibility
             return cls(xp=xp, dtype=dtype, rows=rows, cols=cols, builder=build, layout=layout,
                        eps=eps, verify=bool(verify), stored=stored)
 
@@ -1454,8 +1453,8 @@ class HMatrix(LinearOperator):
         else:
             raise ValueError(f"tree must be 'embedding' or 'index', got {tree!r}")
         btree = BlockTree(rows, cols, eta=eta, admissibility=admissibility)
-        build = _Builder(xp, dtype, eps, splitting=bool(adaptive), mixed_precision=mixed_precision)
-        build.admissibility = admissibility
+        build = _Builder(xp, dtype, eps, splitting=bool(adaptive), mixed_precision=mixed_precision,
+                         admissibility=admissibility)
         build.set_scale(exp)
         build.exact = lambda: Ap
 
