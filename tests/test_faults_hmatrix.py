@@ -110,13 +110,31 @@ def rel_error(D, M):
 # -- the kernel at call k ------------------------------------------------------
 
 
+# points in the plane (standard admissibility) and on a line (weak, the
+# default there)
+GEOMETRIES = ["2", "1"]
+
+
+def _reached(at, build):
+    """``at``, or the last kernel call of a healthy ``build(kernel)`` if it
+    makes fewer (a weak build on a line, on the slower backends' smaller
+    problems, makes under LATE calls): the fault must fire."""
+    if at < LATE:
+        return at
+    probe = Fault(kernel_fn("cauchy"), "nan", 10**9)
+    build(probe)
+    return min(at, probe.calls)
+
+
+@pytest.mark.parametrize("dim", GEOMETRIES)
 @pytest.mark.parametrize("at", [1, 2, LATE])
 @pytest.mark.parametrize("kind", BREAKING)
-def test_kernel_breaking_fault_is_named(xp, kind, at):
+def test_kernel_breaking_fault_is_named(xp, kind, at, dim):
     """NaN, Inf, a wrong shape: an error naming the kernel and the call; the
     user's exception passes through, with a note naming the call."""
-    P = points("2", _n(xp), seed=1)
+    P = points(dim, _n(xp), seed=1)
     Px = from_numpy(xp, P)
+    at = _reached(at, lambda k: HMatrix.from_kernel(k, Px, **_build(xp)))
     kernel = Fault(kernel_fn("cauchy"), kind, at)
     out = outcome(lambda: HMatrix.from_kernel(kernel, Px, **_build(xp)), "kernel")
     assert kernel.calls == at  # stopped at the faulty call
@@ -124,9 +142,10 @@ def test_kernel_breaking_fault_is_named(xp, kind, at):
     np.testing.assert_array_equal(to_numpy(Px), P)
 
 
+@pytest.mark.parametrize("dim", GEOMETRIES)
 @pytest.mark.parametrize("at", [1, 2, LATE])
 @pytest.mark.parametrize("kind", ["huge", "tiny", "write"])
-def test_kernel_changing_answers_give_an_honest_hmatrix(xp, backend_name, kind, at):
+def test_kernel_changing_answers_give_an_honest_hmatrix(xp, backend_name, kind, at, dim):
     """×1e±150 or a write into the points from call k on: the H-matrix is
     that of the matrix the kernel answered, within eps and within its own
     error estimate; the caller's points never change.  The one exception:
@@ -135,19 +154,22 @@ def test_kernel_changing_answers_give_an_honest_hmatrix(xp, backend_name, kind, 
     sample = FULL_BUILDS.get(backend_name)
     if sample is not None and (kind, at) not in sample:
         pytest.skip("every case on NumPy, a sample on the slower backends")
-    P = points("2", _n(xp), seed=2)
+    P = points(dim, _n(xp), seed=2)
     Px = from_numpy(xp, P)
+    at = _reached(at, lambda k: HMatrix.from_kernel(k, Px, symmetric=False, **_build(xp)))
     log = Answered(Fault(kernel_fn("cauchy"), kind, at), P)
     # the full matrix: with symmetric storage one block triangle mirrors the
     # other, so the entries of a kernel whose answers change are not all ones
     # it answered (the symmetry probe's calls are in the faults above)
     out = outcome(lambda: HMatrix.from_kernel(log, Px, symmetric=False, **_build(xp)), "kernel")
+    assert log.fn.fired
     np.testing.assert_array_equal(to_numpy(Px), P)
     if kind == "huge" and at > 1:
         assert isinstance(out.error, ValueError)
         assert f"kernel (call {at}) returned values up to" in str(out.error)
         return
     H = out.value
+    assert H.info["admissibility"] == ("weak" if dim == "1" else "standard")
     M = log.M
     assert np.all(np.isfinite(M))  # every entry was asked for
     err = rel_error(to_numpy(H.to_dense()), M)
@@ -161,7 +183,7 @@ def test_kernel_changing_answers_give_an_honest_hmatrix(xp, backend_name, kind, 
         # every call saw its own zeroed copy of X: the rows are all k(0, y_j),
         # and no write reached another call or the caller (JAX arrays cannot
         # be written: there the kernel stays healthy)
-        want = np.broadcast_to(dense_reference("cauchy", np.zeros((1, 2)), P), M.shape) if writable(Px) else A
+        want = np.broadcast_to(dense_reference("cauchy", np.zeros((1, P.shape[1])), P), M.shape) if writable(Px) else A
         np.testing.assert_allclose(M, want, rtol=1e-14)
 
 
