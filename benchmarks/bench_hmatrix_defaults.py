@@ -190,6 +190,38 @@ def weak_settings() -> list[dict]:
         for leaf in (64, 128) for aca in (128, 256)]
 
 
+def leaf_settings() -> list[dict]:
+    """Leaves between 64 and 128 (80 and 96), which the passes before
+    2026-12-01 never tried, beside the settings that were smallest or
+    fastest on some 2-3 D case of the seventh pass (standard
+    admissibility, bisection)."""
+    both = dict(symmetric=True, mixed_precision=True)
+    out = [dict(eta=eta, split="bisect", leaf_size=64, **both) for eta in (4.0, 8.0)]
+    out += [dict(eta=eta, split="bisect", leaf_size=leaf, aca_min_size=256, **both)
+            for leaf in (64, 80, 96, 128) for eta in (4.0, 8.0)]
+    out += [dict(eta=eta, split="bisect", leaf_size=128, **both) for eta in (2.0, 4.0, 8.0)]
+    return out
+
+
+def leaf_check_settings() -> list[dict]:
+    """Leaves of 64, 96 and 128 (eta = 4, aca_min_size = 256) beside the
+    smallest (eta = 8, leaves of 64) and usually fastest (eta = 8, leaves
+    of 128, aca_min_size = 256) settings of leaf_settings: a shorter check
+    of the leaf default at other sizes."""
+    both = dict(symmetric=True, mixed_precision=True)
+    return [dict(eta=4.0, split="bisect", leaf_size=leaf, aca_min_size=256, **both) for leaf in (64, 96, 128)] + [
+        dict(eta=8.0, split="bisect", leaf_size=64, **both),
+        dict(eta=8.0, split="bisect", leaf_size=128, aca_min_size=256, **both)]
+
+
+def weak_leaf_settings() -> list[dict]:
+    """Weak admissibility (the default on a line) with leaves of 64, 80, 96
+    and 128 and both ACA thresholds."""
+    both = dict(symmetric=True, mixed_precision=True)
+    return [dict(eta=4.0, split="bisect", leaf_size=leaf, aca_min_size=aca, admissibility="weak", **both)
+            for leaf in (64, 80, 96, 128) for aca in (128, 256)]
+
+
 def label(s: dict) -> str:
     flags = ("S" if s["symmetric"] else "-") + ("M" if s["mixed_precision"] else "-")
     aca = f" aca={s['aca_min_size']}" if s.get("aca_min_size", 128) != 128 else ""
@@ -236,12 +268,15 @@ def sweep(sizes, kernels, point_sets, settings, cases=None) -> list[dict]:
 
 #: the settings natgrad's defaults give (HMatrix.from_kernel's signature):
 #: split="auto" bisects boxes up to 3-D and splits along the principal axis above;
-#: leaf_size=None is 64 up to 3-D and 128 above; aca_min_size=None is 128 in 1-D, 256 above
+#: leaf_size=None is 64 on a line, 96 in 2-3 D and 128 above; aca_min_size=None is 128 in 1-D, 256 above
 #: (until 2026-11-30's sketched blocks: 128 in 1-2 D; reports merged from runs
 #: before then used that rule)
 #: (until 2026-12-01 admissibility was standard on a line too: DEFAULT_1D was
 #: "eta=4 bisect leaf=64 SM")
-DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=64 aca=256 SM", "eta=4 pca leaf=128 aca=256 SM"
+#: (until 2026-12-01's eighth pass leaves were 64 in 2-3 D too: DEFAULT_LOW_D was
+#: "eta=4 bisect leaf=64 aca=256 SM"; reports merged from runs without leaves of
+#: 96 have no row for the defaults)
+DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=96 aca=256 SM", "eta=4 pca leaf=128 aca=256 SM"
 DEFAULT_1D = "weak bisect leaf=64 SM"
 DEFAULT = "defaults (split='auto')"
 #: weak admissibility is a candidate on a line only: off the line its
@@ -379,11 +414,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000])
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
-    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "weak"],
+    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "weak", "leaf",
+                                                  "weakleaf", "leafcheck"],
                         default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
                              "default's neighbour with aca_min_size=128; rerun: see rerun_settings; "
-                             "fived: see five_d_settings; weak: see weak_settings")
+                             "fived: see five_d_settings; weak: see weak_settings; "
+                             "leaf, weakleaf, leafcheck: see leaf_settings, weak_leaf_settings, "
+                             "leaf_check_settings")
     parser.add_argument("--cases", nargs="+", metavar="KERNEL:POINTS",
                         help="these (kernel, point set) pairs instead of --kernels x --points")
     parser.add_argument("--merge", nargs="+", metavar="TAG",
@@ -404,6 +442,7 @@ def main() -> None:
         return
     settings = {"grid2": grid2_settings, "grid3": grid3_settings, "rerun": rerun_settings,
                 "fived": five_d_settings, "weak": weak_settings,
+                "leaf": leaf_settings, "weakleaf": weak_leaf_settings, "leafcheck": leaf_check_settings,
                 "new": lambda: grid3_settings()[-1:],
                 "aca128": lambda: [dict(eta=4.0, split="pca", leaf_size=64, symmetric=True, mixed_precision=True)],
                 "lowd": lambda: [dict(eta=4.0, split="bisect", leaf_size=64, aca_min_size=a, symmetric=True,
