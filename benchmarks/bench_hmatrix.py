@@ -58,7 +58,8 @@ import array_api_compat.numpy as xnp  # noqa: E402
 from natgrad.hmatrix import HMatrix  # noqa: E402
 
 EPS = 1e-6
-#: h2tools' leaf size (it has no default); natgrad's default leaf size is the same
+#: h2tools' leaf size (it has no default): natgrad's default up to 2026-12-01, when
+#: natgrad's became 96 in 2-3 D (the peer keeps the value its earlier runs used)
 LEAF = 64
 
 
@@ -515,7 +516,7 @@ def main():
     body += (f"\n\n## Peer: h2tools\n\nh2tools (Mikhalev & Oseledets' MCBH, an H²-matrix from matrix "
              f"entries) on the same points and kernel with its tolerance tau = {EPS:g} (a per-block "
              "relative tolerance, not a bound on the whole matrix: compare the sampled-row errors), "
-             "leaf size the same, its own admissibility (box centres farther apart than the larger "
+             f"block size {LEAF} (natgrad's default leaf in 3-D: 64 until 2026-12-01, 96 since), its own admissibility (box centres farther apart than the larger "
              "box diagonal). Each run in a fresh process; the natgrad rows repeat the scaling table.\n\n")
     body += peer_section(peer_sizes, done, repeats)
     body += "\n\n## Weight compression at equal storage\n\n" + weights(quick, repeats)

@@ -963,13 +963,20 @@ class HMatrix(LinearOperator):
             4.  Giving it asks for standard admissibility where
             ``admissibility`` is left to its default.
         leaf_size : int, optional
-            Largest cluster leaf (≥ 1).  ``None`` (default): 64 for points in
-            up to 3 dimensions, 128 above, where at the sizes of the sweep
-            few blocks compress and per-block costs dominate the build: 128
-            built 3.3-4.3× faster than 64 at n = 8000 with at most 9 % more
-            storage; at n = 24 000, 2.9× faster with 0.5 % less storage (exp
-            kernel) and 2.8× faster with 29 % more (a Gaussian of length
-            scale 0.2; see Notes).
+            Largest cluster leaf (≥ 1).  ``None`` (default): 64 for points on
+            a line, 96 in 2 and 3 dimensions, 128 above.  In 2-3 D, 96
+            against 64 (21 cases at each of n = 2000, 8000, 12 000 and
+            20 000) stored 1.10-1.17× more on geometric average (up to 1.69×,
+            on 1/r) and built 1.13-1.27× faster.  Against the best of five
+            settings run side by side on those 84 cases, 96 came within
+            1.25× of both the smallest storage and the fastest build on 41,
+            64 on 16, 128 on 34, and 128 with ``eta=8`` on 44 while storing
+            1.28× the smallest on average against 96's 1.14× (see Notes).  Above
+            3-D, few blocks compress at the sizes of the sweep and per-block
+            costs dominate the build: 128 built 3.3-4.3× faster than 64 at
+            n = 8000 with at most 9 % more storage; at n = 24 000, 2.9×
+            faster with 0.5 % less storage (exp kernel) and 2.8× faster with
+            29 % more (a Gaussian of length scale 0.2).
         col_points : array, shape (n2, d), optional
             Column points for a rectangular kernel matrix.
         split : {"auto", "pca", "bisect"}, default "auto"
@@ -1104,30 +1111,26 @@ class HMatrix(LinearOperator):
         numba) float32 blocks are widened for each product: the memory
         halves, the product gets slower.
 
-        **Choosing the settings.**  The defaults are the setting that did
-        best in a sweep over 35 cases (``benchmarks/results/hmatrix_defaults.md``:
-        kernels exp, Matérn 3/2 and 5/2, two Gaussians, 1/r and log r on
-        uniform points in 1, 2, 3 and 5 dimensions and on a sphere, n = 8000,
-        eps = 1e-6), storage first: at most 1.53× the smallest storage found
-        for each case (1.03× on geometric average) and at most 3.5× its
-        fastest build (1.64×); within 1.25× of both on 6 of the 35 cases.
-        No setting came within 1.25× of both on every case: the fastest
-        builds compress least, and on 24 cases no setting of the sweep was
-        within 1.25× of both.  (Sketching formed blocks made the defaults
-        build 1.0-1.55× faster at the same storage and, by the sweep, the
-        settings with larger leaves, which store more, faster still.)  At
-        n = 20 000 (28 cases up to 3-D): storage at most 1.06× the
-        smallest, build at most 2.2× the fastest (1.1-1.4× in 3-D), within
-        1.25× of both on 3 cases.  Weak admissibility, which those sweeps
-        left out, is the default on a line since 2026-12-01.  Re-measured
-        with it (16 settings; the 28 cases at n = 20 000,
-        ``hmatrix_defaults-20k-weak.md``, and the 14 in 1-2 D at 2000 and
-        8000, ``hmatrix_defaults-8k-w.md``; weak off the line measured but
-        not ranked), the defaults store at most 1.06× the smallest and build
-        at most 2.1× slower than the fastest at 20 000 (1.35-1.73× on a
-        line, against weak leaves of 128), within 1.25× of both on none of
-        the 28 cases.  When to change a knob (ratios from the sweep, against
-        the defaults):
+        **Choosing the settings.**  The defaults come from a sweep
+        (``benchmarks/results/hmatrix_defaults.md``) over seven kernels (exp,
+        Matérn 3/2 and 5/2, two Gaussians, 1/r and log r) on uniform points
+        in 1, 2, 3 and 5 dimensions and on a sphere, at n = 2000 to 20 000
+        and eps = 1e-6, measured against the goal of storage and build time
+        within 1.25× of the best setting found for each case.  No setting
+        meets it on every case: the fastest builds compress least, and on
+        10 of the 28 cases up to 3-D at n = 20 000 no setting of the sweep
+        came within 1.25× of both.  With leaves of 96 in 2-3 D (64 until the
+        eighth pass, 2026-12-01), the defaults come within 1.25× of both on
+        14 of those 28 cases (2 before), storing at most 1.72× the smallest
+        (1/r; 1.14× on geometric average) and building at most 1.64× slower
+        than the fastest (1.23×); at n = 12 000 on 11 of 21 (5 before), at
+        2000 and 8000 on 12 of 42 (3).  On a line, weak admissibility (the
+        default there) with leaves of 64 stores the least and builds
+        1.3-1.6× slower than the fastest, whose leaves of 96 or 128 store
+        1.6× more: no leaf meets the goal there at n = 20 000.  In 5-D the
+        defaults are within 1.25× of both on 2 of 7 kernels at n = 20 000.
+        When to change a knob (ratios from the sweep, against the
+        defaults):
 
         ===========================  ==============================================
         change                       when
@@ -1151,10 +1154,15 @@ class HMatrix(LinearOperator):
                                      at 20 000 (``eta=8``, leaves of 128) 1-32 %
                                      less (the Gaussians, exp and 1/r most) and
                                      2.0-5.5× slower.
-        ``leaf_size=128``            Points in up to 3 dimensions, build time
-                                     matters more than memory: builds 1.35× faster
-                                     on average (up to 1.78×), stores 1.34× more
-                                     (up to 1.78×).
+        ``leaf_size=128``            Points in 2-3 dimensions, build time
+                                     matters more than memory: built 1.19× faster
+                                     on average (0.68-2.0×), stored 1.13× more
+                                     (up to 1.60×, on 1/r) at n = 2000-20 000.
+        ``leaf_size=64`` (2-3 D)     A kernel like 1/r, or memory matters more
+                                     than build time: stored 11 %
+                                     less on average, 11-41 % less on 1/r, and
+                                     built 1.18× slower on average (the leaf
+                                     default before 2026-12-01).
         ``leaf_size=64``             Points in more than 3 dimensions, a
                                      short-range kernel, memory matters more than
                                      build time: stored 8 % less on the short
@@ -1242,7 +1250,7 @@ class HMatrix(LinearOperator):
         eta_given = eta is not None
         eta = validation.positive(4.0 if eta is None else eta, "eta")
         if leaf_size is None:
-            leaf_size = 64 if points.shape[1] <= 3 else 128
+            leaf_size = {1: 64, 2: 96, 3: 96}.get(points.shape[1], 128)
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
         if aca_min_size is None:
             aca_min_size = 128 if points.shape[1] == 1 else 256
