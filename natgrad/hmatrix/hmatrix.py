@@ -1127,10 +1127,11 @@ class HMatrix(LinearOperator):
         2000 and 8000 on 12 of 42 (3).  On a line, weak admissibility (the
         default there) with leaves of 64 stores the least and builds
         1.3-1.6× slower than the fastest, whose leaves of 96 or 128 store
-        1.6× more: no leaf meets the goal there at n = 20 000.  In 5-D the
-        defaults are within 1.25× of both on 2 of 7 kernels at n = 20 000.
-        When to change a knob (ratios from the sweep, against the
-        defaults):
+        1.6× more: on 5 of the 7 kernels no setting meets the goal there at
+        n = 20 000 (on 1/r and log r, leaves of 80 with ``aca_min_size=256``
+        do).  In 5-D the defaults are within 1.25× of both on 2 of 7
+        kernels at n = 20 000.  When to change a knob (ratios from the
+        sweep, against the defaults):
 
         ===========================  ==============================================
         change                       when
