@@ -967,7 +967,9 @@ class HMatrix(LinearOperator):
             a line, 96 in 2 and 3 dimensions, 128 above.  In 2-3 D, 96
             against 64 (21 cases at each of n = 2000, 8000, 12 000 and
             20 000) stored 1.10-1.17× more on geometric average (up to 1.69×,
-            on 1/r) and built 1.13-1.27× faster.  Against the best of five
+            on 1/r) and built 1.13-1.27× faster; at n = 50 000 and 100 000
+            (five kernels, single builds) it stored 1.03-1.25× more and built
+            0.86-1.27× as fast.  Against the best of five
             settings run side by side on those 84 cases, 96 came within
             1.25× of both the smallest storage and the fastest build on 41,
             64 on 16, 128 on 34, and 128 with ``eta=8`` on 44 while storing
