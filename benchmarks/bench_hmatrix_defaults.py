@@ -184,10 +184,7 @@ def weak_settings() -> list[dict]:
     sibling clusters is a low-rank block; eta unused) with leaves of 64 and
     128 and both ACA thresholds: the knob the sweeps before 2026-12-01 left
     out."""
-    both = dict(symmetric=True, mixed_precision=True)
-    return rerun_settings() + [
-        dict(eta=4.0, split="bisect", leaf_size=leaf, aca_min_size=aca, admissibility="weak", **both)
-        for leaf in (64, 128) for aca in (128, 256)]
+    return rerun_settings() + [s for s in weak_leaf_settings() if s["leaf_size"] in (64, 128)]
 
 
 def leaf_settings() -> list[dict]:
