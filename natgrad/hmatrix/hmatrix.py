@@ -964,21 +964,21 @@ class HMatrix(LinearOperator):
             ``admissibility`` is left to its default.
         leaf_size : int, optional
             Largest cluster leaf (≥ 1).  ``None`` (default): 64 for points on
-            a line, 96 in 2 and 3 dimensions, 128 above.  In 2-3 D, 96
-            against 64 (21 cases at each of n = 2000, 8000, 12 000 and
-            20 000) stored 1.10-1.17× more on geometric average (up to 1.69×,
-            on 1/r) and built 1.13-1.27× faster; at n = 50 000 and 100 000
-            (five kernels, single builds) it stored 1.03-1.25× more and built
-            0.86-1.27× as fast.  Against the best of five
-            settings run side by side on those 84 cases, 96 came within
-            1.25× of both the smallest storage and the fastest build on 41,
-            64 on 16, 128 on 34, and 128 with ``eta=8`` on 44 while storing
-            1.28× the smallest on average against 96's 1.14× (see Notes).  Above
-            3-D, few blocks compress at the sizes of the sweep and per-block
-            costs dominate the build: 128 built 3.3-4.3× faster than 64 at
-            n = 8000 with at most 9 % more storage; at n = 24 000, 2.9×
-            faster with 0.5 % less storage (exp kernel) and 2.8× faster with
-            29 % more (a Gaussian of length scale 0.2).
+            a line, 96 in 2 and 3 dimensions, 128 above.  In 2-3 D, 96 against
+            64 (21 cases at each of n = 2000, 8000, 12 000 and 20 000) stored
+            1.10-1.17× more on geometric average (up to 1.69×, on 1/r) and
+            built 1.13-1.27× faster; at n = 50 000 and 100 000 (five kernels,
+            single builds) it stored 1.03-1.25× more and built 0.86-1.27× as
+            fast.  Against the best of five settings run side by side on those
+            84 cases, 96 came within 1.25× of both the smallest storage and
+            the fastest build on 41, 64 on 16, 128 on 34, and 128 with
+            ``eta=8`` on 44 while storing 1.28× the smallest on average
+            against 96's 1.14× (see Notes).  Above 3-D, few blocks compress at
+            the sizes of the sweep and per-block costs dominate the build: 128
+            built 3.3-4.3× faster than 64 at n = 8000 with at most 9 % more
+            storage; at n = 24 000, 2.9× faster with 0.5 % less storage (exp
+            kernel) and 2.8× faster with 29 % more (a Gaussian of length scale
+            0.2).
         col_points : array, shape (n2, d), optional
             Column points for a rectangular kernel matrix.
         split : {"auto", "pca", "bisect"}, default "auto"
@@ -1162,10 +1162,10 @@ class HMatrix(LinearOperator):
                                      on average (0.68-2.0×), stored 1.13× more
                                      (up to 1.60×, on 1/r) at n = 2000-20 000.
         ``leaf_size=64`` (2-3 D)     A kernel like 1/r, or memory matters more
-                                     than build time: stored 11 %
-                                     less on average, 11-41 % less on 1/r, and
-                                     built 1.18× slower on average (the leaf
-                                     default before 2026-12-01).
+                                     than build time: stored 11 % less on
+                                     average, 11-41 % less on 1/r, and built
+                                     1.18× slower on average (the leaf default
+                                     before 2026-12-01).
         ``leaf_size=64``             Points in more than 3 dimensions, a
                                      short-range kernel, memory matters more than
                                      build time: stored 8 % less on the short
