@@ -142,6 +142,23 @@ def test_kernel_breaking_fault_is_named(xp, kind, at, dim):
     np.testing.assert_array_equal(to_numpy(Px), P)
 
 
+@pytest.mark.parametrize("kind", BREAKING)
+def test_kernel_fault_with_default_arguments(kind):
+    """``from_kernel(kernel, points)`` as a user writes it, in the plane at a
+    size where the default leaves of 96 shape the tree: a fault at a late
+    call is named, the same as with the small leaves above (NumPy: the
+    defaults do not depend on the library)."""
+    import array_api_compat.numpy as xnp
+
+    P = points("2", 1500, seed=4)
+    healthy = HMatrix.from_kernel(kernel_fn("cauchy"), xnp.asarray(P))
+    assert healthy.rows.leaf_size == 96 and max(c.size for c in healthy.rows.leaves()) > 64
+    kernel = Fault(kernel_fn("cauchy"), kind, 3 * LATE)
+    out = outcome(lambda: HMatrix.from_kernel(kernel, xnp.asarray(P)), "kernel")
+    assert kernel.calls == 3 * LATE
+    assert_fault_named(out, kind, 3 * LATE, "kernel")
+
+
 @pytest.mark.parametrize("dim", GEOMETRIES)
 @pytest.mark.parametrize("at", [1, 2, LATE])
 @pytest.mark.parametrize("kind", ["huge", "tiny", "write"])
