@@ -586,6 +586,37 @@ def test_fault_in_the_call_that_forms_an_aca_block_is_named(kind, monkeypatch):
     assert_fault_named(out, kind, at, "kernel")
 
 
+# -- formed leaves: one kernel call per small subtree ---------------------------------
+
+
+def test_formed_leaves_are_cut_from_one_kernel_call(xp, monkeypatch):
+    # a subtree whose leaves are all formed (dense, or compressed by SVD) is
+    # evaluated in one call of at most _PREFETCH_LIMIT entries and its
+    # leaves are cut from it: the same matrix from far fewer calls
+    from natgrad.hmatrix import hmatrix as hm
+
+    if backend.is_jax(xp):
+        pytest.skip("the build's bookkeeping does not depend on the library; eager JAX compiles each block shape")
+    P = points("2", size_for(xp, 1500), seed=6)
+    kernel = kernel_fn("matern32")
+    calls = [0]
+
+    def counting(X, Y):
+        calls[0] += 1
+        return kernel(X, Y)
+
+    H = HMatrix.from_kernel(counting, from_numpy(xp, P))
+    cut = calls[0]
+    calls[0] = 0
+    monkeypatch.setattr(hm, "_PREFETCH_LIMIT", 0)
+    ref = HMatrix.from_kernel(counting, from_numpy(xp, P))
+    assert cut < 0.6 * calls[0]
+    assert H.ranks() == ref.ranks() and H.nbytes == ref.nbytes
+    A = dense_reference("matern32", P)
+    assert rel_error(H, A) <= 1e-6 and rel_error(ref, A) <= 1e-6
+    assert np.allclose(to_numpy(H.to_dense()), to_numpy(ref.to_dense()), rtol=0, atol=1e-12 * np.abs(A).max())
+
+
 # -- formed blocks: a sketch at the rank of their size class ------------------------
 
 
@@ -636,13 +667,13 @@ def test_a_sketch_that_misses_falls_back_to_the_svd(xp, monkeypatch):
     P, kw = _sketch_case(xp)
     ref = _without_sketches(monkeypatch, xp, P, kw)
     tried = [0]
-    sketch = lowrank.sketch_svd
+    sketch = lowrank._sketch_svd
 
-    def counted(A, omega):
+    def counted(xp_, A, omega):
         tried[0] += 1
-        return sketch(A, omega)
+        return sketch(xp_, A, omega)
 
-    monkeypatch.setattr(hm.lowrank, "sketch_svd", counted)
+    monkeypatch.setattr(hm.lowrank, "_sketch_svd", counted)
     monkeypatch.setattr(hm, "_SKETCH_GROWTH", 0.0)
     monkeypatch.setattr(hm, "_SKETCH_EXTRA", 2)
     H = HMatrix.from_kernel(kernel_fn(_SKETCH_KERNEL), from_numpy(xp, P), **kw)

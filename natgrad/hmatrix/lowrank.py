@@ -545,17 +545,26 @@ def sketch_svd(A: Any, omega: Any) -> tuple[Any, Any, Any, float]:
     53, 2011, §4 and Thm. 10.5).  Internal helper of the H-matrix build,
     which picks ``ℓ`` from the ranks of earlier blocks of the same size.
     """
-    backend.namespace(A=A, omega=omega)  # one library and device
+    xp = backend.namespace(A=A, omega=omega)  # one library and device
+    return _sketch_svd(xp, A, omega)
+
+
+def _sketch_svd(xp: Any, A: Any, omega: Any) -> tuple[Any, Any, Any, float]:
+    """:func:`sketch_svd` for arrays of namespace ``xp`` on one device (not
+    checked again: the H-matrix build calls it once per small block, where
+    the checks cost a tenth of the work)."""
     Q, _ = backend.qr(A @ omega)
-    return _svd_on_range(A, Q)
+    return _svd_on_range(A, Q, xp)
 
 
-def _svd_on_range(A: Any, Q: Any) -> tuple[Any, Any, Any, float]:
+def _svd_on_range(A: Any, Q: Any, xp: Any = None) -> tuple[Any, Any, Any, float]:
     """``(Q W, s, Vh, ‖A − Q QᵀA‖_F)`` with ``QᵀA = W diag(s) Vh``, for ``Q``
     with orthonormal columns (none: empty factors, the residual is ``‖A‖_F``)."""
-    xp = backend.namespace(A=A)
+    if xp is None:
+        xp = backend.namespace(A=A)
     B = xp.matrix_transpose(Q) @ A
-    resid = backend.to_float(xp.linalg.vector_norm(A - Q @ B))
+    R = A - Q @ B
+    resid = math.sqrt(backend.to_float(xp.sum(R * R)))
     if Q.shape[1] == 0:
         dtype, dev = A.dtype, backend.device(A)
         return Q, xp.zeros((0,), dtype=dtype, device=dev), xp.zeros((0, A.shape[1]), dtype=dtype, device=dev), resid
