@@ -1332,9 +1332,12 @@ class HMatrix(LinearOperator):
                 if block.admissible:
                     return admissible_block(block.rows, block.cols, parent)
                 t, s = block.rows, block.cols
-                D = source.block(t, s) if parent is None else _sub_block(xp, parent, t, s)
                 if symmetric and t is s:
+                    # its own call (see cut_leaves), and checked
+                    D = source.block(t, s)
                     _check_symmetric(xp, D)
+                else:
+                    D = source.block(t, s) if parent is None else _sub_block(xp, parent, t, s)
                 return build.dense(t, s, D)
 
             stored: dict[tuple[int, int, int, int], Any] = {}
@@ -1353,26 +1356,33 @@ class HMatrix(LinearOperator):
                     stored[(t.start, t.size, s.start, s.size)] = node
                 return node
 
-            formed_below: dict[int, bool] = {}
+            counted: dict[int, int | None] = {}
 
-            def formed_only(block: Block) -> bool:
-                """Whether every stored leaf under ``block`` is formed from
-                the kernel's block (dense, or admissible and compressed by
-                SVD), none by ACA's rows and columns."""
+            def cut_leaves(block: Block) -> int | None:
+                """How many stored leaves under ``block`` would be cut from
+                its entries; None if one is compressed by ACA (from rows
+                and columns, not the formed block).  With symmetric storage
+                a diagonal leaf gets its own call: a larger product can
+                round ``x_i·x_j`` and ``x_j·x_i`` differently (BLAS
+                kernels treat the edges of a tile apart), and the check of
+                its symmetry must see the kernel's own answer for the block."""
                 key = id(block)
-                if key not in formed_below:
-                    if block.is_leaf:
-                        formed_below[key] = mirrored(block) or not block.admissible or (
-                            min(block.rows.size, block.cols.size) <= aca_min_size)
+                if key not in counted:
+                    t, s = block.rows, block.cols
+                    if not block.is_leaf:
+                        below = [cut_leaves(c) for c in block.children]
+                        counted[key] = None if None in below else sum(below)
+                    elif block.admissible and min(t.size, s.size) > aca_min_size:
+                        counted[key] = None
                     else:
-                        formed_below[key] = all(formed_only(c) for c in block.children)
-                return formed_below[key]
+                        counted[key] = 0 if mirrored(block) or (symmetric and t is s) else 1
+                return counted[key]
 
             def walk(block: Block, parent: tuple | None = None) -> Any:
                 if block.is_leaf:
                     return leaf(block, parent)
                 if (parent is None and block.rows.size * block.cols.size <= _PREFETCH_LIMIT
-                        and formed_only(block)):
+                        and (cut_leaves(block) or 0) >= 2):
                     # one kernel call for all the leaves below, cut from its
                     # answer: a call's fixed cost (the user's Python, the
                     # checks) dwarfs the entries of a leaf block
