@@ -28,7 +28,10 @@ answer: a call's fixed cost (the kernel's own Python, the checks of its
 answer) is most of the cost of a leaf block.  Measured at n = 20 000
 (Matérn 3/2 in the plane, leaves of 64): 1442 block calls instead of
 5558, besides ACA's 10 636 rows and columns; exp(−r) on a line: 129
-instead of 867.  One whose rank at its budget would not save storage is split
+instead of 867.  (With symmetric storage, a diagonal leaf cut so that is
+asymmetric beyond rounding -- a larger product can round ``x_i·x_j`` and
+``x_j·x_i`` apart -- is evaluated on its own before its symmetry check.)
+A small admissible block whose rank at its budget would not save storage is split
 into its children, which are cut from its entries (not evaluated again), or
 stored dense when its clusters are leaves; in a size class where most blocks
 so far failed this test, the next one reads its singular values alone
@@ -113,8 +116,8 @@ _VERIFY_LIMIT = 4_000_000
 #: crosses have fetched a third of them (see _Crosses)
 _FORM_LIMIT = 1 << 20
 #: the kernel build forms a block of at most this many entries (512 KB in
-#: float64) in one call when every leaf below it is formed (dense, or
-#: compressed by SVD), and cuts the leaves from it
+#: float64) in one call when every stored leaf below it is formed (dense,
+#: or compressed by SVD), at least two of them, and cuts the leaves from it
 _PREFETCH_LIMIT = 1 << 16
 #: dense-input blocks with min(m, n) above this use the randomized range finder
 _RSVD_MIN = 256
