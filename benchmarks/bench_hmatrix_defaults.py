@@ -211,6 +211,17 @@ def leaf_check_settings() -> list[dict]:
         dict(eta=8.0, split="bisect", leaf_size=128, aca_min_size=256, **both)]
 
 
+def recheck_settings() -> list[dict]:
+    """leaf_check_settings plus eta = 8 with leaves of 96: with
+    weak_leaf_settings on the line, the settings that were smallest or
+    fastest on most 1-3 D cases of the eighth pass, re-run (the ninth
+    pass) after a change that makes every build faster (one kernel call
+    per subtree of formed leaves), so that no case's fastest build comes
+    from older code."""
+    both = dict(symmetric=True, mixed_precision=True)
+    return leaf_check_settings() + [dict(eta=8.0, split="bisect", leaf_size=96, aca_min_size=256, **both)]
+
+
 def weak_leaf_settings() -> list[dict]:
     """Weak admissibility (the default on a line) with leaves of 64, 80, 96
     and 128 and both ACA thresholds."""
@@ -233,31 +244,57 @@ REPEAT_BELOW = 3.0
 REPEATS = 3
 
 
-def build(kernel, X: np.ndarray, setting: dict) -> dict:
-    runs, walls = [], []
+def _timed(kernel, X: np.ndarray, setting: dict) -> tuple[HMatrix, float, float]:
     # a setting without an admissibility is standard, as every setting was
     # before the default became dimension-dependent
     setting = {"admissibility": "standard", **setting}
-    while True:
-        c0, w0 = time.process_time(), time.perf_counter()
-        H = HMatrix.from_kernel(kernel, X, eps=EPS, **setting)
-        runs.append(time.process_time() - c0)
-        walls.append(time.perf_counter() - w0)
-        if runs[0] >= REPEAT_BELOW or len(runs) == REPEATS:
-            break
+    c0, w0 = time.process_time(), time.perf_counter()
+    H = HMatrix.from_kernel(kernel, X, eps=EPS, **setting)
+    return H, time.process_time() - c0, time.perf_counter() - w0
+
+
+def _result(H: HMatrix, runs: list[float], walls: list[float]) -> dict:
     return dict(storage=float(H.compression_ratio), cpu=float(np.median(runs)), cpu_runs=runs,
                 wall=float(np.median(walls)), error=float(H.error_estimate))
 
 
-def sweep(sizes, kernels, point_sets, settings, cases=None) -> list[dict]:
+def build(kernel, X: np.ndarray, setting: dict) -> dict:
+    runs, walls = [], []
+    while True:
+        H, cpu, wall = _timed(kernel, X, setting)
+        runs.append(cpu)
+        walls.append(wall)
+        if runs[0] >= REPEAT_BELOW or len(runs) == REPEATS:
+            break
+    return _result(H, runs, walls)
+
+
+def interleaved(kernel, X: np.ndarray, settings: list[dict], rounds: int) -> list[dict]:
+    """Each setting built once per round, the settings in turn, for
+    ``rounds`` rounds; the median CPU time of each.  A sub-second build
+    varies by up to 1.8× from run to run on the shared VM: interleaving
+    spreads a slow spell over every setting instead of one."""
+    runs: list[list[float]] = [[] for _ in settings]
+    walls: list[list[float]] = [[] for _ in settings]
+    last: list = [None] * len(settings)
+    for _ in range(rounds):
+        for i, s in enumerate(settings):
+            last[i], cpu, wall = _timed(kernel, X, s)
+            runs[i].append(cpu)
+            walls[i].append(wall)
+    return [_result(H, r, w) for H, r, w in zip(last, runs, walls)]
+
+
+def sweep(sizes, kernels, point_sets, settings, cases=None, rounds: int = 0) -> list[dict]:
     rows = []
     HMatrix.from_kernel(KERNELS["exp"], points("cube2", 600), eps=EPS)  # compile numba once, untimed
     pairs = cases or list(itertools.product(kernels, point_sets))
     for n, (kname, pname) in itertools.product(sizes, pairs):
         X = points(pname, n)
-        for s in settings:
-            r = build(KERNELS[kname], X, s)
-            rows.append(dict(n=n, kernel=kname, points=pname, setting=label(s), **s, **r))
+        results = (interleaved(KERNELS[kname], X, settings, rounds) if rounds
+                   else [build(KERNELS[kname], X, s) for s in settings])
+        for s, r in zip(settings, results):
+            rows.append(dict(n=n, kernel=kname, points=pname, setting=label(s), **s, **r, rounds=rounds))
             print(f"n={n} {kname:9s} {pname:6s} {label(s):32s} storage {r['storage']:.4f} "
                   f"cpu {r['cpu']:6.2f}s error {r['error']:.1e}", flush=True)
     return rows
@@ -385,10 +422,13 @@ def report(rows: list[dict], quick: bool) -> str:
         "max(storage ratio, build ratio) any setting reached: "
         + "; ".join(f"{_case(c)} {least:.2f}" for c, least in none) + ".\n"
     )
+    rounds = sorted({r["rounds"] for r in rows if r.get("rounds")})
+    rounds_text = (f"; for the cases run with --rounds, the median of {'/'.join(map(str, rounds))} builds "
+                   "of each setting, the settings in turn" if rounds else "")
     return (
         f"eps = {EPS:g}; {n_builds} builds over {n_cases} cases; build time is single-threaded "
         f"process CPU time (the median of {REPEATS} builds where one took under {REPEAT_BELOW:g} s, in "
-        f"runs that record them); storage is the compression ratio ("
+        f"runs that record them{rounds_text}); storage is the compression ratio ("
         f"its bytes over the dense matrix's).  {len(everywhere) - 1} settings ran on every case; the "
         f"row '{DEFAULT}' repeats, for each case, the setting the defaults pick ({DEFAULT_1D} for "
         f"points on a line, {DEFAULT_LOW_D} in 2 and 3 dimensions, {DEFAULT_HIGH_D} in 5-D).{excluded}\n\n"
@@ -412,19 +452,22 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
     parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "weak", "leaf",
-                                                  "weakleaf", "leafcheck"],
+                                                  "weakleaf", "leafcheck", "recheck"],
                         default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
                              "default's neighbour with aca_min_size=128; rerun: see rerun_settings; "
                              "fived: see five_d_settings; weak: see weak_settings; "
-                             "leaf, weakleaf, leafcheck: see leaf_settings, weak_leaf_settings, "
-                             "leaf_check_settings")
+                             "leaf, weakleaf, leafcheck, recheck: see leaf_settings, weak_leaf_settings, "
+                             "leaf_check_settings, recheck_settings")
     parser.add_argument("--cases", nargs="+", metavar="KERNEL:POINTS",
                         help="these (kernel, point set) pairs instead of --kernels x --points")
     parser.add_argument("--merge", nargs="+", metavar="TAG",
                         help="report on the union of earlier runs' JSON files (their tags, without the leading -) instead of "
                              "running; a later file's row for the same size, case and setting replaces an earlier one")
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="build each case's settings in turn, this many rounds, and take medians "
+                             "(see interleaved); default: each setting alone, repeated below 3 s")
     args = parser.parse_args()
     sizes = [2000] if args.quick else args.sizes
     name = "hmatrix_defaults" + args.tag
@@ -440,6 +483,7 @@ def main() -> None:
     settings = {"grid2": grid2_settings, "grid3": grid3_settings, "rerun": rerun_settings,
                 "fived": five_d_settings, "weak": weak_settings,
                 "leaf": leaf_settings, "weakleaf": weak_leaf_settings, "leafcheck": leaf_check_settings,
+                "recheck": recheck_settings,
                 "new": lambda: grid3_settings()[-1:],
                 "aca128": lambda: [dict(eta=4.0, split="pca", leaf_size=64, symmetric=True, mixed_precision=True)],
                 "lowd": lambda: [dict(eta=4.0, split="bisect", leaf_size=64, aca_min_size=a, symmetric=True,
@@ -451,7 +495,7 @@ def main() -> None:
         keep = {k for k, _ in ranked[:5]} | {"eta=1 pca leaf=64 --"}
         settings = [s for s in settings if label(s) in keep]
     cases = [tuple(c.rsplit(":", 1)) for c in args.cases] if args.cases else None
-    rows = sweep(sizes, args.kernels, args.points, settings, cases)
+    rows = sweep(sizes, args.kernels, args.points, settings, cases, args.rounds)
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1))
     body = report(rows, args.quick)
     print(body)
