@@ -39,6 +39,7 @@ for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+from scipy.spatial.distance import cdist  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
@@ -52,8 +53,11 @@ EPS = 1e-6
 
 
 def _distance(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    d2 = (X * X).sum(1)[:, None] + (Y * Y).sum(1)[None, :] - 2.0 * X @ Y.T
-    return np.sqrt(np.maximum(d2, 0.0))
+    # from the differences (SciPy's cdist), not as ‖x‖² + ‖y‖² − 2 x·y:
+    # that form leaves r ≈ 1e-8 between a point and itself, which 1/r turns
+    # into 1e8 (‖A‖_F 1e5 times the true one, so the relative bound became
+    # a loose one) and which differs from one call to the next
+    return cdist(X, Y)
 
 
 def _singular(f):
@@ -222,6 +226,19 @@ def recheck_settings() -> list[dict]:
     return leaf_check_settings() + [dict(eta=8.0, split="bisect", leaf_size=96, aca_min_size=256, **both)]
 
 
+def near_settings() -> list[dict]:
+    """Leaves of 64, 96 and 128 at eta = 4, each with and without
+    ``compress_near`` (low-rank near-field leaves, new in the tenth pass,
+    with the pivoted-QR compression of small formed blocks), and eta = 8
+    with leaves of 64 (the smallest storage of earlier passes) and 128 (the
+    fastest of several cases): the tenth pass, in 2-3 D."""
+    both = dict(symmetric=True, mixed_precision=True)
+    grid = [dict(eta=4.0, split="bisect", leaf_size=leaf, aca_min_size=256, compress_near=near, **both)
+            for leaf in (64, 96, 128) for near in (False, True)]
+    return grid + [dict(eta=8.0, split="bisect", leaf_size=64, aca_min_size=256, compress_near=True, **both),
+                   dict(eta=8.0, split="bisect", leaf_size=128, aca_min_size=256, compress_near=False, **both)]
+
+
 def weak_leaf_settings() -> list[dict]:
     """Weak admissibility (the default on a line) with leaves of 64, 80, 96
     and 128 and both ACA thresholds."""
@@ -232,6 +249,7 @@ def weak_leaf_settings() -> list[dict]:
 
 def label(s: dict) -> str:
     flags = ("S" if s["symmetric"] else "-") + ("M" if s["mixed_precision"] else "-")
+    flags += "N" if s.get("compress_near") else ""  # low-rank near field (tenth pass on)
     aca = f" aca={s['aca_min_size']}" if s.get("aca_min_size", 128) != 128 else ""
     rule = "weak" if s.get("admissibility") == "weak" else f"eta={s['eta']:g}"
     return f"{rule} {s['split']} leaf={s['leaf_size']}{aca} {flags}"
@@ -310,7 +328,7 @@ def sweep(sizes, kernels, point_sets, settings, cases=None, rounds: int = 0) -> 
 #: (until 2026-12-01's eighth pass leaves were 64 in 2-3 D too: DEFAULT_LOW_D was
 #: "eta=4 bisect leaf=64 aca=256 SM"; reports merged from runs without leaves of
 #: 96 have no row for the defaults)
-DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=96 aca=256 SM", "eta=4 pca leaf=128 aca=256 SM"
+DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=128 aca=256 SMN", "eta=4 pca leaf=128 aca=256 SMN"
 DEFAULT_1D = "weak bisect leaf=64 SM"
 DEFAULT = "defaults (split='auto')"
 #: weak admissibility is a candidate on a line only: off the line its
@@ -452,7 +470,7 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
     parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "weak", "leaf",
-                                                  "weakleaf", "leafcheck", "recheck"],
+                                                  "weakleaf", "leafcheck", "recheck", "near"],
                         default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
                              "default's neighbour with aca_min_size=128; rerun: see rerun_settings; "
@@ -483,7 +501,7 @@ def main() -> None:
     settings = {"grid2": grid2_settings, "grid3": grid3_settings, "rerun": rerun_settings,
                 "fived": five_d_settings, "weak": weak_settings,
                 "leaf": leaf_settings, "weakleaf": weak_leaf_settings, "leafcheck": leaf_check_settings,
-                "recheck": recheck_settings,
+                "recheck": recheck_settings, "near": near_settings,
                 "new": lambda: grid3_settings()[-1:],
                 "aca128": lambda: [dict(eta=4.0, split="pca", leaf_size=64, symmetric=True, mixed_precision=True)],
                 "lowd": lambda: [dict(eta=4.0, split="bisect", leaf_size=64, aca_min_size=a, symmetric=True,

@@ -158,6 +158,45 @@ def test_eigh_qr_svd(xp):
     np.testing.assert_allclose(to_numpy(U) * to_numpy(s) @ to_numpy(Vh), A, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+@pytest.mark.parametrize("shape", [(9, 6), (6, 9)])
+def test_pivoted_qr_truncation_error_is_the_tail_of_the_rows(xp, backend_name, dtype, tol, shape):
+    # A[:, perm] = Q R; dropping the rows i >= r of R costs exactly
+    # sqrt(sum_{i>=r} |R_i|^2), for every r (what the H-matrix build charges)
+    m, n = shape
+    rng = np.random.default_rng(11)
+    A = (rng.standard_normal((m, 4)) * [1.0, 0.3, 1e-2, 1e-4]) @ rng.standard_normal((4, n))
+    A += 1e-7 * rng.standard_normal((m, n))
+    A_x = from_numpy(xp, A, dtype)
+    f = backend.pivoted_qr(A_x)
+    if backend_name != "numpy":
+        assert f is None  # no pivoted QR in the library's namespace: callers use the SVD
+        return
+    A = A.astype(dtype)
+    k = min(m, n)
+    R, perm = np.asarray(f.R), np.asarray(f.perm)
+    assert R.shape == (k, n) and sorted(perm.tolist()) == list(range(n))
+    assert np.all(np.tril(R, -1) == 0)
+    d = np.abs(np.diag(R))
+    assert np.all(d[1:] <= d[:-1] * (1 + tol))  # pivoting: |R_ii| does not increase
+    rows2 = np.sum(R.astype(np.float64) ** 2, axis=1)
+    scale = np.linalg.norm(A)
+    for r in range(k + 1):
+        Q = np.asarray(f.Q(r))
+        assert Q.shape == (m, r)
+        np.testing.assert_allclose(Q.T @ Q, np.eye(r), atol=tol * 10)
+        err = np.linalg.norm(A[:, perm].astype(np.float64) - Q @ R[:r].astype(np.float64))
+        assert abs(err - np.sqrt(rows2[r:].sum())) <= 10 * tol * scale
+    np.testing.assert_array_equal(to_numpy(A_x), A)  # input untouched
+    with pytest.raises(ValueError, match="r must be"):
+        f.Q(k + 1)
+
+
+def test_pivoted_qr_refuses_a_vector():
+    with pytest.raises(ValueError, match="2-D"):
+        backend.pivoted_qr(np.ones(3))
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("shape", [(7, 40), (1, 5), (40, 7)])
 def test_gram_matches_dense_product(xp, dtype, shape):

@@ -44,14 +44,18 @@ def test_defaults_detect_symmetry_and_store_mixed(xp):
 
 
 def test_default_leaf_size_follows_the_dimension(xp):
-    # 64 on a line (weak admissibility: dense leaves dominate storage); 96
-    # in 2-3 D (the sweep's eighth pass); 128 above, where few blocks
-    # compress at these sizes and the per-block cost dominates the build
+    # 64 on a line (weak admissibility: dense leaves dominate storage); in
+    # 2-3 D 128 where the near field is compressed (larger leaves then store
+    # no more: the sweep's tenth pass), else 96 (the eighth pass); 128
+    # above, where few blocks compress at these sizes and the per-block cost
+    # dominates the build
     if backend.is_jax(xp):
         pytest.skip("the rule does not depend on the library; eager JAX compiles each block shape (a minute)")
-    for dim, leaf in (("1", 64), ("2", 96), ("3", 96), ("5", 128)):
+    near = backend.has_pivoted_qr(xp, xp.float64)  # compress_near's default
+    for dim, leaf, kw in (("1", 64, {}), ("2", 128 if near else 96, {}), ("3", 128 if near else 96, {}),
+                          ("2", 96, dict(compress_near=False)), ("5", 128, {})):
         P = points(dim, 300, seed=33)
-        H = HMatrix.from_kernel(kernel_fn("exponential"), from_numpy(xp, P))
+        H = HMatrix.from_kernel(kernel_fn("exponential"), from_numpy(xp, P), **kw)
         assert H.rows.leaf_size == leaf and H.cols.leaf_size == leaf
         assert max(c.size for c in H.rows.leaves()) <= leaf < 300
         assert rel_error(H, dense_reference("exponential", P)) <= 1e-6
@@ -101,14 +105,17 @@ def test_weak_default_stores_less_on_a_line():
     # what the default buys on a line: every off-diagonal block of siblings
     # is one low-rank block, where standard admissibility stores the
     # neighbours of each leaf dense (n = 20 000: 1.3-2.0x less storage, built
-    # 1.5-2.4x faster, benchmarks/results/hmatrix_defaults-20k-weak.md)
+    # 1.5-2.4x faster, benchmarks/results/hmatrix_defaults-20k-weak.md) or,
+    # with compress_near, tests them one by one (here 0.52-0.54x and
+    # 0.80-0.86x of standard's storage without and with it)
     X = np.random.default_rng(38).random((3000, 1))
     for name in ("exponential", "cauchy"):
         k = kernel_fn(name)
         default = HMatrix.from_kernel(k, X)
-        standard = HMatrix.from_kernel(k, X, admissibility="standard")
+        standard = HMatrix.from_kernel(k, X, admissibility="standard", compress_near=False)
+        near = HMatrix.from_kernel(k, X, admissibility="standard", compress_near=True)
         assert default.info["admissibility"] == "weak" and standard.info["admissibility"] == "standard"
-        assert default.nbytes < 0.8 * standard.nbytes
+        assert default.nbytes < 0.6 * standard.nbytes and default.nbytes < 0.9 * near.nbytes
         assert rel_error(default, k(X, X)) <= 1e-6
 
 
@@ -459,10 +466,12 @@ def _split_case(xp):
 def test_rank_tests_read_singular_values_first_where_blocks_fail(xp, monkeypatch):
     # where most blocks of a size class failed the rank test, the next test
     # reads the singular values alone: same decisions, same matrix, fewer SVDs
-    # with vectors
+    # with vectors (on libraries without a pivoted QR, whose R alone is that
+    # test on NumPy)
     from natgrad.hmatrix import hmatrix as hm
 
     P, kw = _split_case(xp)
+    monkeypatch.setattr(backend, "pivoted_qr", lambda A: None)
     calls = {"svd": 0, "svdvals": 0}
     svd, svdvals = backend.svd, backend.svdvals
 
@@ -477,7 +486,7 @@ def test_rank_tests_read_singular_values_first_where_blocks_fail(xp, monkeypatch
     H = HMatrix.from_kernel(kernel_fn("matern32"), from_numpy(xp, P), **kw)
     with_values = dict(calls)
     calls.update(svd=0, svdvals=0)
-    monkeypatch.setattr(hm._Builder, "_expect_failure", lambda self, m, n: False)
+    monkeypatch.setattr(hm._Builder, "_expect_failure", lambda self, m, n, near=False: False)
     ref = HMatrix.from_kernel(kernel_fn("matern32"), from_numpy(xp, P), **kw)
     assert H.info["split"] == ref.info["split"] > 25
     assert H.ranks() == ref.ranks() and H.nbytes == ref.nbytes
@@ -648,9 +657,13 @@ def test_diagonal_leaves_keep_their_own_call_under_symmetric_storage(xp):
 _SKETCH_KERNEL = "gaussian"
 
 
-def _sketch_case(xp):
+def _sketch_case(xp, monkeypatch):
     if backend.is_jax(xp):
         pytest.skip("the build's bookkeeping does not depend on the library; eager JAX compiles each block shape")
+    # NumPy compresses blocks of up to 96 points by a pivoted QR; the sketch
+    # serves larger ones there and every block elsewhere: here it is
+    # tested on the small blocks of every library
+    monkeypatch.setattr(backend, "pivoted_qr", lambda A: None)
     # 2-D points, leaves of 64: about 120 formed admissible blocks (60 on
     # PyTorch) in a few size classes
     return points("2", 1500 if not backend.is_torch(xp) else 1000, seed=4), dict(eps=1e-6, leaf_size=64)
@@ -660,7 +673,8 @@ def _without_sketches(monkeypatch, xp, P, kw):
     from natgrad.hmatrix import hmatrix as hm
 
     with monkeypatch.context() as m:
-        m.setattr(hm._Builder, "_sketch_width", lambda self, rows, cols: None)
+        m.setattr(hm._Builder, "_sketch_width", lambda self, rows, cols, near=False: None)
+        m.setattr(backend, "pivoted_qr", lambda A: None)
         return HMatrix.from_kernel(kernel_fn(_SKETCH_KERNEL), from_numpy(xp, P), **kw)
 
 
@@ -669,7 +683,7 @@ def test_formed_blocks_are_sketched_at_their_class_rank(xp, monkeypatch):
     # one sketch a little wider than the class's rank instead of being
     # decomposed by an SVD: the residual is computed, so the ranks (and the
     # matrix's storage) are those of the SVD
-    P, kw = _sketch_case(xp)
+    P, kw = _sketch_case(xp, monkeypatch)
     H = HMatrix.from_kernel(kernel_fn(_SKETCH_KERNEL), from_numpy(xp, P), **kw)
     ref = _without_sketches(monkeypatch, xp, P, kw)
     assert H.info["sketch"] > 40 and ref.info["sketch"] == 0
@@ -688,7 +702,7 @@ def test_a_sketch_that_misses_falls_back_to_the_svd(xp, monkeypatch):
     from natgrad.hmatrix import hmatrix as hm
     from natgrad.hmatrix import lowrank
 
-    P, kw = _sketch_case(xp)
+    P, kw = _sketch_case(xp, monkeypatch)
     ref = _without_sketches(monkeypatch, xp, P, kw)
     tried = [0]
     sketch = lowrank._sketch_svd
@@ -704,6 +718,61 @@ def test_a_sketch_that_misses_falls_back_to_the_svd(xp, monkeypatch):
     assert tried[0] > 40 and H.info["sketch"] < tried[0] // 2
     assert H.ranks() == ref.ranks() and H.nbytes == ref.nbytes
     assert rel_error(H, dense_reference(_SKETCH_KERNEL, P)) <= 1e-6
+
+
+def test_small_formed_blocks_are_compressed_by_a_pivoted_qr(xp, monkeypatch):
+    # on NumPy formed blocks of up to 96 points go to LAPACK's geqp3, whose
+    # truncation error is the exact tail of R's rows: the bound holds, the
+    # estimate stays exact, and the ranks are within a few percent of the
+    # SVD's (storage within 3 %); libraries without a pivoted QR keep the
+    # SVD and the sketch
+    P, kw = _sketch_case(xp, monkeypatch)
+    monkeypatch.undo()
+    kw = dict(kw, compress_near=False)  # admissible blocks only (near-field blocks: below)
+    H = HMatrix.from_kernel(kernel_fn(_SKETCH_KERNEL), from_numpy(xp, P), **kw)
+    ref = _without_sketches(monkeypatch, xp, P, kw)  # and without the QR
+    if not backend.is_numpy(xp):
+        assert H.info["qr"] == 0 and H.ranks() == ref.ranks() and H.nbytes == ref.nbytes
+        return
+    assert H.info["qr"] > 40 and H.info["svd"] + H.info["sketch"] < ref.info["svd"] // 4
+    A = dense_reference(_SKETCH_KERNEL, P)
+    assert rel_error(H, A) <= 1e-6
+    assert H.error_estimate <= 1e-6 and abs(rel_error(H, A) - H.error_estimate) <= 0.05 * H.error_estimate
+    assert sum(H.ranks()) <= 1.1 * sum(ref.ranks()) and H.nbytes <= 1.03 * ref.nbytes
+
+
+# -- the near field ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gaussian", "inverse"])
+def test_near_field_leaves_are_stored_low_rank_where_that_stores_less(xp, name):
+    # compress_near tests the off-diagonal leaves the admissibility condition
+    # leaves dense: a smooth kernel's are low-rank, so the matrix stores far
+    # less (1/(r + 0.05) a little less) within the same bound; diagonal
+    # blocks stay dense and symmetric storage stays exactly symmetric; the
+    # default is on where the library has a pivoted QR
+    if backend.is_jax(xp):
+        pytest.skip("eager JAX compiles each block shape: the path is the SVD's, tested on the others")
+    P = points("2", 1500 if not backend.is_torch(xp) else 1000, seed=4)
+    kw = dict(eps=1e-6, leaf_size=64)
+    on, off, auto = (HMatrix.from_kernel(kernel_fn(name), from_numpy(xp, P), compress_near=c, **kw)
+                     for c in (True, False, None))
+    assert on.info["near"] > 20 and off.info["near"] == 0
+    assert on.nbytes < (0.8 if name == "gaussian" else 0.97) * off.nbytes  # measured: 0.75, 0.92
+    A = dense_reference(name, P)
+    for H in (on, off):
+        assert rel_error(H, A) <= 1e-6 and H.error_estimate <= 1e-6
+        assert abs(rel_error(H, A) - H.error_estimate) <= 0.1 * H.error_estimate
+    assert all(b["kind"] == "dense" for b in on.blocks() if b["row0"] == b["col0"])
+    assert on.info["symmetric"]
+    D = to_numpy(on.to_dense())
+    np.testing.assert_array_equal(D, D.T)
+    assert auto.nbytes == (on.nbytes if backend.has_pivoted_qr(xp, xp.float64) else off.nbytes)
+
+
+def test_compress_near_must_be_a_bool():
+    with pytest.raises(TypeError, match="compress_near"):
+        HMatrix.from_kernel(kernel_fn("gaussian"), points("2", 100, seed=1), compress_near="yes")
 
 
 # -- formed blocks of a size class that never compresses -----------------------------
@@ -723,9 +792,9 @@ def test_a_class_that_never_compresses_goes_dense_untested(xp, monkeypatch):
     tests = [0]
     record = hm._Builder._record_test
 
-    def counted(self, m, n, compressed):
+    def counted(self, m, n, compressed, near=False):
         tests[0] += 1
-        return record(self, m, n, compressed)
+        return record(self, m, n, compressed, near)
 
     monkeypatch.setattr(hm._Builder, "_record_test", counted)
     with monkeypatch.context() as m:
@@ -755,6 +824,7 @@ def test_an_untested_class_resumes_when_a_probe_compresses(xp):
     build._record_test(m, n, False)
     assert [build._skip_test(m, n) for _ in range(16)] == ([True] * 7 + [False]) * 2
     assert not build._skip_test(100, 100)  # another size class: tested
+    assert not build._skip_test(m, n, near=True)  # near-field blocks of the size: a class of their own
     build._record_test(m, n, True)
     assert not any(build._skip_test(m, n) for _ in range(10))
 
@@ -779,8 +849,8 @@ def test_fault_in_a_block_of_an_untested_class_is_named(kind, monkeypatch):
 
     skip = hm._Builder._skip_test
 
-    def recorded(self, m, n):
-        out = skip(self, m, n)
+    def recorded(self, m, n, near=False):
+        out = skip(self, m, n, near)
         if out:
             skipped.append(calls[0])  # the call that formed this block (or its parent)
         return out

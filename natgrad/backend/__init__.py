@@ -48,7 +48,9 @@ module                 concern
                        and :func:`sync_interval`, how often to pay for one
 ``dense``              :func:`cholesky`, :func:`cho_solve`,
                        :func:`solve_triangular`, :func:`eigh`, :func:`qr`,
-                       :func:`svd`, :func:`svdvals`, :func:`add_identity`
+                       :func:`pivoted_qr` (and :func:`has_pivoted_qr`),
+                       :func:`svd`, :func:`svdvals`,
+                       :func:`add_identity`
 ``syrk``               :func:`gram` (``U Uᵀ`` by BLAS ``syrk``) and the
                        BLAS thread-pool rules
 ``threads``            :func:`blas_threads`, a limit on the BLAS pools for
@@ -108,7 +110,10 @@ from .dense import (
     add_identity,
     cho_solve,
     cholesky,
+    PivotedQR,
     eigh,
+    has_pivoted_qr,
+    pivoted_qr,
     qr,
     solve_triangular,
     svd,
@@ -154,6 +159,9 @@ __all__ = [
     "solve_triangular",
     "eigh",
     "qr",
+    "PivotedQR",
+    "has_pivoted_qr",
+    "pivoted_qr",
     "svd",
     "svdvals",
     "gram",

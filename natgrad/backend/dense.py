@@ -1,8 +1,10 @@
 """Dense linear algebra the array API standard lacks, dispatched to the native
 library of the arrays: Cholesky and its solves, triangular solves, ``eigh``,
-thin QR and SVD, and ``A + damping·I`` without temporaries.
+thin QR and SVD, QR with column pivoting (where the library has it), and
+``A + damping·I`` without temporaries.
 
-On JAX every function here except :func:`cholesky` is a pure array
+On JAX every function here except :func:`cholesky` (and
+:func:`pivoted_qr`, which JAX does not get) is a pure array
 expression and may be called inside ``jax.jit`` (it accepts tracers);
 :func:`cholesky` reads its factor on the host to detect a breakdown, so it
 refuses tracers with :class:`~natgrad.backend.TracedArrayError`.
@@ -18,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy
@@ -35,6 +38,9 @@ __all__ = [
     "solve_triangular",
     "eigh",
     "qr",
+    "PivotedQR",
+    "has_pivoted_qr",
+    "pivoted_qr",
     "svd",
     "svdvals",
 ]
@@ -468,6 +474,215 @@ def qr(A: Any) -> tuple[Any, Any]:
         return lazy.qr(A)
     Q, R = xp.linalg.qr(A, mode="reduced")
     return Q, R
+
+
+class PivotedQR:
+    """A QR factorisation with column pivoting, ``A[:, perm] = Q R``, whose
+    factors are formed only as far as they are asked for.
+
+    Made by :func:`pivoted_qr`; not constructed directly.
+
+    Parameters
+    ----------
+    packed : numpy.ndarray, shape (m, n)
+        LAPACK ``?geqp3``'s output: ``R`` on and above the diagonal, the
+        Householder vectors of ``Q`` below it.
+    tau : numpy.ndarray, shape (min(m, n),)
+        The Householder scalars.
+    perm : numpy.ndarray of int, shape (n,)
+        The column permutation, 0-based.
+    orgqr : callable
+        LAPACK ``?orgqr`` of the dtype, which forms columns of ``Q``.
+
+    Attributes
+    ----------
+    perm : array of int, shape (n,)
+        The column permutation: column ``j`` of ``R`` belongs to column
+        ``perm[j]`` of ``A``.
+    row_norms2 : array, shape (k,)
+        ``‖R[i, :]‖²`` for ``k = min(m, n)``: dropping the rows ``i ≥ r``
+        of ``R`` changes ``A`` by exactly ``Σ_{i≥r} row_norms2[i]`` in the
+        squared Frobenius norm.
+
+    Raises
+    ------
+    ValueError
+        From :meth:`Q` and :meth:`truncated`, for a rank ``r`` outside
+        ``[0, min(m, n)]``.
+
+    Notes
+    -----
+    ``Q = H_1 ⋯ H_k`` stays in LAPACK's compact form until columns of it
+    are asked for: a truncation to rank ``r`` forms ``m × r`` numbers, not
+    ``m × min(m, n)`` (4 µs for 14 columns of a 78-row block, against
+    125 µs for all 78).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.outer([1.0, 2.0, 3.0], [1.0, 0.0, 1.0])
+    >>> f = pivoted_qr(A)
+    >>> Q, W = f.truncated(1)
+    >>> bool(np.allclose(Q @ W, A)), float(f.row_norms2[1:].sum()) < 1e-28
+    (True, True)
+    """
+
+    def __init__(self, packed: Any, tau: Any, perm: Any, orgqr: Any) -> None:
+        self._packed, self._tau, self._orgqr = packed, tau, orgqr
+        self.perm = perm
+        top = self._rows(min(packed.shape))
+        self.row_norms2 = numpy.sum(top * top, axis=1)
+
+    def _rows(self, r: int) -> Any:
+        # numpy.triu builds its mask anew each call (15 µs at 78 x 78, as
+        # much as a fifth of geqp3): the masks are cached per shape
+        return numpy.where(_upper(r, self._packed.shape[1]), self._packed[:r, :], 0.0)
+
+    @property
+    def R(self) -> Any:
+        """Upper triangular, shape ``(k, n)``, columns in pivot order, with
+        ``|R[0, 0]| ≥ |R[1, 1]| ≥ …``."""
+        return self._rows(min(self._packed.shape))
+
+    def Q(self, r: int) -> Any:
+        """The first ``r`` orthonormal columns of ``Q``, shape ``(m, r)``."""
+        if not 0 <= r <= len(self.row_norms2):
+            raise ValueError(f"r must be in [0, {len(self.row_norms2)}], got {r}")
+        if r == 0:
+            return numpy.zeros((self._packed.shape[0], 0), dtype=self._packed.dtype)
+        q, _, info = self._orgqr(self._packed[:, :r], self._tau[:r], lwork=max(64 * r, 1))
+        if info != 0:  # pragma: no cover - LAPACK rejects only bad arguments
+            raise numpy.linalg.LinAlgError(f"LAPACK orgqr failed (info={info})")
+        return q
+
+    def truncated(self, r: int) -> tuple[Any, Any]:
+        """``(Q_r, W_r)`` with ``A ≈ Q_r @ W_r``: ``Q_r = Q[:, :r]`` and
+        ``W_r`` the first ``r`` rows of ``R`` with the columns put back in
+        ``A``'s order; the error is ``(Σ_{i≥r} row_norms2[i])^½``."""
+        Q = self.Q(r)
+        W = numpy.empty((r, len(self.perm)), dtype=self._packed.dtype)
+        W[:, self.perm] = self._rows(r)
+        return Q, W
+
+
+@functools.lru_cache(maxsize=1024)
+def _upper(rows: int, cols: int) -> Any:
+    """The upper-triangular mask of a ``rows × cols`` matrix (read-only)."""
+    mask = numpy.triu(numpy.ones((rows, cols), dtype=bool))
+    mask.flags.writeable = False
+    return mask
+
+
+@functools.lru_cache(maxsize=None)
+def _lapack_qr(dtype: Any) -> tuple[Any, Any]:
+    # looked up once per dtype: the lookup costs as much as geqp3 on a
+    # 20 x 20 block, and the H-matrix build factors thousands of them
+    return tuple(scipy.linalg.get_lapack_funcs(("geqp3", "orgqr"), dtype=dtype))
+
+
+def has_pivoted_qr(xp: Any, dtype: Any) -> bool:
+    """Whether :func:`pivoted_qr` factors matrices of this array namespace
+    and dtype (rather than returning ``None``).
+
+    Parameters
+    ----------
+    xp : namespace
+        From :func:`namespace`.
+    dtype : dtype
+        Of ``xp``.
+
+    Returns
+    -------
+    bool
+        True for NumPy float32 and float64.
+
+    Notes
+    -----
+    Of the array libraries natgrad runs on, only NumPy reaches LAPACK's
+    ``?geqp3`` (through SciPy); PyTorch and CuPy have no pivoted QR, and
+    JAX's (``jax.scipy.linalg.qr(pivoting=True)``) forms all of ``Q`` and
+    compiles once per block shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> has_pivoted_qr(namespace(np.ones(1)), np.float64)
+    True
+    """
+    return is_numpy(xp) and dtype in (numpy.float32, numpy.float64)
+
+
+def pivoted_qr(A: Any) -> PivotedQR | None:
+    r"""QR with column pivoting, ``A[:, perm] = Q R`` (Businger–Golub), or
+    ``None`` where the array's library has none.
+
+    Parameters
+    ----------
+    A : array, shape (m, n)
+        A real float32 or float64 matrix.
+
+    Returns
+    -------
+    PivotedQR or None
+        The factorisation (``row_norms2``, ``truncated(r)``, and ``R``,
+        ``perm``, ``Q(r)``), or ``None`` for a library
+        without a pivoted QR in its array namespace (PyTorch, CuPy, JAX,
+        dask, array_api_strict) or a dtype LAPACK's ``?geqp3`` does not take
+        here (complex, float16): callers fall back to :func:`svd`.
+
+    Raises
+    ------
+    TypeError
+        If ``A`` is not an array of a supported library.
+    ValueError
+        If ``A`` is not 2-D.
+
+    Notes
+    -----
+    LAPACK ``?geqp3`` through SciPy, on a copy (``A`` is not changed).  At
+    each step the column of largest remaining norm is moved to the front,
+    so ``|R_ii|`` does not increase and, ``Q`` being orthonormal, dropping
+    the rows ``i ≥ r`` of ``R`` costs exactly
+
+    .. math:: \|A_{:,\pi} - Q_{:,:r} R_{:r,:}\|_F^2 = \sum_{i \ge r} \|R_{i,:}\|^2,
+
+    a rank-revealing truncation (Golub & Van Loan, *Matrix Computations*,
+    4th ed., §5.4.2) whose rank is a little above the SVD's at the same
+    error: 5-15 % on kernel blocks of 39-190 points, measured.  It is 7-9
+    times faster than the thin SVD there (OpenBLAS, one thread: 24 against
+    218 µs at 39 × 39, 82 against 673 at 78 × 78), and ``Q(r)`` for a small
+    ``r`` costs a few µs more, since ``?orgqr`` forms only those columns.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> A = rng.standard_normal((6, 2)) @ rng.standard_normal((2, 5))
+    >>> f = pivoted_qr(A)
+    >>> f.R.shape, sorted(f.perm.tolist())
+    ((5, 5), [0, 1, 2, 3, 4])
+    >>> Q2 = f.Q(2)
+    >>> bool(np.allclose(Q2 @ f.R[:2], A[:, f.perm]))
+    True
+    >>> bool(np.all(np.abs(f.R[2:]) < 1e-12))
+    True
+    >>> Q, W = f.truncated(2)
+    >>> bool(np.allclose(Q @ W, A)), float(f.row_norms2[2:].sum()) < 1e-24
+    (True, True)
+    """
+    if not has_pivoted_qr(namespace(A=A), A.dtype):
+        return None
+    if A.ndim != 2:
+        raise ValueError(f"A must be 2-D, got shape {tuple(A.shape)}")
+    m, n = A.shape
+    geqp3, orgqr = _lapack_qr(A.dtype)
+    # a Fortran-ordered copy that LAPACK may overwrite; the blocked
+    # workspace (about 33 n) is 10 % faster than the minimal one at 78 × 78
+    packed, jpvt, tau, _, info = geqp3(numpy.array(A, order="F"), lwork=max(34 * (n + 1), 1),
+                                       overwrite_a=1)
+    if info != 0:  # pragma: no cover - LAPACK rejects only bad arguments
+        raise numpy.linalg.LinAlgError(f"LAPACK geqp3 failed (info={info})")
+    return PivotedQR(packed, tau[: min(m, n)], jpvt.astype(numpy.intp) - 1, orgqr)
 
 
 def svd(A: Any) -> tuple[Any, Any, Any]:
