@@ -20,8 +20,21 @@ spends the budget where it saves the most storage.  Truncated SVD tails are
 exact (Eckart–Young), so for dense input the bound is guaranteed, up to
 rounding (2% of the budget is held back for it).
 
-**Kernel blocks.**  Small admissible blocks are evaluated and compressed by
-SVD (exact).  A subtree of the block tree whose leaves are all evaluated
+**Kernel blocks.**  Small admissible blocks are evaluated and compressed
+exactly: where the array library has a QR with column pivoting (NumPy,
+LAPACK ``geqp3``; see :func:`natgrad.backend.pivoted_qr`), blocks of up to
+96 points by it -- ``A Π = Q R``, and dropping the rows ``i ≥ k`` of ``R``
+costs exactly ``Σ_{i≥k} ‖R_i‖²``, 7-9× cheaper than the SVD for ranks 5-15 %
+above the SVD's -- and larger ones by a sketch (below) or the same QR;
+elsewhere by the SVD.  The pool ranks a QR block by a non-increasing
+envelope of its row norms (they may rise again) and spends their exact
+tails.  **Near field.**  With ``compress_near`` (the default where there
+is a pivoted QR), the off-diagonal leaves of the near field -- the blocks
+the admissibility condition leaves dense -- are tested the same way, in
+size classes of their own, and stored low-rank where that stores less:
+smooth kernels are low-rank well inside the near field (the broad Gaussian
+in the plane at n = 20 000 stores half as much), and larger leaves no
+longer store more.  A subtree of the block tree whose leaves are all evaluated
 whole (these and the dense near-field blocks) and that holds at most 2¹⁶
 entries is evaluated in one kernel call, and its leaves are cut from the
 answer: a call's fixed cost (the kernel's own Python, the checks of its
@@ -321,7 +334,6 @@ class _Builder:
         Q = right @ xp.matrix_transpose(right)
         CD = P[:k, k:] * Q[:k, k:]
         M = P[:k, :k] * Q[:k, :k] + CD + xp.matrix_transpose(CD) + P[k:, k:] * Q[k:, k:]
-        # Σ_{i,j<r} M_ij: the diagonal of M's 2-D prefix sums
         # Σ_{i,j<r} M_ij grows by M_rr + 2 Σ_{j<r} M_rj at r (M symmetric)
         growth = 2.0 * xp.linalg.diagonal(xp.cumulative_sum(M, axis=1)) - xp.linalg.diagonal(M)
         changes = (math.sqrt(v) if v > 0.0 else 0.0 for v in itertools.accumulate(_host_floats(growth)))
@@ -398,6 +410,7 @@ class _Builder:
             return self._uncompressed(t, s, Ab, norm2, w, split)
         budget = self.eps * math.sqrt(norm2)
         pays = (m * n) // (m + n)
+
         def pivoted() -> backend.PivotedQR | None:
             # geqp3 pivots over the columns: the taller orientation is the
             # cheaper one (39 x 78: 64 against 104 µs)
@@ -413,7 +426,7 @@ class _Builder:
         if width is not None and 5 * width <= 3 * min(m, n):
             sketch = lowrank._sketch_svd(xp, Ab, self._test_matrix(n, width, backend.device(Ab)))
             if sketch[3] > _SKETCH_SHARE * budget:
-                sketch = None  # the block needs more than its class did: the SVD settles it
+                sketch = None  # the block needs more than its class did: the QR or the SVD settles it
         if fact is None and sketch is None and min(m, n) <= _RSVD_MIN:
             fact = pivoted()  # at any size up to 256 cheaper than the SVD (879 against 2087 µs at 150)
         U = sv = Vh = None
@@ -1073,21 +1086,16 @@ class HMatrix(LinearOperator):
             ``admissibility`` is left to its default.
         leaf_size : int, optional
             Largest cluster leaf (≥ 1).  ``None`` (default): 64 for points on
-            a line, 96 in 2 and 3 dimensions, 128 above.  In 2-3 D, 96 against
-            64 (21 cases at each of n = 2000, 8000, 12 000 and 20 000) stored
-            1.10-1.17× more on geometric average (up to 1.69×, on 1/r) and
-            built 1.13-1.27× faster; at n = 50 000 and 100 000 (five kernels,
-            single builds) it stored 1.03-1.25× more and built 0.86-1.27× as
-            fast.  Against the best of five settings run side by side on those
-            84 cases, 96 came within 1.25× of both the smallest storage and
-            the fastest build on 41, 64 on 16, 128 on 34, and 128 with
-            ``eta=8`` on 44 while storing 1.28× the smallest on average
-            against 96's 1.14× (see Notes).  Above 3-D, few blocks compress at
-            the sizes of the sweep and per-block costs dominate the build: 128
-            built 3.3-4.3× faster than 64 at n = 8000 with at most 9 % more
-            storage; at n = 24 000, 2.9× faster with 0.5 % less storage (exp
-            kernel) and 2.8× faster with 29 % more (a Gaussian of length scale
-            0.2).
+            a line; 128 above, except in 2 and 3 dimensions without
+            ``compress_near``, where 96.  With the near field compressed,
+            larger leaves store no more (at n = 20 000 in 2-3 D leaves of 128
+            stored 0.94-1.05× what leaves of 64 did) and build faster
+            (leaves of 64: 1.08-1.34× slower); with it dense, 96 against 64
+            (eighth pass, n = 2000-20 000) stored 1.10-1.17× more on
+            geometric average and built 1.13-1.27× faster.  Above 3-D, few
+            blocks compress at the sizes of the sweep and per-block costs
+            dominate the build: 128 built 3.3-4.3× faster than 64 at
+            n = 8000 with at most 9 % more storage (see Notes).
         col_points : array, shape (n2, d), optional
             Column points for a rectangular kernel matrix.
         split : {"auto", "pca", "bisect"}, default "auto"
@@ -1160,9 +1168,12 @@ class HMatrix(LinearOperator):
             the admissibility condition leaves dense) for low rank, as
             admissible blocks are, and store it low-rank where that stores
             less; its truncation shares the global budget.  Smooth kernels
-            are low-rank well inside the near field: at n = 20 000 in the
-            plane this halved the storage of the Gaussian with ℓ = 1 and
-            made leaves of 128 store no more than leaves of 64 (see Notes).
+            are low-rank well inside the near field: at n = 20 000 in 2-3 D
+            (leaves of 128) it divided storage by 1.29 on geometric average
+            (by 0.99 on the short Gaussian in the cube, by 1.99 on the broad
+            one in the plane) for 1.05-1.22× the build time, and leaves of
+            128 then store as
+            little as leaves of 64, within 6 % (see Notes).
             ``None`` (default): on where the library has a pivoted QR
             (NumPy, see :func:`natgrad.backend.pivoted_qr`), whose rank test
             costs a fraction of an SVD; elsewhere off.  ``True``: on (an SVD
@@ -1224,8 +1235,10 @@ class HMatrix(LinearOperator):
         Mixed precision holds back the share ``θ = 3u/ε`` of the budget
         (``u = 2⁻²⁴``, float32's unit roundoff; θ = 0.18 at ε = 10⁻⁶):
         truncation and ACA work to ``(1 − θ)ε``, and a block is rounded to
-        float32 only if a bound on the change, computed from the rounding of
-        its factors (or its entries), is at most ``θ ε ‖A_b‖_F``.  By
+        float32 only if the change that makes to it, computed from the
+        rounding of its entries or (exactly, at every rank the global
+        truncation may leave, from two small Gram matrices) of its factors,
+        is at most ``θ ε ‖A_b‖_F``.  By
         Minkowski's inequality the total stays within ``ε‖A‖_F``, and the
         rounding is included in :attr:`error_estimate` and in each block's
         ``error``.  Low-rank blocks in a precision chosen per block:
@@ -1240,20 +1253,22 @@ class HMatrix(LinearOperator):
         Matérn 3/2 and 5/2, two Gaussians, 1/r and log r) on uniform points
         in 1, 2, 3 and 5 dimensions and on a sphere, at n = 2000 to 20 000
         and eps = 1e-6, measured against the goal of storage and build time
-        within 1.25× of the best setting found for each case.  No setting
-        meets it on every case: the fastest builds compress least, and on
-        10 of the 28 cases up to 3-D at n = 20 000 no setting of the sweep
-        came within 1.25× of both.  With leaves of 96 in 2-3 D (64 until the
-        eighth pass, 2026-12-01), the defaults come within 1.25× of both on
-        14 of those 28 cases (2 before), storing at most 1.72× the smallest
-        (1/r; 1.14× on geometric average) and building at most 1.64× slower
-        than the fastest (1.23×); at n = 12 000 on 11 of 21 (5 before), at
-        2000 and 8000 on 12 of 42 (3).  On a line, weak admissibility (the
-        default there) with leaves of 64 stores the least and builds
-        1.3-1.6× slower than the fastest, whose leaves of 96 or 128 store
-        1.6× more: on 5 of the 7 kernels no setting meets the goal there at
-        n = 20 000 (on 1/r and log r, leaves of 80 with ``aca_min_size=256``
-        do).  In 5-D the defaults are within 1.25× of both on 2 of 7
+        within 1.25× of the best setting found for each case.  Until the
+        tenth pass (2026-12-01) no setting met it on every case: the fastest
+        builds compressed least, because larger leaves store a larger dense
+        near field.  With the near field compressed (``compress_near``, on
+        by default on NumPy) leaves of 128 store as little as leaves of 64
+        (within 6 % at n = 20 000), and with them the defaults come within
+        1.25× of both on all 21 cases in 2 and 3 dimensions at
+        n = 20 000: storage at most 1.05× the smallest (1.00× on geometric
+        average), build at most 1.23× the fastest (1.15×); the previous
+        defaults (leaves of 96, near field dense) did on 13 of the 21,
+        storing up to 2.03× the smallest.  On a line, weak admissibility
+        (the default there) has no near field to compress; leaves of 64
+        store the least and build slower than larger ones (tenth pass,
+        n = 20 000: 1.31-1.41× slower than the fastest, whose leaves store
+        1.25-1.66× more; no setting met the goal on 4 of the 7 kernels).  In 5-D (ninth
+        pass, before ``compress_near``) the defaults were within 1.25× of both on 2 of 7
         kernels at n = 20 000.  When to change a knob (ratios from the
         sweep, against the defaults):
 
@@ -1279,15 +1294,20 @@ class HMatrix(LinearOperator):
                                      at 20 000 (``eta=8``, leaves of 128) 1-32 %
                                      less (the Gaussians, exp and 1/r most) and
                                      2.0-5.5× slower.
-        ``leaf_size=128``            Points in 2-3 dimensions, build time
-                                     matters more than memory: built 1.19× faster
-                                     on average (0.68-2.0×), stored 1.13× more
-                                     (up to 1.60×, on 1/r) at n = 2000-20 000.
-        ``leaf_size=64`` (2-3 D)     A kernel like 1/r, or memory matters more
-                                     than build time: stored 11 % less on
-                                     average, 11-41 % less on 1/r, and built
-                                     1.18× slower on average (the leaf default
-                                     before 2026-12-01).
+        ``compress_near=False``      Build time matters more than memory, or a
+                                     library without a pivoted QR (where the
+                                     rank tests are SVDs): at n = 20 000 in 2-3 D
+                                     the build was 1.05-1.22× faster (1.12× on
+                                     geometric average) and stored 0.99-1.99×
+                                     more (1.29×; the broad Gaussian in the
+                                     plane twice as much).  Then pass
+                                     ``leaf_size=96`` too (its default without
+                                     the compressed near field): leaves of 128
+                                     store more there.
+        ``leaf_size=64`` (2-3 D)     Rarely, since ``compress_near``: at
+                                     n = 20 000 (14 cases in the plane and on
+                                     the sphere) it stored 0.96-1.07× what
+                                     128 did and built 1.08-1.34× slower.
         ``leaf_size=64``             Points in more than 3 dimensions, a
                                      short-range kernel, memory matters more than
                                      build time: stored 8 % less on the short
