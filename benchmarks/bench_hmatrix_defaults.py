@@ -2,8 +2,8 @@
 
 ``HMatrix.from_kernel(kernel, points, eps=1e-6)`` is what a user writes.  This
 sweep measures every setting of the build's knobs — admissibility ``eta``,
-cluster ``split``, ``leaf_size``, ``symmetric`` storage and
-``mixed_precision`` — on a matrix of cases: kernels (exp, Matérn 3/2 and 5/2,
+cluster ``split``, ``leaf_size``, ``symmetric`` storage,
+``mixed_precision`` and (from the tenth pass) ``compress_near`` — on a matrix of cases: kernels (exp, Matérn 3/2 and 5/2,
 Gaussian with two length-scales, 1/r, log r), point sets (uniform in the unit
 cube of dimension 1, 2, 3 and 5, and the unit sphere in 3-D) and sizes.  For
 each case it finds the best storage and the best build time over all
@@ -335,7 +335,9 @@ def sweep(sizes, kernels, point_sets, settings, cases=None, rounds: int = 0) -> 
 #: "eta=4 bisect leaf=64 SM")
 #: (until 2026-12-01's eighth pass leaves were 64 in 2-3 D too: DEFAULT_LOW_D was
 #: "eta=4 bisect leaf=64 aca=256 SM"; reports merged from runs without leaves of
-#: 96 have no row for the defaults)
+#: 96 have no row for the defaults; until the tenth pass, which compresses the
+#: near field by default, it was "eta=4 bisect leaf=96 aca=256 SM" and
+#: DEFAULT_HIGH_D "eta=4 pca leaf=128 aca=256 SM")
 DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=128 aca=256 SMN", "eta=4 pca leaf=128 aca=256 SMN"
 DEFAULT_1D = "weak bisect leaf=64 SM"
 DEFAULT = "defaults (split='auto')"
