@@ -393,7 +393,7 @@ def _check_points(points: Any, name: str) -> None:
 
 def _build(
     xp: Any,
-    pts: Any,
+    P: Any,
     idx: Any,
     start: int,
     level: int,
@@ -402,35 +402,43 @@ def _build(
     split: str,
     leaves_idx: list[Any],
 ) -> Cluster:
-    P = xp.take(pts, idx, axis=0)
-    box = xp.concat([xp.min(P, axis=0), xp.max(P, axis=0)])
-    vals = _host_floats(box)
-    d = pts.shape[1]
+    """The cluster of the points ``P`` (original indices ``idx``) and, below
+    ``leaf_size``, its subtree.  Each call gets its own points, not the
+    whole set and an index to gather them by: one array operation less per
+    cluster, where the build's cost is the operations' count (about 1000
+    clusters at n = 20 000 on a line, leaves of 64), not their size."""
+    vals = _host_floats(xp.concat([xp.min(P, axis=0), xp.max(P, axis=0)]))
+    d = P.shape[1]
     lo, hi = tuple(vals[:d]), tuple(vals[d:])
     m = P.shape[0]
     c = Cluster(start, start + m, lo, hi, level, path)
     if m <= leaf_size:
         leaves_idx.append(idx)
         return c
-    half = m // 2
+    parts = None
     if split == "bisect":
         axis = max(range(d), key=lambda a: hi[a] - lo[a])
         below = P[:, axis] <= 0.5 * (lo[axis] + hi[axis])
-        count = backend.to_int(xp.sum(xp.astype(below, xp.int32)))
-        if 0 < count < m:
-            # stable sort of the boolean key puts the lower half first
-            order = xp.argsort(xp.astype(~below, xp.int32), stable=True)
-            half = count
+        # a mask keeps the points' order on each side, as a stable sort of
+        # the boolean key would, and its length is the split's count
+        left = idx[below]
+        if 0 < left.shape[0] < m:
+            above = ~below
+            parts = (left, idx[above], P[below], P[above])
         else:
             order = xp.argsort(P[:, axis], stable=True)
     else:
         centred = P - xp.mean(P, axis=0)
         _, V = backend.eigh(xp.matrix_transpose(centred) @ centred)
         order = xp.argsort(centred @ V[:, -1], stable=True)
-    left, right = xp.take(idx, order[:half]), xp.take(idx, order[half:])
+    if parts is None:
+        lower, upper = order[: m // 2], order[m // 2:]
+        parts = (xp.take(idx, lower), xp.take(idx, upper), xp.take(P, lower, axis=0), xp.take(P, upper, axis=0))
+    left, right, P_left, P_right = parts
+    half = left.shape[0]
     c.children = (
-        _build(xp, pts, left, start, level + 1, path + (0,), leaf_size, split, leaves_idx),
-        _build(xp, pts, right, start + half, level + 1, path + (1,), leaf_size, split, leaves_idx),
+        _build(xp, P_left, left, start, level + 1, path + (0,), leaf_size, split, leaves_idx),
+        _build(xp, P_right, right, start + half, level + 1, path + (1,), leaf_size, split, leaves_idx),
     )
     return c
 
