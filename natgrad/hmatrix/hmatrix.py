@@ -315,14 +315,16 @@ class _Builder:
         ``r`` columns of ``F``, rows of ``G``), and
 
         ``‖E_r‖_F² = Σ_{i,j<r} M_ij``,
-        ``M = (ΔFᵀΔF)∘(G Gᵀ) + C∘D + (C∘D)ᵀ + (F̃ᵀF̃)∘(ΔG ΔGᵀ)``,
+        ``M = (ΔFᵀΔF)∘(G Gᵀ) + 2 C∘D + (F̃ᵀF̃)∘(ΔG ΔGᵀ)``,
         ``C = ΔFᵀF̃``, ``D = G ΔGᵀ``
 
-        (``∘`` elementwise), from two ``2k × 2k`` Gram matrices: the change
-        itself, not a bound, for any factors (the SVD's, ACA's orthonormal
-        ones and the pivoted QR's triangular ones alike).  It is reported as
-        its running maximum over ``r``, so that the check at rank ``k``
-        holds for every rank the global truncation may give the block.
+        (``∘`` elementwise; the cross term ``C∘D + (C∘D)ᵀ`` sums to
+        ``2 C∘D`` over any leading square), from two ``2k × 2k`` Gram
+        matrices: the change itself, not a bound, for any factors (the
+        SVD's, ACA's orthonormal ones and the pivoted QR's triangular ones
+        alike).  It is reported as its running maximum over ``r``, so that
+        the check at rank ``k`` holds for every rank the global truncation
+        may give the block.
         """
         xp = self.xp
         k = F.shape[1]
@@ -334,11 +336,10 @@ class _Builder:
         right = xp.concat([Gt, Gt - Gs], axis=0)  # [G; ΔG]
         P = xp.matrix_transpose(left) @ left
         Q = right @ xp.matrix_transpose(right)
-        CD = P[:k, k:] * Q[:k, k:]
-        M = P[:k, :k] * Q[:k, :k] + CD + xp.matrix_transpose(CD) + P[k:, k:] * Q[k:, k:]
-        # Σ_{i,j<r} M_ij grows by M_rr + 2 Σ_{j<r} M_rj at r (M symmetric)
-        growth = 2.0 * xp.linalg.diagonal(xp.cumulative_sum(M, axis=1)) - xp.linalg.diagonal(M)
-        changes = (math.sqrt(v) if v > 0.0 else 0.0 for v in itertools.accumulate(_host_floats(growth)))
+        M = P[:k, :k] * Q[:k, :k] + 2.0 * (P[:k, k:] * Q[:k, k:]) + P[k:, k:] * Q[k:, k:]
+        # Σ_{i,j<r} M_ij for r = 1..k: the diagonal of M's 2-D running sum
+        squares = xp.linalg.diagonal(xp.cumulative_sum(xp.cumulative_sum(M, axis=0), axis=1))
+        changes = (math.sqrt(v) if v > 0.0 else 0.0 for v in _host_floats(squares))
         bounds = [0.0, *itertools.accumulate(changes, max)]
         if bounds[-1] <= self.low_allowance * norm:
             return F32, G32, bounds
