@@ -826,7 +826,30 @@ def test_an_untested_class_resumes_when_a_probe_compresses(xp):
     assert not build._skip_test(100, 100)  # another size class: tested
     assert not build._skip_test(m, n, near=True)  # near-field blocks of the size: a class of their own
     build._record_test(m, n, True)
-    assert not any(build._skip_test(m, n) for _ in range(10))
+    assert not any(build._skip_test(m, n) for _ in range(10))  # 1 pass in 17: tested again
+
+
+def test_a_class_that_rarely_compresses_is_probed_ever_less_often(xp):
+    # fewer than one pass in 17 tests skips the test too (5-D at 20 000:
+    # 99 of 7414 passed), and the probes thin out as the failures mount:
+    # one block in max(8, failures / 8)
+    from natgrad.hmatrix import hmatrix as hm
+
+    build = hm._Builder(xp, xp.float64, 1e-6, splitting=False)
+    m = n = 40
+    build._record_test(m, n, True)
+    for _ in range(16):
+        build._record_test(m, n, False)
+    assert not build._skip_test(m, n)  # 1 in 17 passed: tested
+    build._record_test(m, n, False)
+    assert [build._skip_test(m, n) for _ in range(8)] == [True] * 7 + [False]
+    for _ in range(200 - 17):
+        build._record_test(m, n, False)
+    # 200 failures: one block in 25 is the probe
+    assert [build._skip_test(m, n) for _ in range(50)] == ([True] * 24 + [False]) * 2
+    for _ in range(12):  # 13 passes against 200 failures: 1 in 16.4, tested again
+        build._record_test(m, n, True)
+    assert not any(build._skip_test(m, n) for _ in range(30))
 
 
 @pytest.mark.parametrize("kind", ["nan", "raise", "shape"])

@@ -52,12 +52,13 @@ stored dense when its clusters are leaves; in a size class where most blocks
 so far failed this test, the next one reads its singular values alone
 (3-3.6× cheaper than the SVD with vectors) and computes the vectors only if
 it passes -- the same decisions, so the same matrix.  A size class that has
-failed 16 tests and passed none (blocks admissible by geometry that never
-compress, as in 5-D at n = 20 000) stores its next blocks like failed ones
-without a test, testing every 8th so that the class resumes if one passes:
-the bound is untouched (those blocks are exact), the storage can grow by
-what the skipped blocks would have saved (at most 0.08 % on the sweep's
-cases).  Where a block of the
+failed 16 tests or more and passed fewer than one in 17 (blocks admissible
+by geometry that rarely compress, as in 5-D at n = 20 000, where 99 of 7414
+admissible blocks of 128 × 128 passed) stores its next blocks like failed
+ones without a test, testing one in max(8, failures / 8) so that the class
+resumes if enough of them pass: the bound is untouched (those blocks are
+exact), the storage can grow by what the skipped blocks would have saved
+(at most 0.12 % on the 5-D cases at n = 20 000).  Where a block of the
 size class has compressed before, the block is first projected on one
 Gaussian sketch ``A Ω`` of ``⌈1.25 k⌉ + 8`` columns, ``k`` the largest rank
 of the class so far (three matrix products instead of an SVD); the sketch's
@@ -154,11 +155,17 @@ _SKETCH_GROWTH, _SKETCH_EXTRA = 1.25, 8
 #: block's budget (truncation then gets √(1 − 0.25²) = 97 % of it, so ranks
 #: stay those of the SVD); otherwise the SVD is computed
 _SKETCH_SHARE = 0.25
-#: a size class whose formed blocks have failed this many rank tests and
-#: passed none stores its next blocks dense without a test (admissible by
-#: geometry, not in practice: 5-D at n = 20 000), testing every
-#: _PROBE_EVERY-th so that a class whose farther blocks compress resumes
+#: a size class whose formed blocks have failed this many rank tests, and
+#: passed fewer than one in _FAILS_PER_PASS + 1 of them, stores its next
+#: blocks dense without a test (admissible by geometry, not in practice: 5-D
+#: at n = 20 000, where the admissible 128 x 128 class passed 99 of 7414
+#: tests and the near field's 0 of 2944), testing one block in
+#: max(_PROBE_EVERY, failures / _PROBE_EVERY) so that a class whose farther
+#: blocks compress resumes, and a class that never does costs ~4 √blocks
+#: tests, not one in 8.  The lowest pass rate measured in 2-3 D was 1 in
+#: 8.6 (3-D Gaussian, length scale 0.2, near field at n = 8000): tested
 _UNTESTED_AFTER = 16
+_FAILS_PER_PASS = 16
 _PROBE_EVERY = 8
 #: mixed precision: a block is stored in float32 when its rounding error is
 #: at most this many float32 unit roundoffs times its norm (rounding to
@@ -251,8 +258,7 @@ class _Builder:
         #: class of formed blocks: where most failed, the next test reads the
         #: singular values first and computes vectors only if it passes
         self.tests: dict[tuple[int, int], tuple[int, int]] = {}
-        #: blocks per size class met since it qualified for _UNTESTED_AFTER
-        #: (every _PROBE_EVERY-th of them is tested all the same)
+        #: blocks per size class skipped since its last probe (see _skip_test)
         self.since_failing: dict[tuple[int, int], int] = {}
         #: the largest rank a formed or ACA block of each size class compressed
         #: to: the next formed one of the class is sketched at a little more
@@ -364,15 +370,18 @@ class _Builder:
 
     def _skip_test(self, m: int, n: int, near: bool = False) -> bool:
         """Whether this formed block goes dense untested: its size class has
-        failed at least _UNTESTED_AFTER rank tests and passed none (every
-        _PROBE_EVERY-th block is tested all the same)."""
+        failed at least _UNTESTED_AFTER rank tests and passed fewer than one
+        in _FAILS_PER_PASS + 1 (one block in max(_PROBE_EVERY, failures /
+        _PROBE_EVERY) is tested all the same)."""
         key = self._size_class(m, n, near)
         ok, failed = self.tests.get(key, (0, 0))
-        if ok or failed < _UNTESTED_AFTER:
+        if failed < _UNTESTED_AFTER or ok * _FAILS_PER_PASS >= failed:
             return False
         met = self.since_failing.get(key, 0) + 1
+        if met >= max(_PROBE_EVERY, failed // _PROBE_EVERY):
+            met = 0  # this one is the probe
         self.since_failing[key] = met
-        return met % _PROBE_EVERY != 0
+        return met != 0
 
     def _record_test(self, m: int, n: int, compressed: bool, near: bool = False) -> None:
         key = self._size_class(m, n, near)
@@ -934,7 +943,8 @@ class HMatrix(LinearOperator):
         formed at once because most of their size class had been;
         ``split``; ``untested``: formed blocks stored dense, or split,
         without a rank test because their size class had failed 16 tests
-        and passed none, every 8th being tested all the same), whether ACA
+        or more and passed fewer than one in 17, a few being tested all the
+        same: one in max(8, failures / 8)), whether ACA
         blocks were verified, and
         ``densified``: True when the blocks would have taken more memory than
         the dense matrix, which is then kept exactly as one dense block (zero
@@ -1270,9 +1280,12 @@ class HMatrix(LinearOperator):
         (the default there) has no near field to compress; leaves of 64
         store the least and build slower than larger ones (tenth pass,
         n = 20 000: 1.31-1.41× slower than the fastest, whose leaves store
-        1.25-1.66× more; no setting met the goal on 4 of the 7 kernels).  In 5-D (ninth
-        pass, before ``compress_near``) the defaults were within 1.25× of both on 2 of 7
-        kernels at n = 20 000.  When to change a knob (ratios from the
+        1.25-1.66× more; no setting met the goal on 4 of the 7 kernels).  In 5-D
+        (eleventh pass, n = 20 000) the defaults are within 1.25× of both
+        on 3 of 7 kernels: storage up to 1.43× the smallest (η = 8 with
+        bisection, which builds 4.5-7× slower), build up to 3.7× the
+        fastest (η = 2 with the near field dense, on the short Gaussian,
+        whose near field the default compresses 1.3×).  When to change a knob (ratios from the
         sweep, against the defaults):
 
         ===========================  ==============================================
