@@ -183,6 +183,18 @@ def five_d_settings() -> list[dict]:
     ]
 
 
+def five_d_near_settings() -> list[dict]:
+    """The tenth pass in 5-D: PCA splits, leaves of 128 at eta = 2 and 4,
+    each with and without ``compress_near`` (the default with it), and the
+    smallest storage of the earlier 5-D runs (eta = 8, bisection, leaves of
+    128).  Every setting names ``compress_near``: five_d_settings leaves it
+    to the default, which turned it on for them from the tenth pass."""
+    both = dict(symmetric=True, mixed_precision=True)
+    grid = [dict(eta=eta, split="pca", leaf_size=128, aca_min_size=256, compress_near=near, **both)
+            for eta in (4.0, 2.0) for near in (True, False)]
+    return grid + [dict(eta=8.0, split="bisect", leaf_size=128, compress_near=False, **both)]
+
+
 def weak_settings() -> list[dict]:
     """rerun_settings plus weak admissibility (HODLR-like: every pair of
     sibling clusters is a low-rank block; eta unused) with leaves of 64 and
@@ -479,12 +491,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000])
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
-    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "weak", "leaf",
+    parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "fivednear", "weak", "leaf",
                                                   "weakleaf", "leafcheck", "recheck", "near", "nearshort"],
                         default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
                              "default's neighbour with aca_min_size=128; rerun: see rerun_settings; "
-                             "fived: see five_d_settings; weak: see weak_settings; "
+                             "fived, fivednear: see five_d_settings, five_d_near_settings; weak: see weak_settings; "
                              "leaf, weakleaf, leafcheck, recheck: see leaf_settings, weak_leaf_settings, "
                              "leaf_check_settings, recheck_settings")
     parser.add_argument("--cases", nargs="+", metavar="KERNEL:POINTS",
@@ -509,7 +521,7 @@ def main() -> None:
         write_result(name, "H-matrix build settings: a sweep for the defaults", body, quick=args.quick)
         return
     settings = {"grid2": grid2_settings, "grid3": grid3_settings, "rerun": rerun_settings,
-                "fived": five_d_settings, "weak": weak_settings,
+                "fived": five_d_settings, "fivednear": five_d_near_settings, "weak": weak_settings,
                 "leaf": leaf_settings, "weakleaf": weak_leaf_settings, "leafcheck": leaf_check_settings,
                 "recheck": recheck_settings, "near": near_settings, "nearshort": near_short_settings,
                 "new": lambda: grid3_settings()[-1:],
