@@ -163,7 +163,7 @@ _SKETCH_SHARE = 0.25
 #: max(_PROBE_EVERY, failures / _PROBE_EVERY) so that a class whose farther
 #: blocks compress resumes, and a class that never does costs ~4 √blocks
 #: tests, not one in 8.  The lowest pass rate measured in 2-3 D was 1 in
-#: 8.6 (3-D Gaussian, length scale 0.2, near field at n = 8000): tested
+#: 8.6 (3-D Gaussian, length scale 0.2, near field at n = 8000), still tested
 _UNTESTED_AFTER = 16
 _FAILS_PER_PASS = 16
 _PROBE_EVERY = 8
@@ -1283,7 +1283,7 @@ class HMatrix(LinearOperator):
         1.25-1.66× more; no setting met the goal on 4 of the 7 kernels).  In 5-D
         (eleventh pass, n = 20 000) the defaults are within 1.25× of both
         on 3 of 7 kernels: storage up to 1.43× the smallest (η = 8 with
-        bisection, which builds 4.5-7× slower), build up to 3.7× the
+        bisection, which builds 4.4× slower there), build up to 3.7× the
         fastest (η = 2 with the near field dense, on the short Gaussian,
         whose near field the default compresses 1.3×).  When to change a knob (ratios from the
         sweep, against the defaults):
