@@ -254,19 +254,20 @@ class _Builder:
         self.admissibility = admissibility  # the block tree's rule, reported in HMatrix.info
         self.counts = {"dense": 0, "qr": 0, "svd": 0, "sketch": 0, "rsvd": 0, "aca": 0, "aca_fallback": 0,
                        "aca_formed": 0, "split": 0, "untested": 0, "near": 0}
-        #: (compressed, not compressed) counts of the SVD rank tests per size
-        #: class of formed blocks: where most failed, the next test reads the
-        #: singular values first and computes vectors only if it passes
-        self.tests: dict[tuple[int, int], tuple[int, int]] = {}
+        #: (compressed, not compressed) counts of the rank tests per size
+        #: class of formed blocks (see _size_class): where most failed, an SVD
+        #: test reads the singular values first and computes vectors only if
+        #: it passes
+        self.tests: dict[tuple[int, int, bool], tuple[int, int]] = {}
         #: blocks per size class skipped since its last probe (see _skip_test)
-        self.since_failing: dict[tuple[int, int], int] = {}
+        self.since_probe: dict[tuple[int, int, bool], int] = {}
         #: the largest rank a formed or ACA block of each size class compressed
         #: to: the next formed one of the class is sketched at a little more
-        self.ranks: dict[tuple[int, int], int] = {}
+        self.ranks: dict[tuple[int, int, bool], int] = {}
         self._omega: Any = None  # the Gaussian test matrix, sliced per block
         #: ACA blocks per size class: (formed after a third of their entries,
         #: finished from crosses); where the first lead, the next are formed
-        self.forming: dict[tuple[int, int], tuple[int, int]] = {}
+        self.forming: dict[tuple[int, int, bool], tuple[int, int]] = {}
 
     def set_scale(self, exp: int) -> None:
         """Build from the matrix times ``2^-exp`` (called before any block).
@@ -377,10 +378,10 @@ class _Builder:
         ok, failed = self.tests.get(key, (0, 0))
         if failed < _UNTESTED_AFTER or ok * _FAILS_PER_PASS >= failed:
             return False
-        met = self.since_failing.get(key, 0) + 1
+        met = self.since_probe.get(key, 0) + 1
         if met >= max(_PROBE_EVERY, failed // _PROBE_EVERY):
             met = 0  # this one is the probe
-        self.since_failing[key] = met
+        self.since_probe[key] = met
         return met != 0
 
     def _record_test(self, m: int, n: int, compressed: bool, near: bool = False) -> None:
