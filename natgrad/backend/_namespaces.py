@@ -119,12 +119,19 @@ _TRACED_ADVICE = (
 
 def _is_jax_tracer(x: Any) -> bool:
     """True for a JAX tracer, found from the type's module and MRO alone, so
-    that the test never imports JAX (it costs one string comparison for
-    anything that is not a JAX object)."""
+    that the test never imports JAX; the answer is kept per type (every host
+    read asks it, thousands of times in an H-matrix build)."""
     cls = type(x)
-    if not str(getattr(cls, "__module__", "")).startswith("jax"):
-        return False
-    return any(k.__name__ == "Tracer" and k.__module__.startswith("jax") for k in cls.__mro__)
+    known = _TRACER_TYPES.get(cls)
+    if known is None:
+        known = str(getattr(cls, "__module__", "")).startswith("jax") and any(
+            k.__name__ == "Tracer" and k.__module__.startswith("jax") for k in cls.__mro__)
+        _TRACER_TYPES[cls] = known
+    return known
+
+
+#: _is_jax_tracer's answers, per type
+_TRACER_TYPES: dict[type, bool] = {}
 
 
 #: what to do instead when a PyTorch tensor tracked by autograd is passed

@@ -531,7 +531,7 @@ class PivotedQR:
         self._packed, self._tau, self._orgqr = packed, tau, orgqr
         self.perm = perm
         top = self._rows(min(packed.shape))
-        self.row_norms2 = numpy.sum(top * top, axis=1)
+        self.row_norms2 = numpy.einsum("ij,ij->i", top, top)
 
     def _rows(self, r: int) -> Any:
         # numpy.triu builds its mask anew each call (15 µs at 78 x 78, as
@@ -609,7 +609,11 @@ def has_pivoted_qr(xp: Any, dtype: Any) -> bool:
     >>> has_pivoted_qr(namespace(np.ones(1)), np.float64)
     True
     """
-    return is_numpy(xp) and dtype in (numpy.float32, numpy.float64)
+    return is_numpy(xp) and dtype in _QR_DTYPES
+
+
+#: the dtypes LAPACK's ?geqp3 factors here
+_QR_DTYPES = (numpy.float32, numpy.float64)
 
 
 def pivoted_qr(A: Any) -> PivotedQR | None:
@@ -671,7 +675,9 @@ def pivoted_qr(A: Any) -> PivotedQR | None:
     >>> bool(np.allclose(Q @ W, A)), float(f.row_norms2[2:].sum()) < 1e-24
     (True, True)
     """
-    if not has_pivoted_qr(namespace(A=A), A.dtype):
+    # a NumPy array is told apart without namespace() (a few µs, and the
+    # H-matrix build factors thousands of small blocks)
+    if not (type(A) is numpy.ndarray and A.dtype in _QR_DTYPES) and not has_pivoted_qr(namespace(A=A), A.dtype):
         return None
     if A.ndim != 2:
         raise ValueError(f"A must be 2-D, got shape {tuple(A.shape)}")
