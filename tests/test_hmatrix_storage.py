@@ -119,23 +119,47 @@ def test_weak_default_stores_less_on_a_line():
         assert rel_error(default, k(X, X)) <= 1e-6
 
 
-def test_default_aca_min_size_follows_the_dimension():
-    # 128 on a line (the lowest ranks: ACA pays from smaller blocks on), 256
-    # above (formed and sketched blocks are cheaper than ACA's crosses up to
-    # there); the rule does not depend on the library, so NumPy only
+def test_default_aca_min_size_is_256():
+    # blocks with a side up to 256 are formed and compressed (QR or sketch)
+    # rather than taken by ACA cross by cross: the sweep found 256 as fast
+    # or faster on the line too from the twelfth pass (n = 2000-20 000);
+    # the rule does not depend on the library, so NumPy only
     rng = np.random.default_rng(34)
     k = kernel_fn("exponential")
-    X1 = rng.random((1500, 1))
-    default, at128, at256 = (HMatrix.from_kernel(k, X1, aca_min_size=a) for a in (None, 128, 256))
-    assert default.info["aca"] == at128.info["aca"] > at256.info["aca"]
-    assert rel_error(default, k(X1, X1)) <= 1e-6
-    X2 = rng.random((3000, 2))
-    default, at128, at256 = (HMatrix.from_kernel(k, X2, aca_min_size=a) for a in (None, 128, 256))
-    assert default.info["aca"] == at256.info["aca"] < at128.info["aca"]
-    assert rel_error(default, k(X2, X2)) <= 1e-6
+    for X in (rng.random((1500, 1)), rng.random((3000, 2))):
+        default, at128, at256 = (HMatrix.from_kernel(k, X, aca_min_size=a) for a in (None, 128, 256))
+        assert default.info["aca_min_size"] == 256 and at128.info["aca_min_size"] == 128
+        assert default.info["aca"] == at256.info["aca"] < at128.info["aca"]
+        assert default.nbytes == at256.nbytes
+        assert rel_error(default, k(X, X)) <= 1e-6
     X3 = rng.random((2500, 3))
     default, at128 = (HMatrix.from_kernel(k, X3, aca_min_size=a) for a in (None, 128))
     assert default.info["aca"] == 0 < at128.info["aca"]  # no block of min side > 256 at this size
+
+
+def test_defaults_above_three_dimensions():
+    # in 5-D few blocks compress at these sizes: eta = 2 and a dense near
+    # field built 1.5x faster than eta = 4 with the near field tested, for
+    # at most 1 % more storage (the sweep's twelfth pass); a user's eta or
+    # compress_near still counts.  The rule does not depend on the library.
+    k = kernel_fn("exponential")
+    P = points("5", 1200, seed=40)
+    A = k(P, P)
+    H = HMatrix.from_kernel(k, P)
+    assert H.info["eta"] == 2.0 and H.info["compress_near"] is False and H.info["near"] == 0
+    assert H.rows.leaf_size == 128 and H.info["admissibility"] == "standard"
+    assert rel_error(H, A) <= 1e-6
+    given = HMatrix.from_kernel(k, P, eta=4.0, compress_near=True)
+    assert given.info["eta"] == 4.0 and given.info["compress_near"] is True
+    assert rel_error(given, A) <= 1e-6
+    # here nothing compresses in 5-D: the near field's rank tests all fail
+    # (and the class is then skipped) for the same storage
+    assert given.info["untested"] > 0 == H.info["untested"]
+    assert H.nbytes == given.nbytes
+    for dim in ("2", "3"):
+        low = HMatrix.from_kernel(k, points(dim, 300, seed=41))
+        assert low.info["eta"] == 4.0
+        assert low.info["compress_near"] is backend.has_pivoted_qr(backend.namespace(P=P), P.dtype)
 
 
 def _skewed(X, Y):  # kernel(x, y) != kernel(y, x) everywhere

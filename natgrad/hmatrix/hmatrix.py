@@ -952,7 +952,10 @@ class HMatrix(LinearOperator):
         error), so ``compression_ratio`` never exceeds 1 by more than a few
         index arrays of length ``m + n``; ``symmetric``: whether one block
         triangle is stored for both (see :meth:`from_kernel`);
-        ``float32_blocks``: how many blocks mixed precision stored in float32.
+        ``float32_blocks``: how many blocks mixed precision stored in float32;
+        ``admissibility``; and from :meth:`from_kernel` the settings it built
+        with, defaults resolved: ``eta``, ``compress_near`` and
+        ``aca_min_size`` (the leaf size is ``rows.leaf_size``).
 
     Raises
     ------
@@ -1096,7 +1099,12 @@ class HMatrix(LinearOperator):
             Admissibility parameter (> 0) of ``admissibility="standard"``: a
             block of clusters ``t × s`` is low-rank when
             ``min(diam t, diam s) ≤ eta · dist(t, s)``.  ``None`` (default):
-            4.  Giving it asks for standard admissibility where
+            4 in up to 3 dimensions; 2 above, where few admissible blocks
+            compress at n ≤ 20 000 and the looser condition admits more
+            that fail their rank test (5-D, twelfth pass of the sweep:
+            within 1.25× of the best storage and build on 18 of 21 cases
+            at n = 2000-20 000, against 5 for 4 with the near field
+            compressed).  Giving it asks for standard admissibility where
             ``admissibility`` is left to its default.
         leaf_size : int, optional
             Largest cluster leaf (≥ 1).  ``None`` (default): 64 for points on
@@ -1142,16 +1150,15 @@ class HMatrix(LinearOperator):
             says so.  The choice is in ``H.info["admissibility"]``.
         aca_min_size : int, optional
             Admissible blocks with ``min(m, n) ≤ aca_min_size`` are evaluated
-            and compressed by a sketch or an SVD (exact); larger ones by ACA.
-            ``None`` (default): 128 for points on a line, where the blocks'
-            ranks are lowest and ACA's cost grows with the rank
-            (``O(k²(m+n))``); 256 above, where blocks up to 256 are formed and
-            sketched at the rank of their size class (``O(mnk)`` in matrix
-            products) more cheaply than ACA takes them cross by cross.  At
-            the same storage (n = 8000, medians of three interleaved builds):
-            in 2-D 256 built 1.09-1.42× faster than 128 on all 7 kernels of
-            the sweep, in 1-D 128 built 0.95-1.10× faster than 256 on 5 of 7
-            (see Notes).
+            and compressed by a pivoted QR, a sketch or an SVD (exact);
+            larger ones by ACA.  ``None`` (default): 256: blocks up to 256
+            are formed and compressed at the rank of their size class
+            (``O(mnk)`` in matrix products) more cheaply than ACA takes them
+            cross by cross.  At the same storage, in 2-D 256 built
+            1.09-1.42× faster than 128 on all 7 kernels of the sweep
+            (n = 8000); on a line 0.86-0.99× the time of 128 at n = 20 000,
+            0.90-1.00× at 2000 and 0.89-1.09× at 8000 (tenth-pass runs; 128
+            was the line's default until the twelfth pass, see Notes).
         verify : bool, optional
             Check every ACA block against the formed block (default: when the
             matrix has at most 4·10⁶ entries).
@@ -1188,10 +1195,13 @@ class HMatrix(LinearOperator):
             one in the plane) for 1.05-1.22× the build time, and leaves of
             128 then store as
             little as leaves of 64, within 6 % (see Notes).
-            ``None`` (default): on where the library has a pivoted QR
-            (NumPy, see :func:`natgrad.backend.pivoted_qr`), whose rank test
-            costs a fraction of an SVD; elsewhere off.  ``True``: on (an SVD
-            per block where there is no pivoted QR).  ``False``: off.
+            ``None`` (default): on in up to 3 dimensions where the library
+            has a pivoted QR (NumPy, see :func:`natgrad.backend.pivoted_qr`),
+            whose rank test costs a fraction of an SVD; off above 3-D, where
+            it built 1.5× slower at n = 2000 and 8000 for at most 1 % less
+            storage on 6 of 7 kernels (the short Gaussian: 1.43× less, at
+            4× the build), and elsewhere.  ``True``: on (an SVD per block
+            where there is no pivoted QR).  ``False``: off.
             ``H.info["near"]`` counts the near-field blocks stored low-rank.
 
         Returns
@@ -1277,17 +1287,21 @@ class HMatrix(LinearOperator):
         n = 20 000: storage at most 1.05× the smallest (1.00× on geometric
         average), build at most 1.23× the fastest (1.15×); the previous
         defaults (leaves of 96, near field dense) did on 13 of the 21,
-        storing up to 2.03× the smallest.  On a line, weak admissibility
-        (the default there) has no near field to compress; leaves of 64
-        store the least and build slower than larger ones (tenth pass,
-        n = 20 000: 1.31-1.41× slower than the fastest, whose leaves store
-        1.25-1.66× more; no setting met the goal on 4 of the 7 kernels).  In 5-D
-        (eleventh pass, n = 20 000) the defaults are within 1.25× of both
-        on 3 of 7 kernels: storage up to 1.43× the smallest (η = 8 with
-        bisection, which builds 4.4× slower there), build up to 3.7× the
-        fastest (η = 2 with the near field dense, on the short Gaussian,
-        whose near field the default compresses 1.3×).  When to change a knob (ratios from the
-        sweep, against the defaults):
+        storing up to 2.03× the smallest.  At n = 4000 they are within on
+        10 of the 21 (no setting is on 5), at 2000 on 2 (the near field's
+        rank tests cost more time than they save there: 1.25-1.71× the
+        fastest build, which stores 1.07-2.31× more).  On a line, weak
+        admissibility (the default there) has no near field to compress;
+        leaves of 64 store the least and build slower than larger ones
+        (n = 20 000: 1.17-1.34× slower than the fastest, whose leaves store
+        1.25-1.66× more); with ``aca_min_size=256`` the defaults are within
+        on 11 of the 21 line cases at n = 2000-20 000 (6 before).  Above
+        3-D (5-D in the sweep) ``eta=2`` with the near field dense is within
+        on 18 of 21 (twelfth pass; 5 for the defaults before, ``eta=4``
+        with it compressed); the misses are the two Gaussians, whose storage
+        (up to 1.64× the smallest) only settings that build 1.7-4.4× slower
+        reach.  When to change a knob (ratios from the sweep, against the
+        defaults):
 
         ===========================  ==============================================
         change                       when
@@ -1330,19 +1344,26 @@ class HMatrix(LinearOperator):
                                      build time: stored 8 % less on the short
                                      Gaussian at n = 8000 (22 % at 24 000),
                                      built 2.3× slower.
-        ``eta``                      Rarely: from 4 to 8 storage changed by at most
-                                     7 % (1 % on average), build time by
-                                     0.75-1.45×; 2 with leaves of 128 stored 1.54×
-                                     more and built 1.31× faster on average.  In
-                                     5-D at n = 20 000, 2 built 0.9-2.6× as fast
-                                     as 4 and stored as much as the dense
-                                     float32 matrix (0-3 % more than 4; 28 % more
-                                     on the short Gaussian).
+        ``eta``                      Rarely: in 2-3 D from 4 to 8 storage changed
+                                     by at most 7 % (1 % on average), build time
+                                     by 0.75-1.45×; 2 with leaves of 128 stored
+                                     1.54× more and built 1.31× faster on
+                                     average.  Above 3-D (default 2) 4 stored
+                                     the same at n = 2000 and 8000 and built
+                                     0.90-1.19× the time; at 20 000 it stored
+                                     0-1 % less (21 % on the short Gaussian)
+                                     and built 0.99-1.29× the time (2.23× on
+                                     the short Gaussian).
+        ``compress_near=True``       Above 3-D, a short-range kernel and memory
+        (above 3-D)                  first: the Gaussian of length scale 0.2
+                                     stored 1.43× less at n = 8000 (1.64× at
+                                     20 000, with ``eta=4``) and built 3.7-4.3×
+                                     slower; on the other six kernels it saved
+                                     at most 1 %.
         ``aca_min_size``             Rarely: the same storage either way; 256 (the
-                                     default from 2-D up) built 1.09-1.42× faster
-                                     than 128 in 2-D (7 of 7 kernels); 128 (the
-                                     default on a line) 0.95-1.10× faster than
-                                     256 in 1-D.
+                                     default) built 1.09-1.42× faster than 128
+                                     in 2-D (7 of 7 kernels), and on a line
+                                     0.86-1.09× the time of 128.
         ``eps``                      The product feeds a preconditioner or a
                                      network layer (1e-3 to 1e-4 store far less);
                                      below 3.6e-7 float32 storage turns off.
@@ -1410,9 +1431,15 @@ class HMatrix(LinearOperator):
         dtype = backend.float_dtype(xp, points, col_points)
         eps = _check_eps(eps, dtype, xp)
         eta_given = eta is not None
-        eta = validation.positive(4.0 if eta is None else eta, "eta")
+        # above 3-D fewer blocks are admissible at any eta and few of them
+        # compress at these sizes: eta = 2 admits fewer that fail their rank
+        # test (eleventh and twelfth passes of the sweep)
+        many_dims = points.shape[1] > 3
+        eta = validation.positive((2.0 if many_dims else 4.0) if eta is None else eta, "eta")
         if compress_near is None:
-            compress_near = backend.has_pivoted_qr(xp, dtype)
+            # above 3-D the near field's rank tests cost 1.5x the build for
+            # at most 1 % less storage (twelfth pass, n = 2000 and 8000)
+            compress_near = backend.has_pivoted_qr(xp, dtype) and not many_dims
         elif not isinstance(compress_near, bool):
             raise TypeError(f"compress_near must be None (automatic), True or False, got {compress_near!r}")
         if leaf_size is None:
@@ -1421,9 +1448,7 @@ class HMatrix(LinearOperator):
             # 2-3 D, which stores less than 128 there (eighth pass)
             leaf_size = 64 if points.shape[1] == 1 else 128 if compress_near or points.shape[1] > 3 else 96
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
-        if aca_min_size is None:
-            aca_min_size = 128 if points.shape[1] == 1 else 256
-        aca_min_size = validation.positive_int(aca_min_size, "aca_min_size")
+        aca_min_size = validation.positive_int(256 if aca_min_size is None else aca_min_size, "aca_min_size")
         if admissibility is None:
             # measured (the sweep's 7 kernels, n = 2000-20 000): on a line weak
             # blocks store less and build faster on every case and meet the
@@ -1542,8 +1567,10 @@ class HMatrix(LinearOperator):
 
             layout = _walk(btree.root, leaf, gather)
             build.distribute()
-            return cls(xp=xp, dtype=dtype, rows=rows, cols=cols, builder=build, layout=layout,
-                       eps=eps, verify=bool(verify), stored=stored)
+            H = cls(xp=xp, dtype=dtype, rows=rows, cols=cols, builder=build, layout=layout,
+                    eps=eps, verify=bool(verify), stored=stored)
+            H.info.update(eta=eta, compress_near=compress_near, aca_min_size=aca_min_size)
+            return H
 
         if symmetric is not None:
             return build_with(symmetric)
