@@ -185,10 +185,12 @@ def five_d_settings() -> list[dict]:
 
 def five_d_near_settings() -> list[dict]:
     """The tenth pass in 5-D: PCA splits, leaves of 128 at eta = 2 and 4,
-    each with and without ``compress_near`` (the default with it), and the
-    smallest storage of the earlier 5-D runs (eta = 8, bisection, leaves of
-    128).  Every setting names ``compress_near``: five_d_settings leaves it
-    to the default, which turned it on for them from the tenth pass."""
+    each with and without ``compress_near``, and the smallest storage of
+    the earlier 5-D runs (eta = 8, bisection, leaves of 128).  (Until the
+    twelfth pass a setting without ``compress_near`` ran with the
+    library's default, on from the tenth pass, though its label said off;
+    _timed now runs it off.)  The eleventh and twelfth passes; the defaults
+    above 3-D are now eta = 2 without it."""
     both = dict(symmetric=True, mixed_precision=True)
     grid = [dict(eta=eta, split="pca", leaf_size=128, aca_min_size=256, compress_near=near, **both)
             for eta in (4.0, 2.0) for near in (True, False)]
@@ -284,8 +286,10 @@ REPEATS = 3
 
 def _timed(kernel, X: np.ndarray, setting: dict) -> tuple[HMatrix, float, float]:
     # a setting without an admissibility is standard, as every setting was
-    # before the default became dimension-dependent
-    setting = {"admissibility": "standard", **setting}
+    # before the default became dimension-dependent; without aca_min_size or
+    # compress_near it is what its label says (128, off: see label), not
+    # today's default
+    setting = {"admissibility": "standard", "aca_min_size": 128, "compress_near": False, **setting}
     c0, w0 = time.process_time(), time.perf_counter()
     H = HMatrix.from_kernel(kernel, X, eps=EPS, **setting)
     return H, time.process_time() - c0, time.perf_counter() - w0
@@ -340,18 +344,22 @@ def sweep(sizes, kernels, point_sets, settings, cases=None, rounds: int = 0) -> 
 
 #: the settings natgrad's defaults give (HMatrix.from_kernel's signature):
 #: split="auto" bisects boxes up to 3-D and splits along the principal axis above;
-#: leaf_size=None is 64 on a line, 96 in 2-3 D and 128 above; aca_min_size=None is 128 in 1-D, 256 above
-#: (until 2026-11-30's sketched blocks: 128 in 1-2 D; reports merged from runs
-#: before then used that rule)
+#: leaf_size=None is 64 on a line, 128 above (96 in 2-3 D without compress_near);
+#: aca_min_size=None is 256 (until the twelfth pass 128 on a line; until
+#: 2026-11-30's sketched blocks: 128 in 1-2 D; reports merged from runs before
+#: then used those rules); eta=None is 4 up to 3-D, 2 above, and compress_near
+#: is on up to 3-D (NumPy), off above (both from the twelfth pass)
 #: (until 2026-12-01 admissibility was standard on a line too: DEFAULT_1D was
 #: "eta=4 bisect leaf=64 SM")
 #: (until 2026-12-01's eighth pass leaves were 64 in 2-3 D too: DEFAULT_LOW_D was
 #: "eta=4 bisect leaf=64 aca=256 SM"; reports merged from runs without leaves of
 #: 96 have no row for the defaults; until the tenth pass, which compresses the
 #: near field by default, it was "eta=4 bisect leaf=96 aca=256 SM" and
-#: DEFAULT_HIGH_D "eta=4 pca leaf=128 aca=256 SM")
-DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=128 aca=256 SMN", "eta=4 pca leaf=128 aca=256 SMN"
-DEFAULT_1D = "weak bisect leaf=64 SM"
+#: DEFAULT_HIGH_D "eta=4 pca leaf=128 aca=256 SM"; until the twelfth pass
+#: DEFAULT_HIGH_D was "eta=4 pca leaf=128 aca=256 SMN" and DEFAULT_1D "weak
+#: bisect leaf=64 SM")
+DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=128 aca=256 SMN", "eta=2 pca leaf=128 aca=256 SM"
+DEFAULT_1D = "weak bisect leaf=64 aca=256 SM"
 DEFAULT = "defaults (split='auto')"
 #: weak admissibility is a candidate on a line only: off the line its
 #: blocks touch along curves or surfaces, and ACA's error estimate missed
