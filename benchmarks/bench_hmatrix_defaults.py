@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, markdown_table, write_result  # noqa: E402
 
 from natgrad.hmatrix import HMatrix  # noqa: E402
+from natgrad.hmatrix import hmatrix as _hmatrix_module  # noqa: E402
 
 EPS = 1e-6
 
@@ -261,6 +262,24 @@ def near_short_settings() -> list[dict]:
     return [s for s in near_settings() if s["leaf_size"] != 64 and (s["eta"] == 4.0 or not s["compress_near"])]
 
 
+def near_rule_settings() -> list[dict]:
+    """The twelfth pass in 2-3 D: the compressed near field with its
+    testing rule (a near-field size class whose tested blocks stored more
+    than _NEAR_SAVES_LITTLE of their entries is probed, not tested: "N")
+    and without it (every block tested, as in the tenth and eleventh
+    passes: "N0"), for leaves of 64, 96 and 128, beside the dense near
+    field (96, 128, and eta = 8 with 128: the fastest builds)."""
+    both = dict(symmetric=True, mixed_precision=True)
+    out = []
+    for leaf in (128, 96, 64):
+        if leaf != 64:
+            out.append(dict(eta=4.0, split="bisect", leaf_size=leaf, aca_min_size=256, compress_near=False, **both))
+        for rule in (True, False):
+            out.append(dict(eta=4.0, split="bisect", leaf_size=leaf, aca_min_size=256, compress_near=True,
+                            near_rule=rule, **both))
+    return out + [dict(eta=8.0, split="bisect", leaf_size=128, aca_min_size=256, compress_near=False, **both)]
+
+
 def weak_leaf_settings() -> list[dict]:
     """Weak admissibility (the default on a line) with leaves of 64, 80, 96
     and 128 and both ACA thresholds."""
@@ -272,6 +291,7 @@ def weak_leaf_settings() -> list[dict]:
 def label(s: dict) -> str:
     flags = ("S" if s["symmetric"] else "-") + ("M" if s["mixed_precision"] else "-")
     flags += "N" if s.get("compress_near") else ""  # low-rank near field (tenth pass on)
+    flags += "0" if s.get("compress_near") and s.get("near_rule") is False else ""  # every near block tested
     aca = f" aca={s['aca_min_size']}" if s.get("aca_min_size", 128) != 128 else ""
     rule = "weak" if s.get("admissibility") == "weak" else f"eta={s['eta']:g}"
     return f"{rule} {s['split']} leaf={s['leaf_size']}{aca} {flags}"
@@ -290,9 +310,17 @@ def _timed(kernel, X: np.ndarray, setting: dict) -> tuple[HMatrix, float, float]
     # compress_near it is what its label says (128, off: see label), not
     # today's default
     setting = {"admissibility": "standard", "aca_min_size": 128, "compress_near": False, **setting}
-    c0, w0 = time.process_time(), time.perf_counter()
-    H = HMatrix.from_kernel(kernel, X, eps=EPS, **setting)
-    return H, time.process_time() - c0, time.perf_counter() - w0
+    # near_rule=False: every near-field block tested, as before the twelfth
+    # pass (natgrad has no argument for it: the threshold is set aside)
+    rule = setting.pop("near_rule", True)
+    saved = _hmatrix_module._NEAR_SAVES_LITTLE
+    _hmatrix_module._NEAR_SAVES_LITTLE = saved if rule else math.inf
+    try:
+        c0, w0 = time.process_time(), time.perf_counter()
+        H = HMatrix.from_kernel(kernel, X, eps=EPS, **setting)
+        return H, time.process_time() - c0, time.perf_counter() - w0
+    finally:
+        _hmatrix_module._NEAR_SAVES_LITTLE = saved
 
 
 def _result(H: HMatrix, runs: list[float], walls: list[float]) -> dict:
@@ -500,7 +528,7 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
     parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "fivednear", "weak", "leaf",
-                                                  "weakleaf", "leafcheck", "recheck", "near", "nearshort"],
+                                                  "weakleaf", "leafcheck", "recheck", "near", "nearshort", "nearrule"],
                         default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
                              "default's neighbour with aca_min_size=128; rerun: see rerun_settings; "
@@ -532,6 +560,7 @@ def main() -> None:
                 "fived": five_d_settings, "fivednear": five_d_near_settings, "weak": weak_settings,
                 "leaf": leaf_settings, "weakleaf": weak_leaf_settings, "leafcheck": leaf_check_settings,
                 "recheck": recheck_settings, "near": near_settings, "nearshort": near_short_settings,
+                "nearrule": near_rule_settings,
                 "new": lambda: grid3_settings()[-1:],
                 "aca128": lambda: [dict(eta=4.0, split="pca", leaf_size=64, symmetric=True, mixed_precision=True)],
                 "lowd": lambda: [dict(eta=4.0, split="bisect", leaf_size=64, aca_min_size=a, symmetric=True,
