@@ -291,7 +291,9 @@ def weak_leaf_settings() -> list[dict]:
 def label(s: dict) -> str:
     flags = ("S" if s["symmetric"] else "-") + ("M" if s["mixed_precision"] else "-")
     flags += "N" if s.get("compress_near") else ""  # low-rank near field (tenth pass on)
-    flags += "0" if s.get("compress_near") and s.get("near_rule") is False else ""  # every near block tested
+    # every near block tested; in runs from before the twelfth pass's rule
+    # (JSON up to -4k-R9) "N" was that, today's "N0"
+    flags += "0" if s.get("compress_near") and s.get("near_rule") is False else ""
     aca = f" aca={s['aca_min_size']}" if s.get("aca_min_size", 128) != 128 else ""
     rule = "weak" if s.get("admissibility") == "weak" else f"eta={s['eta']:g}"
     return f"{rule} {s['split']} leaf={s['leaf_size']}{aca} {flags}"

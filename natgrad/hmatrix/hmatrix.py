@@ -1337,7 +1337,7 @@ class HMatrix(LinearOperator):
         3-D (5-D in the sweep) ``eta=2`` with the near field dense is within
         on 18 of 21 (twelfth pass; 5 for the defaults before, ``eta=4``
         with it compressed); the misses are the two Gaussians, whose storage
-        (up to 1.64× the smallest) only settings that build 1.7-4.4× slower
+        (up to 1.64× the smallest) only settings that build 3.1-5.5× slower
         reach.  When to change a knob (ratios from the sweep, against the
         defaults):
 
