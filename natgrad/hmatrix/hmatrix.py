@@ -1484,7 +1484,7 @@ class HMatrix(LinearOperator):
             # with the near field compressed, larger leaves store no more
             # (tenth pass of the sweep): 128 from 2-D up; without it 96 in
             # 2-3 D, which stores less than 128 there (eighth pass)
-            leaf_size = 64 if points.shape[1] == 1 else 128 if compress_near or points.shape[1] > 3 else 96
+            leaf_size = 64 if points.shape[1] == 1 else 128 if compress_near or many_dims else 96
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
         aca_min_size = validation.positive_int(256 if aca_min_size is None else aca_min_size, "aca_min_size")
         if admissibility is None:
