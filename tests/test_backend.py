@@ -502,3 +502,25 @@ def test_assign_writes_a_row_or_column(xp, backend_name):
         assert out is buf  # no copy of the buffer per write
     with pytest.raises(TypeError):
         backend.assign([[0.0]], (0, 0), 1.0)
+
+
+@pytest.mark.parametrize("layout", ["gaps", "to-the-end", "unequal"])
+def test_segment_bounds_match_per_segment_reductions(xp, layout):
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((40, 3))
+    segments = {
+        "gaps": [(2, 5), (5, 6), (9, 20), (30, 33)],  # rows between segments belong to none
+        "to-the-end": [(0, 7), (7, 15), (15, 40)],
+        "unequal": [(0, 1), (1, 2), (2, 3), (3, 4), (4, 40)],  # padding would gather 5 x 36 > 4 x 40 rows
+    }[layout]
+    starts, stops = [s for s, _ in segments], [e for _, e in segments]
+    lo, hi = backend.segment_bounds(from_numpy(xp, A), starts, stops)
+    np.testing.assert_array_equal(to_numpy(lo), np.stack([A[s:e].min(axis=0) for s, e in segments]))
+    np.testing.assert_array_equal(to_numpy(hi), np.stack([A[s:e].max(axis=0) for s, e in segments]))
+
+
+def test_segment_bounds_refuses_bad_segments():
+    A = np.ones((5, 2))
+    for starts, stops in [([], []), ([0], [2, 3]), ([0, 1], [2, 3]), ([3], [3]), ([2], [6])]:
+        with pytest.raises(ValueError, match="segments|starts and stops"):
+            backend.segment_bounds(A, starts, stops)

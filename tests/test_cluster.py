@@ -67,6 +67,73 @@ def test_bisect_splits_the_box_in_half(xp):
     assert (a.size, b.size) == (3, 2)
 
 
+_ODD = np.float32(1.0) + np.spacing(np.float32(1.0))
+
+
+def _bisection_reference(P, leaf_size):
+    """Recursive box bisection as ClusterTree.from_points documents it, one
+    cluster at a time: (start, stop, lo, hi, level, path) of every cluster
+    depth first, and the permutation."""
+    out, order = [], []
+
+    def split(idx, start, level, path):
+        pts = P[idx]
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        out.append((start, start + len(idx), tuple(lo.tolist()), tuple(hi.tolist()), level, path))
+        if len(idx) <= leaf_size:
+            order.extend(idx.tolist())
+            return
+        axis = int(np.argmax(hi - lo))
+        below = pts[:, axis] <= P.dtype.type(0.5 * (float(lo[axis]) + float(hi[axis])))
+        left, right = idx[below], idx[~below]
+        if len(left) in (0, len(idx)):  # one side empty: sorted along the axis and halved
+            s = idx[np.argsort(pts[:, axis], kind="stable")]
+            left, right = s[: len(idx) // 2], s[len(idx) // 2:]
+        split(left, start, level + 1, path + (0,))
+        split(right, start + len(left), level + 1, path + (1,))
+
+    split(np.arange(P.shape[0]), 0, 0, ())
+    return out, np.array(order)
+
+
+def _clusters(tree):
+    out = []
+
+    def walk(c):
+        out.append((c.start, c.stop, c.lo, c.hi, c.level, c.path))
+        for child in c.children:
+            walk(child)
+
+    walk(tree.root)
+    return out
+
+
+@pytest.mark.parametrize("case", ["uniform-1d", "uniform-3d", "clustered-2d", "grid-2d", "ties-float32"])
+def test_bisect_tree_matches_a_recursive_reference(xp, case):
+    # the tree is built a level at a time; every split, box and the order
+    # within each side must be those of the one-cluster-at-a-time recursion
+    rng = np.random.default_rng(7)
+    jax = "jax" in xp.__name__  # compiles each new shape: a few levels only
+    n = 60 if jax else 1500
+    P = {
+        "uniform-1d": lambda: rng.uniform(size=(n, 1)),
+        "uniform-3d": lambda: rng.uniform(size=(n, 3)),
+        "clustered-2d": lambda: rng.standard_normal((n, 2)) ** 3,  # leaves from many levels at once
+        # points on midpoints (they go left) and coincident points (halved by sorting)
+        "grid-2d": lambda: rng.integers(0, 3, size=(n, 2)).astype(np.float64),
+        # two adjacent floats, the smaller with an odd last bit: their midpoint
+        # rounds onto the larger, so one side would be empty
+        "ties-float32": lambda: (_ODD + np.spacing(_ODD) * rng.integers(0, 2, size=(n, 2))).astype(np.float32),
+    }[case]()
+    points = from_numpy(xp, P, dtype=P.dtype.name)
+    for leaf in (7,) if jax else (1, 7, 40):
+        tree = ClusterTree.from_points(points, leaf_size=leaf, split="bisect")
+        clusters, perm = _bisection_reference(P, leaf)
+        assert _clusters(tree) == clusters
+        np.testing.assert_array_equal(to_numpy(tree.perm), perm)
+        np.testing.assert_array_equal(to_numpy(tree.points), P[perm])
+
+
 def test_identical_points_still_split(xp):
     P = np.ones((50, 2))
     tree = ClusterTree.from_points(from_numpy(xp, P), leaf_size=8)

@@ -60,6 +60,8 @@ module                 concern
                        overflow or underflow, and :func:`vecdot`, inner
                        products with dask's graph kept small
 ``random``             :func:`normal`, reproducible across backends
+``segments``           :func:`segment_bounds`, the boxes of many row
+                       segments in a few operations (a cluster tree's level)
 ``lazy``               dask arrays: :func:`persist` (cut a task graph at a
                        solver's sync point), :func:`is_lazy`,
                        :func:`require_eager` (refuse what cannot run
@@ -123,6 +125,7 @@ from .dtypes import eps, float_dtype, is_low_precision
 from .lazy import DistributedUnsupportedError, is_lazy, persist, require_eager
 from .norms import scaled_norm, vecdot
 from .random import normal
+from .segments import segment_bounds
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
 from .syrk import gram
 from .threads import blas_threads, quiet_floating_point
@@ -169,6 +172,7 @@ __all__ = [
     "quiet_floating_point",
     "normal",
     "scaled_norm",
+    "segment_bounds",
     "vecdot",
     "to_namespace",
     "is_scipy_operator",

@@ -257,9 +257,12 @@ class ClusterTree:
         dtype = backend.float_dtype(xp, points)
         pts = xp.astype(points, dtype) if points.dtype != dtype else points
         n = pts.shape[0]
+        if split == "bisect":
+            root, perm, permuted = _bisect_tree(xp, pts, leaf_size)
+            return cls(root, n, leaf_size, perm, permuted, xp)
         idx = xp.arange(n, device=backend.device(pts))
         leaves_idx: list[Any] = []
-        root = _build(xp, pts, idx, 0, 0, (), leaf_size, split, leaves_idx)
+        root = _build(xp, pts, idx, 0, 0, (), leaf_size, leaves_idx)
         perm = xp.concat(leaves_idx) if len(leaves_idx) > 1 else leaves_idx[0]
         return cls(root, n, leaf_size, perm, xp.take(pts, perm, axis=0), xp)
 
@@ -399,14 +402,12 @@ def _build(
     level: int,
     path: tuple[int, ...],
     leaf_size: int,
-    split: str,
     leaves_idx: list[Any],
 ) -> Cluster:
     """The cluster of the points ``P`` (original indices ``idx``) and, below
-    ``leaf_size``, its subtree.  Each call gets its own points, not the
-    whole set and an index to gather them by: one array operation less per
-    cluster, where the build's cost is the operations' count (about 1000
-    clusters at n = 20 000 on a line, leaves of 64), not their size."""
+    ``leaf_size``, its subtree by principal-axis splits.  Each call gets its
+    own points, not the whole set and an index to gather them by: one array
+    operation less per cluster."""
     vals = _host_floats(xp.concat([xp.min(P, axis=0), xp.max(P, axis=0)]))
     d = P.shape[1]
     lo, hi = tuple(vals[:d]), tuple(vals[d:])
@@ -415,32 +416,87 @@ def _build(
     if m <= leaf_size:
         leaves_idx.append(idx)
         return c
-    parts = None
-    if split == "bisect":
-        axis = max(range(d), key=lambda a: hi[a] - lo[a])
-        below = P[:, axis] <= 0.5 * (lo[axis] + hi[axis])
-        # a mask keeps the points' order on each side, as a stable sort of
-        # the boolean key would, and its length is the split's count
-        left = idx[below]
-        if 0 < left.shape[0] < m:
-            above = ~below
-            parts = (left, idx[above], P[below], P[above])
-        else:
-            order = xp.argsort(P[:, axis], stable=True)
-    else:
-        centred = P - xp.mean(P, axis=0)
-        _, V = backend.eigh(xp.matrix_transpose(centred) @ centred)
-        order = xp.argsort(centred @ V[:, -1], stable=True)
-    if parts is None:
-        lower, upper = order[: m // 2], order[m // 2:]
-        parts = (xp.take(idx, lower), xp.take(idx, upper), xp.take(P, lower, axis=0), xp.take(P, upper, axis=0))
-    left, right, P_left, P_right = parts
-    half = left.shape[0]
+    centred = P - xp.mean(P, axis=0)
+    _, V = backend.eigh(xp.matrix_transpose(centred) @ centred)
+    order = xp.argsort(centred @ V[:, -1], stable=True)
+    lower, upper = order[: m // 2], order[m // 2:]
+    half = m // 2
     c.children = (
-        _build(xp, P_left, left, start, level + 1, path + (0,), leaf_size, split, leaves_idx),
-        _build(xp, P_right, right, start + half, level + 1, path + (1,), leaf_size, split, leaves_idx),
+        _build(xp, xp.take(P, lower, axis=0), xp.take(idx, lower), start, level + 1, path + (0,), leaf_size,
+               leaves_idx),
+        _build(xp, xp.take(P, upper, axis=0), xp.take(idx, upper), start + half, level + 1, path + (1,),
+               leaf_size, leaves_idx),
     )
     return c
+
+
+def _bisect_tree(xp: Any, P: Any, leaf_size: int) -> tuple[Cluster, Any, Any]:
+    """The bisection tree of the points ``P``, its permutation and the
+    points in that order, built a level at a time.
+
+    A cluster of more than ``leaf_size`` points halves its bounding box
+    across its longest side (the first of equal sides): the points at or
+    below the midpoint go left, the others right, each side in the order
+    it had.  When one side would be empty (the points coincide along that
+    side, or the midpoint rounds onto the largest coordinate) the points
+    are sorted along it, stably, and halved at ``m // 2``.
+
+    Every cluster of a level splits at once: the boxes come from one
+    segmented reduction (:func:`natgrad.backend.segment_bounds`) and the
+    new order from one stable sort by (cluster, side), so a level costs
+    about twenty array operations whatever its number of clusters.  A
+    recursion costs about ten per cluster, and on a line at n = 20 000 with
+    leaves of 64 (about 1000 clusters) took 46 ms against 14 (NumPy).
+    """
+    n, d = P.shape
+    dev = backend.device(P)
+    perm = xp.arange(n, device=dev)
+    root = Cluster(0, n, (), (), 0, ())
+    parts = [root]  # the clusters of the finest partition so far, in order
+    fresh = [root]  # those of them whose boxes are not known yet
+    while fresh:
+        lo, hi = backend.segment_bounds(P, [c.start for c in fresh], [c.stop for c in fresh])
+        vals = _host_floats(xp.reshape(xp.concat([lo, hi], axis=1), (-1,)))
+        for i, c in enumerate(fresh):
+            c.lo, c.hi = tuple(vals[2 * d * i: 2 * d * i + d]), tuple(vals[2 * d * i + d: 2 * d * (i + 1)])
+        if all(c.size <= leaf_size for c in fresh):
+            break
+        # per cluster: the side it splits across and the midpoint there
+        # (+inf for a leaf: all its points stay), then per point
+        axes = [max(range(d), key=lambda a: c.hi[a] - c.lo[a]) if c.size > leaf_size else 0 for c in parts]
+        mids = [0.5 * (c.lo[a] + c.hi[a]) if c.size > leaf_size else math.inf for c, a in zip(parts, axes)]
+        # (the cluster of each point by a search of the clusters' starts,
+        # not xp.repeat: JAX compiles a repeat anew for every count)
+        segment = xp.searchsorted(xp.asarray([c.start for c in parts], device=dev),
+                                  xp.arange(n, device=dev), side="right") - 1
+        x = P[:, 0]
+        if d > 1:
+            axis = xp.take(xp.asarray(axes, device=dev), segment)
+            for a in range(1, d):
+                x = xp.where(axis == a, P[:, a], x)
+        above = x > xp.take(xp.asarray(mids, dtype=P.dtype, device=dev), segment)
+        # points to the left of each cluster's end, the split's counts
+        left_of = xp.cumulative_sum(xp.astype(xp.logical_not(above), segment.dtype))
+        ends = backend.to_list(xp.take(left_of, xp.asarray([c.stop - 1 for c in parts], device=dev)))
+        order = xp.argsort(2 * segment + xp.astype(above, segment.dtype), stable=True)
+        perm, P = xp.take(perm, order), xp.take(P, order, axis=0)
+        new_parts, fresh, before = [], [], 0
+        for c, a, end in zip(parts, axes, ends):
+            count, before = int(end) - before, int(end)
+            if c.size <= leaf_size:
+                new_parts.append(c)
+                continue
+            if not 0 < count < c.size:
+                order = xp.argsort(P[c.start:c.stop, a], stable=True)
+                perm = xp.concat([perm[:c.start], xp.take(perm[c.start:c.stop], order), perm[c.stop:]])
+                P = xp.concat([P[:c.start, :], xp.take(P[c.start:c.stop, :], order, axis=0), P[c.stop:, :]])
+                count = c.size // 2
+            c.children = (Cluster(c.start, c.start + count, (), (), c.level + 1, c.path + (0,)),
+                          Cluster(c.start + count, c.stop, (), (), c.level + 1, c.path + (1,)))
+            new_parts += c.children
+            fresh += c.children
+        parts = new_parts
+    return root, perm, P
 
 
 def spectral_coordinates(A: Any, *, dim: int = 3, seed: int = 0) -> tuple[Any, Any]:
