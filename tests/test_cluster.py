@@ -83,7 +83,8 @@ def _bisection_reference(P, leaf_size):
         if len(idx) <= leaf_size:
             order.extend(idx.tolist())
             return
-        axis = int(np.argmax(hi - lo))
+        with np.errstate(over="ignore"):  # a box wider than the largest float
+            axis = int(np.argmax(hi - lo))
         below = pts[:, axis] <= P.dtype.type(0.5 * (float(lo[axis]) + float(hi[axis])))
         left, right = idx[below], idx[~below]
         if len(left) in (0, len(idx)):  # one side empty: sorted along the axis and halved
@@ -108,7 +109,7 @@ def _clusters(tree):
     return out
 
 
-@pytest.mark.parametrize("case", ["uniform-1d", "uniform-3d", "clustered-2d", "grid-2d", "ties-float32"])
+@pytest.mark.parametrize("case", ["uniform-1d", "uniform-3d", "clustered-2d", "grid-2d", "ties-float32", "huge-2d"])
 def test_bisect_tree_matches_a_recursive_reference(xp, case):
     # the tree is built a level at a time; every split, box and the order
     # within each side must be those of the one-cluster-at-a-time recursion
@@ -124,6 +125,8 @@ def test_bisect_tree_matches_a_recursive_reference(xp, case):
         # two adjacent floats, the smaller with an odd last bit: their midpoint
         # rounds onto the larger, so one side would be empty
         "ties-float32": lambda: (_ODD + np.spacing(_ODD) * rng.integers(0, 2, size=(n, 2))).astype(np.float32),
+        # a box whose midpoint overflows (lo + hi = -inf or inf): sorted and halved
+        "huge-2d": lambda: rng.choice([-1.0, 1.0], size=(n, 2)) * 1.7e308 * rng.uniform(0.9, 1.0, size=(n, 2)),
     }[case]()
     points = from_numpy(xp, P, dtype=P.dtype.name)
     for leaf in (7,) if jax else (1, 7, 40):
