@@ -446,7 +446,8 @@ def _bisect_tree(xp: Any, P: Any, leaf_size: int) -> tuple[Cluster, Any, Any]:
     new order from one stable sort by (cluster, side), so a level costs
     about twenty array operations whatever its number of clusters.  A
     recursion costs about ten per cluster, and on a line at n = 20 000 with
-    leaves of 64 (about 1000 clusters) took 46 ms against 14 (NumPy).
+    leaves of 64 (about 1000 clusters) took 36-55 ms against 14-19 (NumPy,
+    medians of four runs).
     """
     n, d = P.shape
     dev = backend.device(P)
