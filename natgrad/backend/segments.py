@@ -65,13 +65,13 @@ def segment_bounds(A: Any, starts: Sequence[int], stops: Sequence[int]) -> tuple
         if not last <= s < e <= n:
             raise ValueError(f"segments must be non-empty, in order and within the {n} rows, got [{s}, {e})")
         last = e
-    if is_numpy(namespace(A=A)):
+    xp = namespace(A=A)
+    if is_numpy(xp):
         bounds = [b for pair in zip(starts, stops) for b in pair]
         if bounds[-1] == n:  # reduceat's last segment runs to the end by itself
             bounds.pop()
         return (numpy.minimum.reduceat(A, bounds, axis=0)[::2],
                 numpy.maximum.reduceat(A, bounds, axis=0)[::2])
-    xp = namespace(A=A)
     longest = max(e - s for s, e in zip(starts, stops))
     if len(starts) * longest > _PADDED_GATHER_LIMIT * n:
         # segments of very unequal lengths: padding each to the longest would

@@ -451,7 +451,8 @@ def _bisect_tree(xp: Any, P: Any, leaf_size: int) -> tuple[Cluster, Any, Any]:
     """
     n, d = P.shape
     dev = backend.device(P)
-    perm = xp.arange(n, device=dev)
+    positions = xp.arange(n, device=dev)
+    perm = positions
     root = Cluster(0, n, (), (), 0, ())
     parts = [root]  # the clusters of the finest partition so far, in order
     fresh = [root]  # those of them whose boxes are not known yet
@@ -468,8 +469,7 @@ def _bisect_tree(xp: Any, P: Any, leaf_size: int) -> tuple[Cluster, Any, Any]:
         mids = [0.5 * (c.lo[a] + c.hi[a]) if c.size > leaf_size else math.inf for c, a in zip(parts, axes)]
         # (the cluster of each point by a search of the clusters' starts,
         # not xp.repeat: JAX compiles a repeat anew for every count)
-        segment = xp.searchsorted(xp.asarray([c.start for c in parts], device=dev),
-                                  xp.arange(n, device=dev), side="right") - 1
+        segment = xp.searchsorted(xp.asarray([c.start for c in parts], device=dev), positions, side="right") - 1
         x = P[:, 0]
         if d > 1:
             axis = xp.take(xp.asarray(axes, device=dev), segment)
@@ -488,9 +488,9 @@ def _bisect_tree(xp: Any, P: Any, leaf_size: int) -> tuple[Cluster, Any, Any]:
                 new_parts.append(c)
                 continue
             if not 0 < count < c.size:
-                order = xp.argsort(P[c.start:c.stop, a], stable=True)
-                perm = xp.concat([perm[:c.start], xp.take(perm[c.start:c.stop], order), perm[c.stop:]])
-                P = xp.concat([P[:c.start, :], xp.take(P[c.start:c.stop, :], order, axis=0), P[c.stop:, :]])
+                along = xp.argsort(P[c.start:c.stop, a], stable=True)
+                perm = xp.concat([perm[:c.start], xp.take(perm[c.start:c.stop], along), perm[c.stop:]])
+                P = xp.concat([P[:c.start, :], xp.take(P[c.start:c.stop, :], along, axis=0), P[c.stop:, :]])
                 count = c.size // 2
             c.children = (Cluster(c.start, c.start + count, (), (), c.level + 1, c.path + (0,)),
                           Cluster(c.start + count, c.stop, (), (), c.level + 1, c.path + (1,)))

@@ -1334,10 +1334,9 @@ class HMatrix(LinearOperator):
         leaves of 64 store the least and build slower than larger ones
         (n = 20 000: 1.17-1.57× slower than the fastest in three runs,
         whose leaves store 1.25-1.9× more); with ``aca_min_size=256`` the
-        defaults are within
-        on 11, 13 and 10 of the 21 line cases at n = 2000-20 000 in three
-        runs (6 and 7 before): the extra time of small leaves is per-block
-        bookkeeping, not arithmetic.  Above
+        defaults are within on 11, 13 and 10 of the 21 line cases at
+        n = 2000-20 000 in three runs (6 and 7 before): the extra time of
+        small leaves is per-block bookkeeping, not arithmetic.  Above
         3-D (5-D in the sweep) ``eta=2`` with the near field dense is within
         on 18 of 21 (twelfth pass; 5 for the defaults before, ``eta=4``
         with it compressed); the misses are the two Gaussians, whose storage
