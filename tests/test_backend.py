@@ -504,6 +504,29 @@ def test_assign_writes_a_row_or_column(xp, backend_name):
         backend.assign([[0.0]], (0, 0), 1.0)
 
 
+def test_stack_padded_places_each_matrix_and_zeros_the_rest(xp):
+    rng = np.random.default_rng(11)
+    mats = [rng.standard_normal(shape) for shape in [(3, 5), (4, 2), (1, 1), (4, 5)]]
+    given = [from_numpy(xp, M) for M in mats]
+    S = backend.stack_padded(given, 4, 6)
+    assert backend.namespace(S) is xp and tuple(S.shape) == (4, 4, 6)
+    expected = np.zeros((4, 4, 6))
+    for i, M in enumerate(mats):
+        expected[i, :M.shape[0], :M.shape[1]] = M
+    np.testing.assert_array_equal(to_numpy(S), expected)
+    for M, G in zip(mats, given):  # the inputs are not written
+        np.testing.assert_array_equal(to_numpy(G), M)
+
+
+def test_stack_padded_refuses_what_does_not_fit():
+    with pytest.raises(ValueError, match="at least one"):
+        backend.stack_padded([], 2, 2)
+    with pytest.raises(ValueError, match="at most 2 x 2"):
+        backend.stack_padded([np.ones((2, 2)), np.ones((3, 1))], 2, 2)
+    with pytest.raises(ValueError, match="at most 2 x 2"):
+        backend.stack_padded([np.ones(2)], 2, 2)
+
+
 @pytest.mark.parametrize("layout", ["gaps", "to-the-end", "unequal"])
 def test_segment_bounds_match_per_segment_reductions(xp, layout):
     rng = np.random.default_rng(3)

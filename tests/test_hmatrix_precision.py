@@ -117,34 +117,44 @@ def test_unverified_aca_and_budget_split():
     assert build.low_allowance == pytest.approx(0.98 * 1e-6 * theta)
 
 
-@settings(max_examples=30, deadline=None)
-@given(m=st.integers(1, 60), n=st.integers(1, 60), k=st.integers(1, 12),
-       decay=st.floats(0.05, 1.0), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16),
-       factors=st.sampled_from(["svd", "qr", "qr-transposed", "general"]))
-def test_rounding_charge_is_the_change_at_every_rank(m, n, k, decay, scale, seed, factors):
-    # what the builder charges for float32 storage of F Gt truncated to rank
-    # r is the true change of the block, as a running maximum over r: at
-    # least the change for every r, and no more than the largest change up
-    # to r -- for the SVD's factors (U Σ, orthonormal Vᵀ), a pivoted QR's
-    # (orthonormal Q, triangular R; or Rᵀ, Qᵀ) and any others
-    xp = _numpy_ns()
-    k = min(k, m, n)
-    rng = np.random.default_rng(seed)
+def _charge(xp, build, pairs, norms=None):
+    """Pool entries for factor pairs ``(F, Gt)`` (NumPy arrays, moved to
+    ``xp``), their storage precision chosen together; returns the entries."""
+    from natgrad.hmatrix.hmatrix import _PoolEntry, _Record
+
+    entries = []
+    for i, (F, Gt) in enumerate(pairs):
+        m, k = F.shape
+        n = Gt.shape[1]
+        norm = float(np.linalg.norm(F @ Gt)) if norms is None else norms[i]
+        rec = build._add(_Record("lowrank", 0, m, 0, n, "svd"))[1]
+        vals = [1.0] * k
+        entries.append(_PoolEntry(rec, from_numpy(xp, F), from_numpy(xp, np.ones(k)), vals,
+                                  from_numpy(xp, Gt), 0.0, 1, norm))
+    build.pool.extend(entries)
+    build.choose_precision()
+    return entries
+
+
+def _factors(rng, m, n, k, decay, scale, kind):
     s = scale * decay ** np.arange(k)
     U, _ = np.linalg.qr(rng.standard_normal((m, k)))
     V, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    if factors == "svd":
-        F, Gt = U * s, V.T.copy()
-    elif factors == "qr":
-        F, Gt = U, np.triu(rng.standard_normal((k, n))) * s[:, None]
-    elif factors == "qr-transposed":
-        F, Gt = (np.triu(rng.standard_normal((k, m))) * s[:, None]).T.copy(), V.T.copy()
-    else:
-        F, Gt = rng.standard_normal((m, k)) * s, rng.standard_normal((k, n))
-    norm = float(np.linalg.norm(F @ Gt))
-    build = _Builder(xp, xp.float64, 1e-3, splitting=False, mixed_precision=True)
-    F32, G32, charged = build._lower_factors(F, Gt, norm)
+    if kind == "svd":
+        return U * s, V.T.copy()
+    if kind == "qr":
+        return U, np.triu(rng.standard_normal((k, n))) * s[:, None]
+    if kind == "qr-transposed":
+        return (np.triu(rng.standard_normal((k, m))) * s[:, None]).T.copy(), V.T.copy()
+    return rng.standard_normal((m, k)) * s, rng.standard_normal((k, n))
+
+
+def _check_charge(F, Gt, entry):
+    """What the builder charged for storing ``F Gt`` in float32 is the
+    true change of the block truncated to every rank, as a running maximum."""
+    F32, G32, charged = to_numpy(entry.F), to_numpy(entry.Gt), entry.rounding
     assert F32.dtype == np.float32 and G32.dtype == np.float32  # 1e-3 leaves plenty of room
+    k = F.shape[1]
     assert len(charged) == k + 1 and charged[0] == 0.0
     top = 0.0
     for r in range(1, k + 1):
@@ -156,7 +166,63 @@ def test_rounding_charge_is_the_change_at_every_rank(m, n, k, decay, scale, seed
         assert charged[r] <= top * (1 + 1e-6) + 1e-300
         assert charged[r] >= charged[r - 1]
     # within a small multiple of float32's roundoff
-    assert charged[-1] <= 3 * 2.0**-24 * norm * 2 + 1e-300
+    assert charged[-1] <= 3 * 2.0**-24 * np.linalg.norm(F @ Gt) * 2 + 1e-300
+
+
+@settings(max_examples=30, deadline=None)
+@given(shapes=st.lists(st.tuples(st.integers(1, 60), st.integers(1, 60), st.integers(1, 12)),
+                       min_size=1, max_size=4),
+       decay=st.floats(0.05, 1.0), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16),
+       factors=st.sampled_from(["svd", "qr", "qr-transposed", "general"]))
+def test_rounding_charge_is_the_change_at_every_rank(shapes, decay, scale, seed, factors):
+    # what the builder charges for float32 storage of F Gt truncated to rank
+    # r is the true change of the block, as a running maximum over r: at
+    # least the change for every r, and no more than the largest change up
+    # to r -- for the SVD's factors (U Σ, orthonormal Vᵀ), a pivoted QR's
+    # (orthonormal Q, triangular R; or Rᵀ, Qᵀ) and any others; blocks of
+    # several shapes are charged together, zero-padded to one stack
+    rng = np.random.default_rng(seed)
+    pairs = [_factors(rng, m, n, min(k, m, n), decay, scale, factors) for m, n, k in shapes]
+    build = _Builder(_numpy_ns(), np.float64, 1e-3, splitting=False, mixed_precision=True)
+    for (F, Gt), entry in zip(pairs, _charge(_numpy_ns(), build, pairs)):
+        _check_charge(F, Gt, entry)
+
+
+def test_blocks_of_several_shapes_are_charged_in_one_stack(xp):
+    # one size class, three shapes and ranks (the stack is padded to 63 x 60,
+    # rank 7), on every backend: each block's charge is its own change
+    from natgrad.hmatrix.hmatrix import _size_groups
+
+    rng = np.random.default_rng(4)
+    shapes = [(40, 50, 5), (33, 60, 7), (63, 35, 4)]
+    pairs = [_factors(rng, m, n, k, 0.5, 10.0, kind) for (m, n, k), kind in zip(shapes, ["svd", "qr", "general"])]
+    assert len(_size_groups(shapes, lambda d: d, lambda m, n, k: (m + n) * k)) == 1
+    build = _Builder(xp, xp.float64, 1e-3, splitting=False, mixed_precision=True)
+    entries = _charge(xp, build, pairs)
+    for (F, Gt), entry in zip(pairs, entries):
+        _check_charge(F, Gt, entry)
+
+
+def test_size_groups_pad_little_and_stay_small():
+    # small blocks by bit length, large ones by the store's buckets, every
+    # group below the stack limit once padded, and each item exactly once
+    from natgrad.hmatrix import hmatrix as hm
+
+    rng = np.random.default_rng(6)
+    items = [(int(rng.integers(1, 3000)), int(rng.integers(1, 3000)), int(rng.integers(1, 80)))
+             for _ in range(400)] + [(40, 50, 5)] * 300
+    entries = lambda m, n, k: (m + n) * k  # noqa: E731
+    groups = hm._size_groups(items, lambda d: d, entries)
+    assert sorted(x for g in groups for x in g) == sorted(items)
+    for g in groups:
+        largest = tuple(map(max, *g)) if len(g) > 1 else g[0]
+        assert len(g) == 1 or len(g) * entries(*largest) <= hm._STACK_LIMIT
+        for d in g:
+            if entries(*d) > hm._COARSE_ENTRIES:  # padding of at most ~12 % a dimension
+                assert all(big <= 1.125 * v + 1 for big, v in zip(largest, d))
+            else:
+                assert all(big.bit_length() == v.bit_length() for big, v in zip(largest, d))
+    assert max(len(g) for g in groups) > 100  # the equal small blocks share stacks
 
 
 def test_tight_allowance_keeps_float64():
@@ -167,8 +233,9 @@ def test_tight_allowance_keeps_float64():
     V, _ = np.linalg.qr(rng.standard_normal((30, 5)))
     s = np.array([1.0, 0.5, 0.2, 0.1, 0.05])
     build = _Builder(xp, xp.float64, 1e-6, splitting=False, mixed_precision=True)
-    F, Gt, bounds = build._lower_factors(U * s, V.T.copy(), 1e-3)  # a claimed tiny norm
-    assert F.dtype == np.float64 and Gt.dtype == np.float64 and bounds == [0.0] * 6
+    tight, loose = _charge(xp, build, [(U * s, V.T.copy())] * 2, norms=[1e-3, 1.0])  # a claimed tiny norm
+    assert tight.F.dtype == np.float64 and tight.Gt.dtype == np.float64 and tight.rounding == [0.0] * 6
+    assert loose.F.dtype == np.float32 and loose.rounding[-1] > 0.0  # its twin in the same stack
     D = rng.standard_normal((8, 8))
     kept, err = build._lower_dense(D, 1e-20)
     assert kept.dtype == np.float64 and err == 0.0
@@ -246,7 +313,7 @@ def test_global_truncation_never_drops_more_than_the_budget(xp):
             s = np.sort(rng.random(k))[::-1].astype(np.float32) + np.float32(1.0)
             rec = build._add(_Record("lowrank", 0, 300, 0, 300, "svd"))[1]
             build.pool.append(_PoolEntry(rec, None, from_numpy(xp, s, dtype="float32"),
-                                         [float(v) for v in s], None, 0.0, 1, [0.0] * (k + 1)))
+                                         [float(v) for v in s], None, 0.0, 1, 1.0))
         squares = sorted(v * v for p in build.pool for v in p.vals)
         # a budget at a cut between two values, give or take float32 rounding
         cut = int(rng.integers(100, len(squares) - 10))
@@ -284,8 +351,7 @@ def test_pivoted_qr_blocks_enter_the_global_truncation_with_nonincreasing_values
         build = _Builder(xp, xp.float64, 1e-3, splitting=False)
         for vals in ([1.0, 0.01, 0.5], [1.0, 0.1]):
             rec = build._add(_Record("lowrank", 0, 1, 0, 1, "qr"))[1]
-            build.pool.append(_PoolEntry(rec, None, xp.asarray(ranked_by(vals)), vals, None, 0.0, 1,
-                                         [0.0] * (len(vals) + 1)))
+            build.pool.append(_PoolEntry(rec, None, xp.asarray(ranked_by(vals)), vals, None, 0.0, 1, 1.0))
         return build._greedy(build.pool, 0.0102)
 
     assert _nonincreasing([1.0, 0.01, 0.5]) == [1.0, 0.5, 0.5]

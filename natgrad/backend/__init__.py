@@ -68,7 +68,9 @@ module                 concern
                        distributed), and the dask branches of the dense
                        dispatchers
 ``update``             :func:`assign`: a write into a buffer natgrad owns,
-                       in place where the library allows, functional on JAX
+                       in place where the library allows, functional on JAX;
+                       :func:`stack_padded`: matrices of nearly one shape
+                       as one zero-padded stack
 ``io``                 checkpoint files (``.npz`` plus JSON, never pickled,
                        written atomically); not re-exported: ``from
                        natgrad.backend import io``
@@ -129,7 +131,7 @@ from .segments import segment_bounds
 from .sync import all_finite, sync_interval, to_bool, to_float, to_int, to_list
 from .syrk import gram
 from .threads import blas_threads, quiet_floating_point
-from .update import assign
+from .update import assign, stack_padded
 
 __all__ = [
     "CholeskyError",
@@ -178,4 +180,5 @@ __all__ = [
     "is_scipy_operator",
     "numpy_namespace",
     "assign",
+    "stack_padded",
 ]

@@ -165,10 +165,10 @@ class StackedBlocks:
             mb, nb = max(b[2] for b in members), max(b[4] for b in members)
             if kind == "lowrank":
                 rb = max(b[5].shape[1] for b in members)
-                A = xp.stack([_pad(xp, b[5], mb, rb) for b in members])
-                B = xp.stack([_pad(xp, b[6], nb, rb) for b in members])
+                A = backend.stack_padded([b[5] for b in members], mb, rb)
+                B = backend.stack_padded([b[6] for b in members], nb, rb)
             else:
-                A, B = xp.stack([_pad(xp, b[5], mb, nb) for b in members]), None
+                A, B = backend.stack_padded([b[5] for b in members], mb, nb), None
             for slot, i in enumerate(buckets[key]):
                 self._where[i] = (len(self.groups), slot)
             self.groups.append(Group(kind, A, B, [b[1] for b in members], [b[3] for b in members],
@@ -212,15 +212,6 @@ class StackedBlocks:
         if self.groups:
             total += self._plans[False].nbytes()
         return total
-
-
-def _pad(xp: Any, M: Any, rows: int, cols: int) -> Any:
-    m, n = M.shape
-    if n < cols:
-        M = xp.concat([M, xp.zeros((m, cols - n), dtype=M.dtype, device=backend.device(M))], axis=1)
-    if m < rows:
-        M = xp.concat([M, xp.zeros((rows - m, cols), dtype=M.dtype, device=backend.device(M))], axis=0)
-    return M
 
 
 def array_nbytes(xp: Any, a: Any) -> int:
