@@ -129,7 +129,7 @@ def _charge(xp, build, pairs, norms=None):
         norm = float(np.linalg.norm(F @ Gt)) if norms is None else norms[i]
         rec = build._add(_Record("lowrank", 0, m, 0, n, "svd"))[1]
         vals = [1.0] * k
-        entries.append(_PoolEntry(rec, from_numpy(xp, F), from_numpy(xp, np.ones(k)), vals,
+        entries.append(_PoolEntry(rec, from_numpy(xp, F), vals, vals,
                                   from_numpy(xp, Gt), 0.0, 1, norm))
     build.pool.extend(entries)
     build.choose_precision()
@@ -312,8 +312,10 @@ def test_global_truncation_never_drops_more_than_the_budget(xp):
             k = int(rng.integers(50, 200))
             s = np.sort(rng.random(k))[::-1].astype(np.float32) + np.float32(1.0)
             rec = build._add(_Record("lowrank", 0, 300, 0, 300, "svd"))[1]
-            build.pool.append(_PoolEntry(rec, None, from_numpy(xp, s, dtype="float32"),
-                                         [float(v) for v in s], None, 0.0, 1, 1.0))
+            vals = [float(v) for v in s]
+            # the factor only tells the greedy cut the device
+            build.pool.append(_PoolEntry(rec, from_numpy(xp, s[:, None], dtype="float32"), vals, vals,
+                                         None, 0.0, 1, 1.0))
         squares = sorted(v * v for p in build.pool for v in p.vals)
         # a budget at a cut between two values, give or take float32 rounding
         cut = int(rng.integers(100, len(squares) - 10))
@@ -345,13 +347,13 @@ def test_pivoted_qr_blocks_enter_the_global_truncation_with_nonincreasing_values
     assert build.records[entry.rec].method == "qr"
     np.testing.assert_allclose(entry.vals, rows, rtol=1e-12)
     assert rows[3] > rows[2] * 1.05  # the norms rise again ...
-    np.testing.assert_allclose(to_numpy(entry.s), np.maximum.accumulate(rows[::-1])[::-1], rtol=1e-12)
+    np.testing.assert_allclose(entry.ranked, np.maximum.accumulate(rows[::-1])[::-1], rtol=1e-12)
 
     def ranks(ranked_by):
         build = _Builder(xp, xp.float64, 1e-3, splitting=False)
         for vals in ([1.0, 0.01, 0.5], [1.0, 0.1]):
             rec = build._add(_Record("lowrank", 0, 1, 0, 1, "qr"))[1]
-            build.pool.append(_PoolEntry(rec, None, xp.asarray(ranked_by(vals)), vals, None, 0.0, 1, 1.0))
+            build.pool.append(_PoolEntry(rec, xp.asarray([vals]), ranked_by(vals), vals, None, 0.0, 1, 1.0))
         return build._greedy(build.pool, 0.0102)
 
     assert _nonincreasing([1.0, 0.01, 0.5]) == [1.0, 0.5, 0.5]

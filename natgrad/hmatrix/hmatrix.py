@@ -214,9 +214,10 @@ class _PoolEntry:
 
     rec: int
     F: Any  # (m, k), as stored (maybe float32): U Σ with orthonormal U, or a pivoted QR's factor
-    #: (k,) array, non-increasing: the singular values, or for a pivoted QR
-    #: an envelope of its row norms (what the greedy truncation ranks by)
-    s: Any
+    #: k values on the host, non-increasing: the singular values, or for a
+    #: pivoted QR an envelope of its row norms (what the greedy truncation
+    #: ranks by)
+    ranked: list[float]
     #: on the host: the singular values or row norms, whose tails are the
     #: exact error of truncating the factors (orthogonal terms)
     vals: list[float]
@@ -554,12 +555,12 @@ class _Builder:
             # the greedy truncation keeps prefixes of each block, so it
             # ranks by a non-increasing envelope of the row norms (their
             # exact tails, in vals, decide what it spends)
-            sv = xp.asarray(_nonincreasing(vals[:k]), dtype=Ab.dtype, device=backend.device(Ab))
+            ranked = _nonincreasing(vals[:k])
         else:
             # new arrays (a product and a copy): slices would keep the full
             # SVD factors alive until the end
-            F, Gt, sv = U[:, :k] * sv[:k], xp.asarray(Vh[:k, :], copy=True), sv[:k]
-        self.pool.append(_PoolEntry(rec[1], F, sv, vals[:k], Gt, e0, w, math.sqrt(norm2)))
+            F, Gt, ranked = U[:, :k] * sv[:k], xp.asarray(Vh[:k, :], copy=True), vals[:k]
+        self.pool.append(_PoolEntry(rec[1], F, ranked, vals[:k], Gt, e0, w, math.sqrt(norm2)))
         return rec
 
     def _uncompressed(self, t: Cluster, s: Cluster, Ab: Any, norm2: float, w: int,
@@ -612,7 +613,7 @@ class _Builder:
         sv = xp.linalg.vector_norm(lr.U, axis=0)
         vals = _host_floats(sv)
         rec = self._add(_Record("lowrank", t.start, m, s.start, n, "aca", weight=w))
-        self.pool.append(_PoolEntry(rec[1], lr.U, sv, vals, xp.matrix_transpose(lr.V), e0, w,
+        self.pool.append(_PoolEntry(rec[1], lr.U, vals, vals, xp.matrix_transpose(lr.V), e0, w,
                                     math.sqrt(norm2), residual))
         return rec
 
@@ -647,14 +648,15 @@ class _Builder:
 
     def _greedy(self, cands: list[_PoolEntry], budget2: float) -> list[int]:
         xp = self.xp
-        dev = backend.device(cands[0].s)
-        # the error a dropped singular value adds counts once per block it stands for
-        s2 = xp.concat([float(p.weight) * (p.s * p.s) for p in cands])
-        cost = xp.concat([
-            xp.full((len(p.vals),), float(self.records[p.rec].m + self.records[p.rec].n),
-                    dtype=s2.dtype, device=dev)
-            for p in cands
-        ])
+        dev = backend.device(cands[0].F)
+        # the error a dropped singular value adds counts once per block it
+        # stands for.  Squared on the host and moved in one transfer (not
+        # three operations a block): the same numbers as squaring on the
+        # device, since the square of a float32 value is exact in float64
+        # and the weight is 1 or 2
+        s2 = xp.asarray([p.weight * v * v for p in cands for v in p.ranked], dtype=self.dtype, device=dev)
+        cost = xp.asarray([float(self.records[p.rec].m + self.records[p.rec].n) for p in cands for _ in p.vals],
+                          dtype=self.dtype, device=dev)
         ratio = s2 / cost
         order = xp.argsort(ratio, stable=True)
         sorted_ratio = xp.take(ratio, order)
