@@ -326,8 +326,8 @@ class _Builder:
         class are stacked (zero-padded, which changes none of the
         quantities below) and checked together, so the check costs a few
         array operations and one host synchronisation per class, not per
-        block (20 000 points on a line, 433 low-rank blocks: 8-12 ms
-        against 42 ms, NumPy, one thread).  Until then the factors wait in
+        block (20 000 points on a line, 433 low-rank blocks: 11 ms against
+        49-52 ms, NumPy, one thread).  Until then the factors wait in
         the working precision: at most twice the memory float32 factors
         would take, for the length of the build.
 
@@ -1422,8 +1422,10 @@ class HMatrix(LinearOperator):
         (n = 20 000: 1.17-1.57× slower than the fastest in three runs,
         whose leaves store 1.25-1.9× more); with ``aca_min_size=256`` the
         defaults are within on 11, 13 and 10 of the 21 line cases at
-        n = 2000-20 000 in three runs (6 and 7 before): the extra time of
-        small leaves is per-block bookkeeping, not arithmetic.  Above
+        n = 2000-20 000 in three runs (6 and 7 before), and on 13 and 13
+        in two runs since the float32 rounding check runs once per size
+        class: the extra time of small leaves is per-block bookkeeping,
+        not arithmetic.  Above
         3-D (5-D in the sweep) ``eta=2`` with the near field dense is within
         on 18 of 21 (twelfth pass; 5 for the defaults before, ``eta=4``
         with it compressed); the misses are the two Gaussians, whose storage
