@@ -387,11 +387,12 @@ class _Builder:
         G = backend.stack_padded([p.Gt for p in pool], k, n)
         Fs, Gs = xp.astype(xp.astype(F, low), F.dtype), xp.astype(xp.astype(G, low), G.dtype)
         dF, dG = F - Fs, G - Gs
-        dFt, Gt = xp.matrix_transpose(dF), xp.matrix_transpose(G)
+        T = xp.matrix_transpose
+        dF_T = T(dF)
         # three of the four k × k blocks of each Gram matrix (the fourth is
         # the transpose of one): a quarter fewer flops than [ΔF, F̃]ᵀ[ΔF, F̃]
-        M = ((dFt @ dF) * (G @ Gt) + 2.0 * ((dFt @ Fs) * (G @ xp.matrix_transpose(dG)))
-             + (xp.matrix_transpose(Fs) @ Fs) * (dG @ xp.matrix_transpose(dG)))
+        M = ((dF_T @ dF) * (G @ T(G)) + 2.0 * ((dF_T @ Fs) * (G @ T(dG)))
+             + (T(Fs) @ Fs) * (dG @ T(dG)))
         # Σ_{i,j<r} M_ij for r = 1..k: the diagonal of M's 2-D running sum
         squares = xp.linalg.diagonal(xp.cumulative_sum(xp.cumulative_sum(M, axis=1), axis=2))
         rows = _host_floats(xp.reshape(squares, (-1,)))
@@ -906,9 +907,7 @@ def _symmetric_norm2(gap: float, size: float, asymmetric: bool) -> float:
             "symmetric=True but the kernel is not symmetric: kernel(X, X) differs from its "
             f"transpose by {gap:.2e} (relative {gap / max(size, 1e-300):.2e}) on a diagonal block"
         )
-    if not math.isfinite(size * size):
-        raise ValueError("the matrix (or kernel) has NaN or Inf entries")
-    return size * size
+    return _finite(size * size)
 
 
 #: the symmetry probe: this many pairs of point samples, of this many points each
@@ -947,10 +946,14 @@ def _looks_symmetric(source: "_KernelSource", n: int) -> bool:
 def _finite_norm2(xp: Any, A: Any) -> float:
     # the entries are finite and normalised (see _scale_exponent and
     # _KernelSource): their squares cannot overflow
-    value = backend.to_float(xp.sum(A * A))
-    if not math.isfinite(value):
+    return _finite(backend.to_float(xp.sum(A * A)))
+
+
+def _finite(norm2: float) -> float:
+    """``norm2``, refused when a block's entries were not finite."""
+    if not math.isfinite(norm2):
         raise ValueError("the matrix (or kernel) has NaN or Inf entries")
-    return value
+    return norm2
 
 
 def _check_eps(eps: Any, dtype: Any, xp: Any) -> float:
