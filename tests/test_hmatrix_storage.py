@@ -688,6 +688,11 @@ def _sketch_case(xp, monkeypatch):
     # serves larger ones there and every block elsewhere: here it is
     # tested on the small blocks of every library
     monkeypatch.setattr(backend, "pivoted_qr", lambda A: None)
+    # ... and without a QR to beat, the sketch is tried as wide as where the
+    # SVD is the alternative
+    from natgrad.hmatrix import hmatrix as hm
+
+    monkeypatch.setattr(hm, "_SKETCH_OVER_QR", hm._SKETCH_OVER_SVD)
     # 2-D points, leaves of 64: about 120 formed admissible blocks (60 on
     # PyTorch) in a few size classes
     return points("2", 1500 if not backend.is_torch(xp) else 1000, seed=4), dict(eps=1e-6, leaf_size=64)
@@ -742,6 +747,38 @@ def test_a_sketch_that_misses_falls_back_to_the_svd(xp, monkeypatch):
     assert tried[0] > 40 and H.info["sketch"] < tried[0] // 2
     assert H.ranks() == ref.ranks() and H.nbytes == ref.nbytes
     assert rel_error(H, dense_reference(_SKETCH_KERNEL, P)) <= 1e-6
+
+
+@pytest.mark.parametrize("rank", [8, 28])
+def test_a_sketch_is_tried_only_as_wide_as_it_beats_the_alternative(xp, rank):
+    # once a size class has compressed, its next formed block is sketched
+    # with ℓ = ⌈1.25 k⌉ + 8 vectors (k the class's rank) if ℓ is at most 0.2
+    # of min(m, n) where a pivoted QR would settle the block (NumPy), 0.6
+    # where the SVD would: 128-square blocks of rank 8 (ℓ = 18) are
+    # sketched everywhere, of rank 28 (ℓ = 43) only without a QR
+    from types import SimpleNamespace
+
+    from natgrad.hmatrix import hmatrix as hm
+
+    if backend.is_jax(xp):
+        pytest.skip("the build's bookkeeping does not depend on the library; eager JAX compiles each block shape")
+    build = hm._Builder(xp, xp.float64, 1e-6, splitting=False)
+    t, s = SimpleNamespace(start=0, size=128), SimpleNamespace(start=128, size=128)
+    rng = np.random.default_rng(61)
+    blocks = []
+    for _ in range(3):
+        U, _ = np.linalg.qr(rng.standard_normal((128, rank)))
+        V, _ = np.linalg.qr(rng.standard_normal((128, rank)))
+        blocks.append((U * np.linspace(1.0, 0.5, rank)) @ V.T)  # rank exactly `rank` at eps 1e-6
+        build.formed(t, s, from_numpy(xp, blocks[-1]), None)
+    qr = backend.has_pivoted_qr(xp, xp.float64)
+    # the first block has no class rank to sketch at: QR or SVD
+    assert build.counts["sketch"] == (0 if qr and rank == 28 else 2)
+    assert build.counts["qr" if qr else "svd"] == 3 - build.counts["sketch"]
+    assert [len(e.vals) for e in build.pool] == [rank] * 3
+    for e, A in zip(build.pool, blocks):
+        err = np.linalg.norm(to_numpy(e.F) @ to_numpy(e.Gt) - A)
+        assert err <= 1e-6 * np.linalg.norm(A)
 
 
 def test_small_formed_blocks_are_compressed_by_a_pivoted_qr(xp, monkeypatch):

@@ -144,13 +144,22 @@ _RSVD_MIN = 256
 #: ones by a sketch at their class's rank, else by the QR up to _RSVD_MIN):
 #: measured (one thread) on exp(-r) blocks, QR and its truncation took 61,
 #: 140 and 311 µs at 39, 78 and 100 square against 151, 228 and 285 for a
-#: sketch, and 185 and 551 for the SVD at 39 and 78; at 120 square the
-#: sketch is faster (234 against 492)
+#: sketch, and 185 and 551 for the SVD at 39 and 78
 _QR_MAX = 96
 #: a formed block is first sketched with ``ℓ = ⌈1.25 k⌉ + 8`` random vectors,
 #: ``k`` the largest rank a block of its size class has needed so far
 #: (see _Builder.formed) ...
 _SKETCH_GROWTH, _SKETCH_EXTRA = 1.25, 8
+#: ... when ``ℓ`` is at most this share of min(m, n).  Against the SVD (no
+#: pivoted QR in the library, or min(m, n) above _RSVD_MIN): a sketch of
+#: width 56 of a 96-square block took 0.70 ms against 0.93 for its SVD,
+#: width 72 of a 128-square one 1.5 ms against 2.5; width 43 of a 64-square
+#: one 0.61 ms against 0.44.  Against a pivoted QR and its truncation
+#: (NumPy, one thread, 2026-12-02): the sketch took 0.75-1.22 of the QR's
+#: time at 0.12-0.21 of 128 square, and broke even at 0.18-0.25 of 128 x 256,
+#: 192 and 256 square; up to the cross-over the sketch is kept, for its
+#: SVD-optimal ranks (the QR's are 5-15 % higher)
+_SKETCH_OVER_SVD, _SKETCH_OVER_QR = 0.6, 0.2
 #: ... and the sketch is kept if its residual is at most this share of the
 #: block's budget (truncation then gets √(1 − 0.25²) = 97 % of it, so ranks
 #: stay those of the SVD); otherwise the SVD is computed
@@ -239,6 +248,7 @@ class _Builder:
     def __init__(self, xp: Any, dtype: Any, eps: float, splitting: bool, symmetric: bool = False,
                  mixed_precision: bool = False, admissibility: str = "standard") -> None:
         self.xp, self.dtype = xp, dtype
+        self.has_qr = backend.has_pivoted_qr(xp, dtype)
         self.splitting, self.symmetric = splitting, symmetric
         if not isinstance(mixed_precision, bool):
             raise TypeError(f"mixed_precision must be True or False, got {mixed_precision!r}")
@@ -491,11 +501,8 @@ class _Builder:
         fact = pivoted() if min(m, n) <= _QR_MAX else None
         width = None if fact is not None else self._sketch_width(m, n, near)
         sketch = None
-        # measured (NumPy, one thread): a sketch of width 56 of a 96-square
-        # block took 0.70 ms against 0.93 for its SVD, width 72 of a
-        # 128-square block 1.5 ms against 2.5; width 43 of a 64-square one
-        # 0.61 ms against 0.44
-        if width is not None and 5 * width <= 3 * min(m, n):
+        qr_next = self.has_qr and min(m, n) <= _RSVD_MIN  # what settles the block if no sketch is kept
+        if width is not None and width <= (_SKETCH_OVER_QR if qr_next else _SKETCH_OVER_SVD) * min(m, n):
             sketch = lowrank._sketch_svd(xp, Ab, self._test_matrix(n, width, backend.device(Ab)))
             if sketch[3] > _SKETCH_SHARE * budget:
                 sketch = None  # the block needs more than its class did: the QR or the SVD settles it
@@ -1328,7 +1335,9 @@ class HMatrix(LinearOperator):
             entries and every block is tested (twelfth pass: within 1.25× of
             both on 7, 13 and 13 of 21 cases at n = 2000, 4000 and 8000
             against 0, 5 and 10 when every block is tested, same runs; 6, 11
-            and 15 against 2, 9 and 12 in a second run).
+            and 15 against 2, 9 and 12 in a second run; 7, 14 and 20 since
+            blocks of high-rank classes go to the pivoted QR, fifteenth
+            pass).
 
         Returns
         -------
