@@ -386,6 +386,35 @@ def test_a_wide_block_the_range_finder_cannot_fit_is_not_stored_low_rank(xp):
         assert H.error_estimate <= eps
 
 
+def test_the_build_runs_on_one_blas_thread_and_restores_the_pools():
+    # the build's LAPACK and BLAS calls are on blocks of a few hundred rows,
+    # where a thread pool costs more than it computes (2 threads: 1.4-2.1x
+    # slower builds at n = 8000-20 000): the kernel sees one thread, the
+    # caller's pools are back after the build and after a failing one
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_limits():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+    seen = []
+
+    def kernel(X, Y):
+        seen.append(blas_limits())
+        return kernel_fn("exponential")(X, Y)
+
+    P = points("2", 600, seed=12)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_limits()
+        assert before and all(k == 2 for k in before)
+        H = HMatrix.from_kernel(kernel, P, eps=1e-6)
+        assert blas_limits() == before
+        with pytest.raises(ValueError):
+            HMatrix.from_kernel(lambda X, Y: kernel(X, Y)[:, :1], P, eps=1e-6)  # wrong shape
+        assert blas_limits() == before
+    assert seen and all(limits == [1] * len(before) for limits in seen)
+    assert rel_error(H, dense_reference("exponential", P)) <= 1e-6
+
+
 def test_float32(xp):
     A = DENSE["smooth"]().astype(np.float32)
     H = HMatrix.from_dense(from_numpy(xp, A, dtype="float32"), eps=1e-3, leaf_size=32)

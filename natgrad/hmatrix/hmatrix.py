@@ -1407,6 +1407,15 @@ class HMatrix(LinearOperator):
         numba) float32 blocks are widened for each product: the memory
         halves, the product gets slower.
 
+        The build limits the CPU BLAS pools to one thread while it runs
+        (:func:`natgrad.backend.blas_threads`; with ``threadpoolctl``
+        installed, as by the ``numba`` extra) and restores them after: its
+        LAPACK and BLAS calls are on blocks of a few hundred rows, where a
+        pool's threads cost more than they compute (two OpenBLAS threads
+        made builds at n = 8000-20 000 take 1.4-2.1× as long).  The pools
+        are per process, so BLAS work on other Python threads during the
+        build runs on one thread too.
+
         **Choosing the settings.**  The defaults come from a sweep
         (``benchmarks/results/hmatrix_defaults.md``) over seven kernels (exp,
         Matérn 3/2 and 5/2, two Gaussians, 1/r and log r) on uniform points
@@ -1717,14 +1726,19 @@ class HMatrix(LinearOperator):
             H.info.update(eta=eta, compress_near=compress_near, aca_min_size=aca_min_size)
             return H
 
-        if symmetric is not None:
-            return build_with(symmetric)
-        try:
-            return build_with(None)
-        except _AsymmetricKernel:
-            # the probe saw symmetric samples, a diagonal block did not: the
-            # kernel is asymmetric only in places; build the full matrix
-            return build_with(False)
+        # the build's LAPACK and BLAS calls are on blocks of a few hundred
+        # rows or on thin factors, where a BLAS pool's threads cost more than
+        # they compute: with OpenBLAS's two threads, builds at n = 8000-20 000
+        # took 1.4-2.1x as long as with one (see backend.blas_threads)
+        with backend.blas_threads(1):
+            if symmetric is not None:
+                return build_with(symmetric)
+            try:
+                return build_with(None)
+            except _AsymmetricKernel:
+                # the probe saw symmetric samples, a diagonal block did not: the
+                # kernel is asymmetric only in places; build the full matrix
+                return build_with(False)
 
     @classmethod
     def from_dense(
