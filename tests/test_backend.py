@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import from_numpy, spd_matrix, to_numpy
 from natgrad import backend
@@ -195,6 +197,152 @@ def test_pivoted_qr_truncation_error_is_the_tail_of_the_rows(xp, backend_name, d
 def test_pivoted_qr_refuses_a_vector():
     with pytest.raises(ValueError, match="2-D"):
         backend.pivoted_qr(np.ones(3))
+
+
+def _neighbour_block(m, n, seed, length=1.0):
+    """exp(-r/length) between m points and n points in the neighbouring
+    unit square: a near-field block, ranks 20-40 at 1e-6."""
+    rng = np.random.default_rng(seed)
+    X, Y = rng.random((m, 2)), rng.random((n, 2)) + [1.0, 0.0]
+    return np.exp(-np.linalg.norm(X[:, None, :] - Y[None, :, :], axis=2) / length)
+
+
+def _qr_rank(f, tol):
+    # the H-matrix build's rule: the fewest rows whose tail, with rest2, is within tol
+    tails = np.cumsum(np.asarray(f.row_norms2)[::-1])
+    return len(tails) - int(np.searchsorted(tails, tol * tol - f.rest2, side="right"))
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (200, 96), (70, 64)])
+@pytest.mark.parametrize("rel", [1e-6, 1e-3])
+def test_truncated_pivoted_qr_bounds_its_error_at_every_rank(xp, backend_name, shape, rel):
+    # the QR through the Gram matrix: Q orthonormal, every truncation's
+    # error within rest2 + the tail of the rows (and no further above it
+    # than the rounding allowance), rest2 within tol²/2 + that allowance,
+    # and the rank the build reads off it that of geqp3's full QR
+    m, n = shape
+    A = _neighbour_block(m, n, seed=m + n)
+    tol = rel * np.linalg.norm(A)
+    A_x = from_numpy(xp, A)
+    f = backend.truncated_pivoted_qr(A_x, tol)
+    if backend_name != "numpy":
+        assert f is None  # as pivoted_qr: callers use the SVD
+        return
+    assert isinstance(f, backend.GramPivotedQR)
+    allowance = n * np.finfo(np.float64).eps * np.sum(A * A)
+    assert f.rest2 <= tol * tol / 2 + allowance
+    rows2 = np.asarray(f.row_norms2)
+    for r in range(len(rows2) + 1):
+        Q, W = f.truncated(r)
+        assert Q.shape == (m, r) and W.shape == (r, n)
+        np.testing.assert_allclose(Q.T @ Q, np.eye(r), atol=1e-13)
+        err2 = np.sum((A - Q @ W) ** 2)
+        claimed = f.rest2 + rows2[r:].sum()
+        assert err2 <= claimed and claimed - err2 <= 2 * allowance
+    assert abs(_qr_rank(f, tol) - _qr_rank(backend.pivoted_qr(A), tol)) <= 1
+    assert sorted(np.asarray(f.perm).tolist()) == list(range(n))
+    R = np.asarray(f.R)
+    assert np.all(np.abs(np.tril(R, -1)) <= 1e-12 * np.abs(R[0, 0]))  # upper trapezoidal in pivot order
+    np.testing.assert_array_equal(to_numpy(A_x), A)  # input untouched
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), m=st.integers(64, 200), n=st.integers(64, 140),
+       length=st.floats(0.2, 5.0), margin=st.floats(1.05, 50.0))
+def test_truncated_pivoted_qr_bound_holds_down_to_the_edge_of_the_gram_route(seed, m, n, length, margin):
+    # rest2 = ‖A‖² − ‖W‖² loses about u ‖A‖² to cancellation; near the
+    # route's edge (tol² = 8 n u ‖A‖² · margin) that is a visible share of
+    # rest2, and the allowance n u ‖A‖² added to it keeps the bound (without
+    # it, 17 of 40 such blocks had ‖A − QW‖² above rest2)
+    A = _neighbour_block(m, n, seed, length)
+    cols = min(m, n)
+    A = A if m >= n else A.T
+    tol = np.sqrt(margin * 8 * cols * np.finfo(np.float64).eps * np.sum(A * A))
+    f = backend.truncated_pivoted_qr(A, tol)
+    assert f is not None and f.rest2 <= tol * tol
+    rows2 = np.asarray(f.row_norms2)
+    for r in {0, len(rows2) // 2, len(rows2)}:
+        Q, W = f.truncated(r)
+        assert np.sum((A - Q @ W) ** 2) <= f.rest2 + rows2[r:].sum()
+
+
+@pytest.mark.parametrize("case", ["tolerance near the Gram's rounding", "narrow", "float32"])
+def test_truncated_pivoted_qr_is_the_full_qr_where_the_gram_route_does_not_apply(case):
+    # pivots chosen on AᵀA are trustworthy only while tol² stands 8 n u ‖A‖²
+    # above its rounding; below 64 columns geqp3 is as fast; LAPACK's pstrf
+    # route is float64 only.  has_truncated_pivoted_qr says the same
+    A = _neighbour_block(128, 40 if case == "narrow" else 128, seed=3)
+    # tol² = 4 n u ‖A‖²: above the rounding, but the allowance for it would
+    # take a quarter of the budget
+    rel = np.sqrt(4 * 128 * np.finfo(np.float64).eps) if case == "tolerance near the Gram's rounding" else 1e-4
+    dtype = np.float32 if case == "float32" else np.float64
+    A = A.astype(dtype)
+    f = backend.truncated_pivoted_qr(A, rel * np.linalg.norm(A))
+    assert type(f) is backend.PivotedQR and f.rest2 == 0.0
+    assert not backend.has_truncated_pivoted_qr(backend.namespace(A), dtype, A.shape[1], rel)
+    assert backend.has_truncated_pivoted_qr(backend.namespace(A), np.float64, 128, 1e-4)
+    ok = backend.truncated_pivoted_qr(_neighbour_block(128, 128, seed=3), 1e-4 * np.linalg.norm(A))
+    assert type(ok) is backend.GramPivotedQR
+
+
+def test_truncated_pivoted_qr_stops_at_max_rank():
+    # a block that needs more than max_rank rows: max_rank + 1 estimated
+    # rows whose tail is beyond the tolerance, and no factors
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((100, 80))
+    tol = 1e-6 * np.linalg.norm(A)
+    f = backend.truncated_pivoted_qr(A, tol, max_rank=10)
+    assert len(f.row_norms2) == 11 and f.rest2 + f.row_norms2[10] > tol * tol
+    assert _qr_rank(f, tol) == 11
+    np.testing.assert_allclose(np.sum(f.row_norms2) + f.rest2, np.sum(A * A), rtol=1e-12)
+    with pytest.raises(ValueError, match="r must be"):
+        f.truncated(1)
+    # rank 5 under noise the cautious stopping rule keeps pivoting on, but
+    # the tail rule does not need: max_rank 5 is enough, and formed
+    B = rng.standard_normal((100, 5)) @ rng.standard_normal((5, 80))
+    noise = rng.standard_normal((100, 80))
+    tol = 1e-6 * np.linalg.norm(B)
+    B += noise * (0.75 * tol / np.linalg.norm(noise))
+    g = backend.truncated_pivoted_qr(B, tol)
+    assert len(g.row_norms2) > 20 and _qr_rank(g, tol) == 5  # pstrf stops later than needed ...
+    h = backend.truncated_pivoted_qr(B, tol, max_rank=5)
+    assert len(h.row_norms2) == 5 and h.rest2 <= tol * tol  # ... max_rank stops it where the tolerance is met
+    Q, W = h.truncated(5)
+    assert np.linalg.norm(B - Q @ W) <= tol
+
+
+def test_truncated_pivoted_qr_of_a_block_below_the_tolerance_keeps_no_rows():
+    # pstrf always takes its first pivot: the rank rule then drops it, and
+    # the whole block is the error; a zero block has no rows at all
+    A = _neighbour_block(90, 70, seed=8)
+    tol = 1.01 * np.linalg.norm(A)
+    f = backend.truncated_pivoted_qr(A, tol)
+    assert _qr_rank(f, tol) == 0 and len(f.row_norms2) <= 1
+    assert np.sum(A * A) <= f.rest2 + np.sum(f.row_norms2) and f.rest2 <= tol * tol
+    Q, W = f.truncated(0)
+    assert Q.shape == (90, 0) and W.shape == (0, 70)
+    z = backend.truncated_pivoted_qr(np.zeros((90, 70)), 1e-3)
+    assert len(z.row_norms2) == 0 and z.rest2 == 0.0
+
+
+def test_truncated_pivoted_qr_takes_the_full_qr_when_the_pivots_miss(monkeypatch):
+    # rounding in AᵀA can mislead pstrf's pivots or rank: a measured rest2
+    # above tol² falls back to geqp3 (simulated: a pstrf that stops at half
+    # the rank), never to rows that miss the tolerance
+    from natgrad.backend import dense
+
+    pstrf, geqrf, orgqr, syrk = dense._lapack_gram(np.float64)
+
+    def early(G, tol, overwrite_a=0):
+        c, piv, rank, info = pstrf(G, tol=tol, overwrite_a=overwrite_a)
+        return c, piv, rank // 2, info
+
+    monkeypatch.setattr(dense, "_lapack_gram", lambda dtype: (early, geqrf, orgqr, syrk))
+    A = _neighbour_block(128, 128, seed=2)
+    tol = 1e-6 * np.linalg.norm(A)
+    f = backend.truncated_pivoted_qr(A, tol)
+    assert type(f) is backend.PivotedQR
+    assert _qr_rank(f, tol) == _qr_rank(backend.pivoted_qr(A), tol)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -49,6 +49,7 @@ NOTHING_TO_RAISE = {
     "natgrad.validation.NonFiniteOutputError",
     "natgrad.backend._namespaces.is_array",
     "natgrad.backend.dense.has_pivoted_qr",
+    "natgrad.backend.dense.has_truncated_pivoted_qr",
     "natgrad.backend.lazy.is_lazy",
     "natgrad.backend._namespaces.is_scipy_operator",
     "natgrad.linalg.woodbury.FactorizationWarning",

@@ -495,7 +495,7 @@ def test_rank_tests_read_singular_values_first_where_blocks_fail(xp, monkeypatch
     from natgrad.hmatrix import hmatrix as hm
 
     P, kw = _split_case(xp)
-    monkeypatch.setattr(backend, "pivoted_qr", lambda A: None)
+    _without_qr(monkeypatch)
     calls = {"svd": 0, "svdvals": 0}
     svd, svdvals = backend.svd, backend.svdvals
 
@@ -681,13 +681,20 @@ def test_diagonal_leaves_keep_their_own_call_under_symmetric_storage(xp):
 _SKETCH_KERNEL = "gaussian"
 
 
+def _without_qr(monkeypatch):
+    """The build as on a library without a pivoted QR (the SVD and sketches)."""
+    monkeypatch.setattr(backend, "pivoted_qr", lambda A: None)
+    monkeypatch.setattr(backend, "truncated_pivoted_qr", lambda A, tol, max_rank=None: None)
+    monkeypatch.setattr(backend, "has_truncated_pivoted_qr", lambda *args: False)
+
+
 def _sketch_case(xp, monkeypatch):
     if backend.is_jax(xp):
         pytest.skip("the build's bookkeeping does not depend on the library; eager JAX compiles each block shape")
     # NumPy compresses blocks of up to 96 points by a pivoted QR; the sketch
     # serves larger ones there and every block elsewhere: here it is
     # tested on the small blocks of every library
-    monkeypatch.setattr(backend, "pivoted_qr", lambda A: None)
+    _without_qr(monkeypatch)
     # ... and without a QR to beat, the sketch is tried as wide as where the
     # SVD is the alternative
     from natgrad.hmatrix import hmatrix as hm
@@ -703,7 +710,7 @@ def _without_sketches(monkeypatch, xp, P, kw):
 
     with monkeypatch.context() as m:
         m.setattr(hm._Builder, "_sketch_width", lambda self, rows, cols, near=False: None)
-        m.setattr(backend, "pivoted_qr", lambda A: None)
+        _without_qr(m)
         return HMatrix.from_kernel(kernel_fn(_SKETCH_KERNEL), from_numpy(xp, P), **kw)
 
 
@@ -749,36 +756,39 @@ def test_a_sketch_that_misses_falls_back_to_the_svd(xp, monkeypatch):
     assert rel_error(H, dense_reference(_SKETCH_KERNEL, P)) <= 1e-6
 
 
+@pytest.mark.parametrize("eps", [1e-6, 1e-8])
 @pytest.mark.parametrize("rank", [8, 28])
-def test_a_sketch_is_tried_only_as_wide_as_it_beats_the_alternative(xp, rank):
+def test_a_sketch_is_tried_only_as_wide_as_it_beats_the_alternative(xp, rank, eps):
     # once a size class has compressed, its next formed block is sketched
     # with ℓ = ⌈1.25 k⌉ + 8 vectors (k the class's rank) if ℓ is at most 0.2
-    # of min(m, n) where a pivoted QR would settle the block (NumPy), 0.6
-    # where the SVD would: 128-square blocks of rank 8 (ℓ = 18) are
-    # sketched everywhere, of rank 28 (ℓ = 43) only without a QR
+    # of min(m, n) where geqp3's full QR would settle the block (NumPy), 0.6
+    # where the SVD would, and never where the QR through the Gram matrix
+    # would (NumPy at eps 1e-6): 128-square blocks of rank 8 (ℓ = 18) are
+    # sketched at eps 1e-8 everywhere, of rank 28 (ℓ = 43) only without a QR
     from types import SimpleNamespace
 
     from natgrad.hmatrix import hmatrix as hm
 
     if backend.is_jax(xp):
         pytest.skip("the build's bookkeeping does not depend on the library; eager JAX compiles each block shape")
-    build = hm._Builder(xp, xp.float64, 1e-6, splitting=False)
+    build = hm._Builder(xp, xp.float64, eps, splitting=False)
     t, s = SimpleNamespace(start=0, size=128), SimpleNamespace(start=128, size=128)
     rng = np.random.default_rng(61)
     blocks = []
     for _ in range(3):
         U, _ = np.linalg.qr(rng.standard_normal((128, rank)))
         V, _ = np.linalg.qr(rng.standard_normal((128, rank)))
-        blocks.append((U * np.linspace(1.0, 0.5, rank)) @ V.T)  # rank exactly `rank` at eps 1e-6
+        blocks.append((U * np.linspace(1.0, 0.5, rank)) @ V.T)  # rank exactly `rank`
         build.formed(t, s, from_numpy(xp, blocks[-1]), None)
     qr = backend.has_pivoted_qr(xp, xp.float64)
+    gram = qr and eps == 1e-6
     # the first block has no class rank to sketch at: QR or SVD
-    assert build.counts["sketch"] == (0 if qr and rank == 28 else 2)
+    assert build.counts["sketch"] == (0 if gram or (qr and rank == 28) else 2)
     assert build.counts["qr" if qr else "svd"] == 3 - build.counts["sketch"]
     assert [len(e.vals) for e in build.pool] == [rank] * 3
     for e, A in zip(build.pool, blocks):
         err = np.linalg.norm(to_numpy(e.F) @ to_numpy(e.Gt) - A)
-        assert err <= 1e-6 * np.linalg.norm(A)
+        assert err <= eps * np.linalg.norm(A)
 
 
 def test_small_formed_blocks_are_compressed_by_a_pivoted_qr(xp, monkeypatch):

@@ -28,7 +28,11 @@ costs exactly ``Σ_{i≥k} ‖R_i‖²``; the factorisation is 7-9× cheaper tha
 the SVD, the whole compression of a block 3-4× (measured at 39 and 78
 points), for ranks 5-15 % above the SVD's on average (up to 25 %) -- and
 larger ones by a sketch (below) or the same QR;
-elsewhere by the SVD.  The pool ranks a QR block by a non-increasing
+elsewhere by the SVD.  In float64 at a tolerance well above the rounding
+of ``AᵀA`` (``eps`` of about 5e-7 or more), blocks of 64 points or more
+take the same pivots through the Gram matrix and stop at the budget
+(:func:`natgrad.backend.truncated_pivoted_qr`: 0.3-0.6 of ``geqp3``'s time
+at 96-256 points), and are then never sketched.  The pool ranks a QR block by a non-increasing
 envelope of its row norms (they may rise again) and spends their exact
 tails.  **Near field.**  With ``compress_near`` (the default where there
 is a pivoted QR), the off-diagonal leaves of the near field -- the blocks
@@ -493,15 +497,21 @@ class _Builder:
         budget = self.eps * math.sqrt(norm2)
         pays = (m * n) // (m + n)
 
-        def pivoted() -> backend.PivotedQR | None:
-            # geqp3 pivots over the columns: the taller orientation is the
-            # cheaper one (39 x 78: 64 against 104 µs)
-            return backend.pivoted_qr(Ab if m >= n else xp.matrix_transpose(Ab))
+        def pivoted() -> backend.PivotedQR | backend.GramPivotedQR | None:
+            # the QR pivots over the columns: the taller orientation is the
+            # cheaper one (39 x 78: 64 against 104 µs); it stops at the
+            # budget where it can (through the Gram matrix, from 64 columns)
+            return backend.truncated_pivoted_qr(Ab if m >= n else xp.matrix_transpose(Ab), budget,
+                                                max_rank=pays)
 
         fact = pivoted() if min(m, n) <= _QR_MAX else None
         width = None if fact is not None else self._sketch_width(m, n, near)
         sketch = None
-        qr_next = self.has_qr and min(m, n) <= _RSVD_MIN  # what settles the block if no sketch is kept
+        # what settles the block if no sketch is kept: the Gram route's QR
+        # beats a sketch of any width, the full QR one of up to 0.2 min(m, n)
+        qr_next = self.has_qr and min(m, n) <= _RSVD_MIN
+        if qr_next and backend.has_truncated_pivoted_qr(xp, self.dtype, min(m, n), self.eps):
+            width = None
         if width is not None and width <= (_SKETCH_OVER_QR if qr_next else _SKETCH_OVER_SVD) * min(m, n):
             sketch = lowrank._sketch_svd(xp, Ab, self._test_matrix(n, width, backend.device(Ab)))
             if sketch[3] > _SKETCH_SHARE * budget:
@@ -512,8 +522,10 @@ class _Builder:
         resid = 0.0
         squares = None
         if fact is not None:
-            # dropping rows i >= k of R costs exactly Σ_{i≥k} ‖R_i‖²
+            # dropping rows i >= k of R costs exactly Σ_{i≥k} ‖R_i‖², on top
+            # of what the rows left out cost (rest2; 0 for a full QR)
             squares = _host_floats(fact.row_norms2)
+            resid = math.sqrt(fact.rest2)
             method = "qr"
         elif sketch is not None:
             U, sv, Vh, resid = sketch
