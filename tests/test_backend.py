@@ -325,6 +325,19 @@ def test_truncated_pivoted_qr_of_a_block_below_the_tolerance_keeps_no_rows():
     assert len(z.row_norms2) == 0 and z.rest2 == 0.0
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_truncated_pivoted_qr_refuses_non_finite_entries_and_survives_huge_ones(bad):
+    A = _neighbour_block(100, 80, seed=9)
+    B = A.copy()
+    B[7, 3] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        backend.truncated_pivoted_qr(B, 1e-6)
+    # squares that overflow float64 are not an error: geqp3 factors them
+    huge = A * 1e160
+    f = backend.truncated_pivoted_qr(huge, 1e-6 * 1e160 * np.linalg.norm(A))
+    assert type(f) is backend.PivotedQR and np.all(np.isfinite(np.asarray(f.R)))
+
+
 def test_truncated_pivoted_qr_takes_the_full_qr_when_the_pivots_miss(monkeypatch):
     # rounding in AᵀA can mislead pstrf's pivots or rank: a measured rest2
     # above tol² falls back to geqp3 (simulated: a pstrf that stops at half

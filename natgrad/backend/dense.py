@@ -863,7 +863,8 @@ def truncated_pivoted_qr(A: Any, tol: float, max_rank: int | None = None) -> Piv
     Raises
     ------
     ValueError
-        If ``A`` is not 2-D.
+        If ``A`` is not 2-D, or (where the Gram route is tried) has NaN or
+        Inf entries.
 
     Notes
     -----
@@ -918,6 +919,7 @@ def truncated_pivoted_qr(A: Any, tol: float, max_rank: int | None = None) -> Piv
     if not (type(A) is numpy.ndarray and A.dtype == numpy.float64 and A.ndim == 2):
         return pivoted_qr(A)
     m, n = A.shape
+    tol = float(tol)  # Python floats: a square that overflows is inf, without a warning
     if n < _GRAM_MIN_COLUMNS or not math.isfinite(tol) or tol <= 0.0:
         return pivoted_qr(A)
     pstrf, geqrf, orgqr, syrk = _lapack_gram(A.dtype)
@@ -926,8 +928,10 @@ def truncated_pivoted_qr(A: Any, tol: float, max_rank: int | None = None) -> Piv
     G = syrk(1.0, A.T if A.flags.c_contiguous else A, trans=0 if A.flags.c_contiguous else 1)
     norm2 = float(numpy.trace(G))
     tol2 = tol * tol
+    if not math.isfinite(norm2) and not numpy.all(numpy.isfinite(A)):
+        raise ValueError("A has NaN or Inf entries")
     if not (math.isfinite(norm2) and tol2 >= _GRAM_MARGIN * n * _EPS64 * norm2):
-        return pivoted_qr(A)
+        return pivoted_qr(A)  # overflowing squares, or a tolerance near the Gram's rounding
     c, piv, rank, info = pstrf(G, tol=tol2 / (2.0 * n), overwrite_a=1)
     if info < 0:  # pragma: no cover - LAPACK rejects only bad arguments
         raise numpy.linalg.LinAlgError(f"LAPACK pstrf failed (info={info})")
