@@ -374,7 +374,7 @@ def sweep(sizes, kernels, point_sets, settings, cases=None, rounds: int = 0) -> 
 
 #: the settings natgrad's defaults give (HMatrix.from_kernel's signature):
 #: split="auto" bisects boxes up to 3-D and splits along the principal axis above;
-#: leaf_size=None is 64 on a line, 128 above (96 in 2-3 D without compress_near);
+#: leaf_size=None is 80 on a line (64 until the sixteenth pass), 128 above (96 in 2-3 D without compress_near);
 #: aca_min_size=None is 256 (until the twelfth pass 128 on a line; until
 #: 2026-11-30's sketched blocks: 128 in 1-2 D; reports merged from runs before
 #: then used those rules); eta=None is 4 up to 3-D, 2 above, and compress_near
@@ -389,7 +389,8 @@ def sweep(sizes, kernels, point_sets, settings, cases=None, rounds: int = 0) -> 
 #: DEFAULT_HIGH_D was "eta=4 pca leaf=128 aca=256 SMN" and DEFAULT_1D "weak
 #: bisect leaf=64 SM")
 DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=128 aca=256 SMN", "eta=2 pca leaf=128 aca=256 SM"
-DEFAULT_1D = "weak bisect leaf=64 aca=256 SM"
+#: (until the sixteenth pass, 2026-12-02, DEFAULT_1D was "weak bisect leaf=64 aca=256 SM")
+DEFAULT_1D = "weak bisect leaf=80 aca=256 SM"
 DEFAULT = "defaults (split='auto')"
 #: weak admissibility is a candidate on a line only: off the line its
 #: blocks touch along curves or surfaces, and ACA's error estimate missed

@@ -43,7 +43,7 @@ norm_A = np.linalg.norm(A)
 # The default settings (chosen by a sweep over kernels, dimensions and sizes):
 # standard admissibility with η = 4 for points off a line (weak admissibility,
 # one low-rank block per pair of sibling clusters, on a line), bisection
-# clusters of at most 96 points (64 on a line), symmetry detected (one
+# clusters of at most 128 points (80 on a line), symmetry detected (one
 # triangle of blocks is stored and drawn at both places) and mixed precision
 # (a block is stored in float32 where its share of the error budget allows).
 

@@ -1240,8 +1240,11 @@ class HMatrix(LinearOperator):
             compressed).  Giving it asks for standard admissibility where
             ``admissibility`` is left to its default.
         leaf_size : int, optional
-            Largest cluster leaf (≥ 1).  ``None`` (default): 64 for points on
-            a line; 128 above, except in 2 and 3 dimensions without
+            Largest cluster leaf (≥ 1).  ``None`` (default): 80 for points on
+            a line (64 until the sixteenth pass of the sweep: 80 builds
+            0.89× as long for 1.2× the storage, medians of 28 cases, and
+            meets the 1.25× goal on 19 and 17 of them against 11 and 11);
+            128 above, except in 2 and 3 dimensions without
             ``compress_near``, where 96.  With the near field compressed,
             larger leaves store no more (at n = 20 000 in 2-3 D leaves of 128
             stored 0.94-1.05× what leaves of 64 did) and build faster
@@ -1458,7 +1461,11 @@ class HMatrix(LinearOperator):
         n = 2000-20 000 in three runs (6 and 7 before), and on 13 and 13
         in two runs since the float32 rounding check runs once per size
         class: the extra time of small leaves is per-block bookkeeping,
-        not arithmetic.  Above
+        not arithmetic.  Since the sixteenth pass, whose QR through the Gram
+        matrix factors blocks of 64 columns and more in about half of
+        ``geqp3``'s time, leaves of 80 are the default on a line: within on
+        19 and 17 of the 28 line cases at n = 2000-20 000 in two runs,
+        leaves of 64 on 11 and 11.  Above
         3-D (5-D in the sweep) ``eta=2`` with the near field dense is within
         on 18 of 21 (twelfth pass; 5 for the defaults before, ``eta=4``
         with it compressed); the misses are the two Gaussians, whose storage
@@ -1608,8 +1615,10 @@ class HMatrix(LinearOperator):
         if leaf_size is None:
             # with the near field compressed, larger leaves store no more
             # (tenth pass of the sweep): 128 from 2-D up; without it 96 in
-            # 2-3 D, which stores less than 128 there (eighth pass)
-            leaf_size = 64 if points.shape[1] == 1 else 128 if compress_near or many_dims else 96
+            # 2-3 D, which stores less than 128 there (eighth pass); on a
+            # line 80 since the QR through the Gram matrix (sixteenth pass:
+            # blocks of 64 columns and more factor in half of geqp3's time)
+            leaf_size = 80 if points.shape[1] == 1 else 128 if compress_near or many_dims else 96
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
         aca_min_size = validation.positive_int(256 if aca_min_size is None else aca_min_size, "aca_min_size")
         if admissibility is None:
