@@ -240,6 +240,7 @@ def test_truncated_pivoted_qr_bounds_its_error_at_every_rank(xp, backend_name, s
         claimed = f.rest2 + rows2[r:].sum()
         assert err2 <= claimed and claimed - err2 <= 2 * allowance
     assert abs(_qr_rank(f, tol) - _qr_rank(backend.pivoted_qr(A), tol)) <= 1
+    assert f.factored_rows == len(rows2) and backend.pivoted_qr(A).factored_rows == n
     assert sorted(np.asarray(f.perm).tolist()) == list(range(n))
     R = np.asarray(f.R)
     assert np.all(np.abs(np.tril(R, -1)) <= 1e-12 * np.abs(R[0, 0]))  # upper trapezoidal in pivot order
@@ -293,7 +294,7 @@ def test_truncated_pivoted_qr_stops_at_max_rank():
     tol = 1e-6 * np.linalg.norm(A)
     f = backend.truncated_pivoted_qr(A, tol, max_rank=10)
     assert len(f.row_norms2) == 11 and f.rest2 + f.row_norms2[10] > tol * tol
-    assert _qr_rank(f, tol) == 11
+    assert _qr_rank(f, tol) == 11 and f.factored_rows == 0
     np.testing.assert_allclose(np.sum(f.row_norms2) + f.rest2, np.sum(A * A), rtol=1e-12)
     with pytest.raises(ValueError, match="r must be"):
         f.truncated(1)
@@ -307,6 +308,7 @@ def test_truncated_pivoted_qr_stops_at_max_rank():
     assert len(g.row_norms2) > 20 and _qr_rank(g, tol) == 5  # pstrf stops later than needed ...
     h = backend.truncated_pivoted_qr(B, tol, max_rank=5)
     assert len(h.row_norms2) == 5 and h.rest2 <= tol * tol  # ... max_rank stops it where the tolerance is met
+    assert h.factored_rows == 5
     Q, W = h.truncated(5)
     assert np.linalg.norm(B - Q @ W) <= tol
 

@@ -792,6 +792,29 @@ def test_a_sketch_is_tried_only_as_wide_as_it_beats_the_alternative(xp, rank, ep
         assert err <= eps * np.linalg.norm(A)
 
 
+def test_a_qr_without_factors_never_compresses_its_block(monkeypatch):
+    # truncated_pivoted_qr returns estimated rows and no factors when more
+    # than max_rank are needed; should rounding put their tail within the
+    # budget, the block must go dense, not ask for factors that are not there
+    from types import SimpleNamespace
+
+    from natgrad.hmatrix import hmatrix as hm
+
+    A = np.exp(-np.abs(np.subtract.outer(np.linspace(0, 1, 128), np.linspace(1.2, 2.2, 128))))
+
+    def estimated_only(M, tol, max_rank=None):
+        f = backend.GramPivotedQR(np.zeros((128, 0)), np.zeros((0, 128)), np.arange(128), 0.0)
+        f.row_norms2 = np.array([float(np.sum(M * M)), 0.0])  # rank 1 by the rows
+        return f
+
+    monkeypatch.setattr(backend, "truncated_pivoted_qr", estimated_only)
+    build = hm._Builder(np, np.float64, 1e-6, splitting=False)
+    t, s = SimpleNamespace(start=0, size=128), SimpleNamespace(start=128, size=128)
+    rec = build.formed(t, s, A, None)
+    assert build.pool == [] and build.counts["qr"] == 0
+    assert build.records[rec[1]].kind == "dense"
+
+
 def test_small_formed_blocks_are_compressed_by_a_pivoted_qr(xp, monkeypatch):
     # on NumPy formed blocks of up to 96 points go to LAPACK's geqp3, whose
     # truncation error is the exact tail of R's rows: the bound holds, the

@@ -507,6 +507,8 @@ class PivotedQR:
     rest2 : float
         0.0: all of ``R`` is here (see :class:`GramPivotedQR`, whose
         ``R`` stops early).
+    factored_rows : int
+        ``min(m, n)``: :meth:`truncated` takes any rank up to it.
 
     Raises
     ------
@@ -536,6 +538,7 @@ class PivotedQR:
     def __init__(self, packed: Any, tau: Any, perm: Any, orgqr: Any) -> None:
         self._packed, self._tau, self._orgqr = packed, tau, orgqr
         self.perm = perm
+        self.factored_rows = min(packed.shape)
         top = self._rows(min(packed.shape))
         self.row_norms2 = numpy.einsum("ij,ij->i", top, top)
 
@@ -725,6 +728,10 @@ class GramPivotedQR:
         Frobenius norm.
     rest2 : float
         An upper bound on the squared error of keeping all ``r`` rows.
+    factored_rows : int
+        The largest rank :meth:`truncated` takes: ``r``, or 0 where
+        :func:`truncated_pivoted_qr` only estimated the rows (more than
+        ``max_rank`` needed).
 
     Raises
     ------
@@ -755,6 +762,7 @@ class GramPivotedQR:
     def __init__(self, Q: Any, W: Any, perm: Any, rest2: float) -> None:
         self._Q, self._W, self.perm, self.rest2 = Q, W, perm, rest2
         self.row_norms2 = numpy.einsum("ij,ij->i", W, W)
+        self.factored_rows = W.shape[0]
 
     @property
     def R(self) -> Any:

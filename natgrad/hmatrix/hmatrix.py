@@ -555,7 +555,10 @@ class _Builder:
         k = len(squares) - dropped
         if fact is not None:
             vals = [math.sqrt(v) for v in squares[:k]]
-        compresses = self._compresses(k, m, n)
+        # a QR that only estimated its rows (more than `pays` needed) has
+        # no factors: it does not compress, even where rounding puts its
+        # tail right at the budget
+        compresses = self._compresses(k, m, n) and (fact is None or k <= fact.factored_rows)
         if method != "rsvd":
             self._record_test(m, n, k, compresses, near)
         if compresses and resid <= budget:
