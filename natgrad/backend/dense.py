@@ -861,8 +861,9 @@ def truncated_pivoted_qr(A: Any, tol: float, max_rank: int | None = None) -> Piv
         apply (not float64 NumPy, fewer than 64 columns, or ``tol`` too
         close to the Gram matrix's rounding); else a
         :class:`GramPivotedQR` whose rows reach the tolerance
-        (``rest2 ≤ tol²/2`` in exact arithmetic; a measured ``rest2`` above
-        ``tol²`` falls back to :func:`pivoted_qr`).  Where more than ``max_rank``
+        (``rest2 ≤ tol²/2`` in exact arithmetic, plus the allowance for
+        rounding in Notes; a ``rest2`` above ``tol²`` falls back to
+        :func:`pivoted_qr`).  Where more than ``max_rank``
         rows would be needed, the ``GramPivotedQR`` has
         ``max_rank + 1`` rows, estimated from the Cholesky factor, and no
         factors (``truncated`` raises for a rank above 0): enough to tell
@@ -896,7 +897,7 @@ def truncated_pivoted_qr(A: Any, tol: float, max_rank: int | None = None) -> Piv
     Forming ``G`` squares the condition number, so the pivots are
     trustworthy only while the tolerance stands well above the rounding
     of ``G``: the route is taken only when ``tol² ≥ 8 n u ‖A‖_F²`` (``u``
-    the unit roundoff; at ``n = 128``, ``tol`` at least ``1.5e-6 ‖A‖_F``).
+    the unit roundoff; at ``n = 128``, ``tol`` at least ``4.8e-7 ‖A‖_F``).
     On exp(−r) blocks of neighbouring clusters in the plane at
     ``tol = 1e-6 ‖A‖_F``, with the truncation (OpenBLAS, one thread, same
     ranks but for one block), it took 0.89 of the time of ``?geqp3`` and

@@ -31,8 +31,8 @@ larger ones by a sketch (below) or the same QR;
 elsewhere by the SVD.  In float64 at a tolerance well above the rounding
 of ``AᵀA`` (``eps`` of about 5e-7 or more), blocks of 64 points or more
 take the same pivots through the Gram matrix and stop at the budget
-(:func:`natgrad.backend.truncated_pivoted_qr`: 0.3-0.6 of ``geqp3``'s time
-at 96-256 points), and are then never sketched.  The pool ranks a QR block by a non-increasing
+(:func:`natgrad.backend.truncated_pivoted_qr`: 0.25-0.66 of ``geqp3``'s
+time at 96-256 points), and are then never sketched.  The pool ranks a QR block by a non-increasing
 envelope of its row norms (they may rise again) and spends their exact
 tails.  **Near field.**  With ``compress_near`` (the default where there
 is a pivoted QR), the off-diagonal leaves of the near field -- the blocks
