@@ -803,9 +803,8 @@ def test_a_qr_without_factors_never_compresses_its_block(monkeypatch):
     A = np.exp(-np.abs(np.subtract.outer(np.linspace(0, 1, 128), np.linspace(1.2, 2.2, 128))))
 
     def estimated_only(M, tol, max_rank=None):
-        f = backend.GramPivotedQR(np.zeros((128, 0)), np.zeros((0, 128)), np.arange(128), 0.0)
-        f.row_norms2 = np.array([float(np.sum(M * M)), 0.0])  # rank 1 by the rows
-        return f
+        rows2 = np.array([float(np.sum(M * M)), 0.0])  # rank 1 by the rows
+        return backend.GramPivotedQR(np.zeros((128, 0)), np.zeros((0, 128)), np.arange(128), 0.0, rows2)
 
     monkeypatch.setattr(backend, "truncated_pivoted_qr", estimated_only)
     build = hm._Builder(np, np.float64, 1e-6, splitting=False)

@@ -717,6 +717,9 @@ class GramPivotedQR:
         The column permutation, 0-based (the pivots first).
     rest2 : float
         An upper bound on ``‖A − Q W‖_F²``.
+    row_norms2 : numpy.ndarray, shape (r,)
+        ``‖W[i, :]‖²`` (estimates, from the Cholesky factor, where ``W``
+        has no rows).
 
     Attributes
     ----------
@@ -759,9 +762,9 @@ class GramPivotedQR:
     True
     """
 
-    def __init__(self, Q: Any, W: Any, perm: Any, rest2: float) -> None:
+    def __init__(self, Q: Any, W: Any, perm: Any, rest2: float, row_norms2: Any) -> None:
         self._Q, self._W, self.perm, self.rest2 = Q, W, perm, rest2
-        self.row_norms2 = numpy.einsum("ij,ij->i", W, W)
+        self.row_norms2 = row_norms2
         self.factored_rows = W.shape[0]
 
     @property
@@ -797,6 +800,12 @@ _EPS64 = float(numpy.finfo(numpy.float64).eps)
 #: ... and at least this many columns: below, geqp3 is as fast (measured,
 #: OpenBLAS, one thread, see truncated_pivoted_qr)
 _GRAM_MIN_COLUMNS = 64
+
+
+def _gram_route_fits(columns: int, tol2: float, norm2: float) -> bool:
+    """The Gram route's rule, for a float64 matrix of ``columns`` columns
+    and squared Frobenius norm ``norm2`` truncated to ``tol2``."""
+    return columns >= _GRAM_MIN_COLUMNS and tol2 >= _GRAM_MARGIN * columns * _EPS64 * norm2
 
 
 def has_truncated_pivoted_qr(xp: Any, dtype: Any, columns: int, rel_tol: float) -> bool:
@@ -836,8 +845,7 @@ def has_truncated_pivoted_qr(xp: Any, dtype: Any, columns: int, rel_tol: float) 
     >>> has_truncated_pivoted_qr(xp, np.float64, 128, 1e-6), has_truncated_pivoted_qr(xp, np.float64, 128, 1e-8)
     (True, False)
     """
-    return (is_numpy(xp) and dtype == numpy.float64 and columns >= _GRAM_MIN_COLUMNS
-            and rel_tol * rel_tol >= _GRAM_MARGIN * columns * _EPS64)
+    return is_numpy(xp) and dtype == numpy.float64 and _gram_route_fits(columns, rel_tol * rel_tol, 1.0)
 
 
 def truncated_pivoted_qr(A: Any, tol: float, max_rank: int | None = None) -> PivotedQR | GramPivotedQR | None:
@@ -939,7 +947,7 @@ def truncated_pivoted_qr(A: Any, tol: float, max_rank: int | None = None) -> Piv
     tol2 = tol * tol
     if not math.isfinite(norm2) and not numpy.all(numpy.isfinite(A)):
         raise ValueError("A has NaN or Inf entries")
-    if not (math.isfinite(norm2) and tol2 >= _GRAM_MARGIN * n * _EPS64 * norm2):
+    if not (math.isfinite(norm2) and _gram_route_fits(n, tol2, norm2)):
         return pivoted_qr(A)  # overflowing squares, or a tolerance near the Gram's rounding
     c, piv, rank, info = pstrf(G, tol=tol2 / (2.0 * n), overwrite_a=1)
     if info < 0:  # pragma: no cover - LAPACK rejects only bad arguments
@@ -953,26 +961,25 @@ def truncated_pivoted_qr(A: Any, tol: float, max_rank: int | None = None) -> Piv
         top = numpy.triu(c[: max_rank + 1])
         rows2 = numpy.einsum("ij,ij->i", top, top)
         if norm2 - float(numpy.sum(rows2[:max_rank])) > tol2:
-            f = GramPivotedQR(numpy.zeros((m, 0)), numpy.zeros((0, n)), perm,
-                              max(norm2 - float(numpy.sum(rows2)), 0.0))
-            f.row_norms2 = rows2  # estimates; no factors: the caller stores A
-            return f
+            # estimated rows and no factors: the caller stores A
+            return GramPivotedQR(numpy.zeros((m, 0)), numpy.zeros((0, n)), perm,
+                                 max(norm2 - float(numpy.sum(rows2)), 0.0), rows2)
         r = max_rank
-    if r == 0:
-        return GramPivotedQR(numpy.zeros((m, 0)), numpy.zeros((0, n)), perm, float(numpy.sum(A * A)))
+    if r == 0:  # pstrf takes a first pivot unless A is zero
+        return GramPivotedQR(numpy.zeros((m, 0)), numpy.zeros((0, n)), perm, norm2, numpy.zeros(0))
     packed, tau, _, info = geqrf(numpy.array(A[:, perm[:r]], order="F"), overwrite_a=1)
     Q, _, info2 = orgqr(packed, tau, lwork=max(64 * r, 1), overwrite_a=1)
     if info != 0 or info2 != 0:  # pragma: no cover - LAPACK rejects only bad arguments
         raise numpy.linalg.LinAlgError(f"LAPACK geqrf/orgqr failed (info={info}, {info2})")
     W = Q.T @ A
-    f = GramPivotedQR(Q, W, perm, 0.0)
+    rows2 = numpy.einsum("ij,ij->i", W, W)
     # ‖A − QW‖² = ‖A‖² − ‖W‖² for an orthonormal Q, plus what rounding can
     # hide in that difference (n u ‖A‖², at most tol²/8 here): an upper
     # bound, for a third of the price of forming A − QW
-    f.rest2 = max(norm2 - float(numpy.sum(f.row_norms2)), 0.0) + n * _EPS64 * norm2
-    if not f.rest2 <= tol2:  # rounding misled the pivots: the full QR
+    rest2 = max(norm2 - float(numpy.sum(rows2)), 0.0) + n * _EPS64 * norm2
+    if not rest2 <= tol2:  # rounding misled the pivots: the full QR
         return pivoted_qr(A)
-    return f
+    return GramPivotedQR(Q, W, perm, rest2, rows2)
 
 
 def svd(A: Any) -> tuple[Any, Any, Any]:

@@ -505,13 +505,12 @@ class _Builder:
                                                 max_rank=pays)
 
         fact = pivoted() if min(m, n) <= _QR_MAX else None
-        width = None if fact is not None else self._sketch_width(m, n, near)
-        sketch = None
         # what settles the block if no sketch is kept: the Gram route's QR
         # beats a sketch of any width, the full QR one of up to 0.2 min(m, n)
         qr_next = self.has_qr and min(m, n) <= _RSVD_MIN
-        if qr_next and backend.has_truncated_pivoted_qr(xp, self.dtype, min(m, n), self.eps):
-            width = None
+        gram_next = qr_next and backend.has_truncated_pivoted_qr(xp, self.dtype, min(m, n), self.eps)
+        width = None if fact is not None or gram_next else self._sketch_width(m, n, near)
+        sketch = None
         if width is not None and width <= (_SKETCH_OVER_QR if qr_next else _SKETCH_OVER_SVD) * min(m, n):
             sketch = lowrank._sketch_svd(xp, Ab, self._test_matrix(n, width, backend.device(Ab)))
             if sketch[3] > _SKETCH_SHARE * budget:
