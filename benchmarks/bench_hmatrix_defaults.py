@@ -280,6 +280,25 @@ def near_rule_settings() -> list[dict]:
     return out + [dict(eta=8.0, split="bisect", leaf_size=128, aca_min_size=256, compress_near=False, **both)]
 
 
+def near_leaf_settings() -> list[dict]:
+    """The seventeenth pass in 2-3 D: the compressed near field (with its
+    testing rule) on leaves of 160, 192 and 256 beside near_rule_settings'
+    nine (compressed and dense near fields on leaves of 64-128)."""
+    both = dict(symmetric=True, mixed_precision=True)
+    return near_rule_settings() + [dict(eta=4.0, split="bisect", leaf_size=leaf, aca_min_size=256,
+                                        compress_near=True, **both) for leaf in (160, 192, 256)]
+
+
+def near_leaf_large_settings() -> list[dict]:
+    """near_leaf_settings' candidates for n = 20 000 (where a build takes
+    seconds): the compressed near field on leaves of 128, 160 and 192,
+    beside the dense near field on leaves of 128 (the fastest builds)."""
+    keep = (dict(leaf_size=128, compress_near=False), dict(leaf_size=128, compress_near=True, near_rule=True),
+            dict(leaf_size=160, compress_near=True), dict(leaf_size=192, compress_near=True))
+    return [s for s in near_leaf_settings()
+            if any(all(s.get(k) == v for k, v in want.items()) for want in keep) and s["eta"] == 4.0]
+
+
 def weak_leaf_settings() -> list[dict]:
     """Weak admissibility (the default on a line) with leaves of 64, 80, 96
     and 128 and both ACA thresholds."""
@@ -374,7 +393,8 @@ def sweep(sizes, kernels, point_sets, settings, cases=None, rounds: int = 0) -> 
 
 #: the settings natgrad's defaults give (HMatrix.from_kernel's signature):
 #: split="auto" bisects boxes up to 3-D and splits along the principal axis above;
-#: leaf_size=None is 80 on a line (64 until the sixteenth pass), 128 above (96 in 2-3 D without compress_near);
+#: leaf_size=None is 80 on a line (64 until the sixteenth pass), 192 in 2-3 D (128 until the seventeenth
+#: pass; 96 without compress_near), 128 above;
 #: aca_min_size=None is 256 (until the twelfth pass 128 on a line; until
 #: 2026-11-30's sketched blocks: 128 in 1-2 D; reports merged from runs before
 #: then used those rules); eta=None is 4 up to 3-D, 2 above, and compress_near
@@ -388,7 +408,8 @@ def sweep(sizes, kernels, point_sets, settings, cases=None, rounds: int = 0) -> 
 #: DEFAULT_HIGH_D "eta=4 pca leaf=128 aca=256 SM"; until the twelfth pass
 #: DEFAULT_HIGH_D was "eta=4 pca leaf=128 aca=256 SMN" and DEFAULT_1D "weak
 #: bisect leaf=64 SM")
-DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=128 aca=256 SMN", "eta=2 pca leaf=128 aca=256 SM"
+#: (until the seventeenth pass, 2026-12-02, DEFAULT_LOW_D was "eta=4 bisect leaf=128 aca=256 SMN")
+DEFAULT_LOW_D, DEFAULT_HIGH_D = "eta=4 bisect leaf=192 aca=256 SMN", "eta=2 pca leaf=128 aca=256 SM"
 #: (until the sixteenth pass, 2026-12-02, DEFAULT_1D was "weak bisect leaf=64 aca=256 SM")
 DEFAULT_1D = "weak bisect leaf=80 aca=256 SM"
 DEFAULT = "defaults (split='auto')"
@@ -531,7 +552,8 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+", default=list(KERNELS))
     parser.add_argument("--points", nargs="+", default=POINT_SETS)
     parser.add_argument("--settings", choices=["all", "top", "grid2", "grid3", "new", "aca128", "lowd", "rerun", "fived", "fivednear", "weak", "leaf",
-                                                  "weakleaf", "leafcheck", "recheck", "near", "nearshort", "nearrule"],
+                                                  "weakleaf", "leafcheck", "recheck", "near", "nearshort", "nearrule",
+                                                  "nearleaf", "nearleafbig"],
                         default="all",
                         help="grid3: see grid3_settings; new: its last setting only; aca128: the "
                              "default's neighbour with aca_min_size=128; rerun: see rerun_settings; "
@@ -563,7 +585,8 @@ def main() -> None:
                 "fived": five_d_settings, "fivednear": five_d_near_settings, "weak": weak_settings,
                 "leaf": leaf_settings, "weakleaf": weak_leaf_settings, "leafcheck": leaf_check_settings,
                 "recheck": recheck_settings, "near": near_settings, "nearshort": near_short_settings,
-                "nearrule": near_rule_settings,
+                "nearrule": near_rule_settings, "nearleaf": near_leaf_settings,
+                "nearleafbig": near_leaf_large_settings,
                 "new": lambda: grid3_settings()[-1:],
                 "aca128": lambda: [dict(eta=4.0, split="pca", leaf_size=64, symmetric=True, mixed_precision=True)],
                 "lowd": lambda: [dict(eta=4.0, split="bisect", leaf_size=64, aca_min_size=a, symmetric=True,

@@ -145,7 +145,7 @@ def test_kernel_breaking_fault_is_named(xp, kind, at, dim):
 @pytest.mark.parametrize("kind", BREAKING)
 def test_kernel_fault_with_default_arguments(kind):
     """``from_kernel(kernel, points)`` as a user writes it, in the plane at a
-    size where the default leaves of 128 shape the tree: a fault at a late
+    size where the default leaves of 192 shape the tree: a fault at a late
     call is named, the same as with the small leaves above (NumPy: the
     defaults do not depend on the library)."""
     import array_api_compat.numpy as xnp
@@ -153,7 +153,7 @@ def test_kernel_fault_with_default_arguments(kind):
     P = points("2", 1500, seed=4)
     probe = Fault(kernel_fn("cauchy"), "nan", 10**9)  # never fires: counts a healthy build's calls
     healthy = HMatrix.from_kernel(probe, xnp.asarray(P))
-    assert healthy.rows.leaf_size == 128 and max(c.size for c in healthy.rows.leaves()) > 64
+    assert healthy.rows.leaf_size == 192 and max(c.size for c in healthy.rows.leaves()) > 128
     at = 3 * probe.calls // 4  # late, in the last quarter of the build
     assert at > LATE
     kernel = Fault(kernel_fn("cauchy"), kind, at)

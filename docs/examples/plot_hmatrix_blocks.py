@@ -43,9 +43,10 @@ norm_A = np.linalg.norm(A)
 # The default settings (chosen by a sweep over kernels, dimensions and sizes):
 # standard admissibility with η = 4 for points off a line (weak admissibility,
 # one low-rank block per pair of sibling clusters, on a line), bisection
-# clusters of at most 128 points (80 on a line), symmetry detected (one
-# triangle of blocks is stored and drawn at both places) and mixed precision
-# (a block is stored in float32 where its share of the error budget allows).
+# clusters of at most 192 points in 2-3 D (80 on a line), the near field
+# tested for low rank too (NumPy), symmetry detected (one triangle of blocks
+# is stored and drawn at both places) and mixed precision (a block is stored
+# in float32 where its share of the error budget allows).
 
 H = HMatrix.from_kernel(kernel, points, eps=1e-6)
 fig, ax = plt.subplots(figsize=(6.2, 5.0))

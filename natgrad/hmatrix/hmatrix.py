@@ -1292,11 +1292,18 @@ class HMatrix(LinearOperator):
             a line (64 until the sixteenth pass of the sweep: 80 builds
             0.89× as long for 1.2× the storage, medians of 28 cases, and
             meets the 1.25× goal on 19 and 17 of them against 11 and 11);
-            128 above, except in 2 and 3 dimensions without
-            ``compress_near``, where 96.  With the near field compressed,
-            larger leaves store no more (at n = 20 000 in 2-3 D leaves of 128
-            stored 0.94-1.05× what leaves of 64 did) and build faster
-            (leaves of 64: 1.08-1.34× slower); with it dense, 96 against 64
+            192 in 2 and 3 dimensions with ``compress_near`` (its default
+            on NumPy), 96 there without it, and 128 above 3-D.  With the
+            near field compressed, larger leaves store little more (at
+            n = 20 000 in 2-3 D leaves of 128 stored 0.94-1.05× what leaves
+            of 64 did) and build faster (leaves of 64: 1.08-1.34× slower);
+            since the seventeenth pass (large blocks factored through the
+            Gram matrix, the float32 check by a rank-one bound) leaves of
+            192 meet the 1.25× goal on 13, 20 and 21 of the 21 cases at
+            n = 2000, 4000 and 8000, leaves of 128 on 3, 11 and 17 (192
+            against 128: storage 1.02×, build 0.88× on geometric average;
+            at 20 000, 7 cases: 1.05× and 1.01×, both within on 6); with it
+            dense, 96 against 64
             (eighth pass, n = 2000-20 000) stored 1.10-1.17× more on
             geometric average and built 1.13-1.27× faster.  Above 3-D, few
             blocks compress at the sizes of the sweep and per-block costs
@@ -1500,7 +1507,11 @@ class HMatrix(LinearOperator):
         12, 7 and 3), with near-field classes that save
         little left untested (see ``compress_near``; 0, 5 and 10 when every
         block is tested): at 2000 the near field's tests still cost more
-        time than they save in the plane and on the sphere.  On a line, weak
+        time than they save in the plane and on the sphere.  With leaves of
+        192 (seventeenth pass) they are within on 13, 20 and 21 (leaves of
+        128: 3, 11 and 17 in the same runs), and some swept setting is
+        within on all but one case (the short Gaussian on the sphere at
+        2000).  On a line, weak
         admissibility (the default there) has no near field to compress;
         leaves of 64 store the least and build slower than larger ones
         (n = 20 000: 1.17-1.57× slower than the fastest in three runs,
@@ -1553,6 +1564,12 @@ class HMatrix(LinearOperator):
                                      ``leaf_size=96`` too (its default without
                                      the compressed near field): leaves of 128
                                      store more there.
+        ``leaf_size=128`` (2-3 D)    Memory matters a little more than build
+                                     time: at n = 2000-8000 (63 cases) 128
+                                     stored 0.98× what 192 does on geometric
+                                     average (0.90-1.08×) and built 1.13×
+                                     slower (0.79-1.45×); at 20 000 (7 cases)
+                                     0.95× and 0.99×.
         ``leaf_size=64`` (2-3 D)     Rarely, since ``compress_near``: at
                                      n = 20 000 (14 cases in the plane and on
                                      the sphere) it stored 0.96-1.07× what
@@ -1661,12 +1678,15 @@ class HMatrix(LinearOperator):
         elif not isinstance(compress_near, bool):
             raise TypeError(f"compress_near must be None (automatic), True or False, got {compress_near!r}")
         if leaf_size is None:
-            # with the near field compressed, larger leaves store no more
-            # (tenth pass of the sweep): 128 from 2-D up; without it 96 in
-            # 2-3 D, which stores less than 128 there (eighth pass); on a
-            # line 80 since the QR through the Gram matrix (sixteenth pass:
-            # blocks of 64 columns and more factor in half of geqp3's time)
-            leaf_size = 80 if points.shape[1] == 1 else 128 if compress_near or many_dims else 96
+            # with the near field compressed, larger leaves store little more
+            # and build faster: 192 in 2-3 D since the Gram-route QR and the
+            # rank-one float32 check made large blocks cheap (seventeenth
+            # pass: within 1.25x of both on 13, 20 and 21 of 21 cases at
+            # 2000, 4000 and 8000, against 3, 11 and 17 for 128); without it
+            # 96 in 2-3 D, which stores less than 128 there (eighth pass);
+            # 128 above 3-D; on a line 80 (sixteenth pass)
+            low_d = 192 if compress_near else 96
+            leaf_size = 80 if points.shape[1] == 1 else 128 if many_dims else low_d
         leaf_size = validation.positive_int(leaf_size, "leaf_size")
         aca_min_size = validation.positive_int(256 if aca_min_size is None else aca_min_size, "aca_min_size")
         if admissibility is None:
