@@ -992,7 +992,7 @@ def test_a_near_field_that_saves_little_costs_few_tests():
     # cube, for builds 5-20 % faster), and the bound holds.  In the plane
     # the near field saves more than half and every block is tested.  Leaves
     # of 128 (the default until the seventeenth pass): with the default 192
-    # the volume has fewer near blocks (66 here), 9 of them untested after
+    # the volume has fewer near blocks (64 here), 9 of them untested after
     # the 16 that settle the class
     from natgrad.hmatrix import hmatrix as hm
 
