@@ -324,8 +324,15 @@ def test_compiled_and_array_api_stores_agree(monkeypatch, symmetric, dtype):
     rng = np.random.default_rng(2)
     for v in (rng.standard_normal(700), rng.standard_normal((700, 4))):
         v = v.astype(dtype)
-        for a, b in ((H @ v, G @ v), (H.T @ v, G.T @ v)):
+        # OpenBLAS's float32 GEMM kernels can raise the invalid-operation
+        # flag on finite inputs (numpy/numpy#24067, OpenBLAS#1924; seen once
+        # in CI on this test's stacked products): the flag is ignored here
+        # and the products are checked to be finite instead
+        with np.errstate(invalid="ignore"):
+            pairs = ((H @ v, G @ v), (H.T @ v, G.T @ v))
+        for a, b in pairs:
             assert a.dtype == b.dtype == np.dtype(dtype)
+            assert np.all(np.isfinite(a)) and np.all(np.isfinite(b))
             np.testing.assert_allclose(a, b, rtol=0, atol=tol * np.abs(b).max())
     # float64 vectors against float32 blocks promote, as on the array-API path
     if dtype == "float32":
