@@ -431,18 +431,21 @@ class _Builder:
         norm = xp.linalg.vector_norm
         terms = norm(dF, axis=1) * norm(G, axis=2) + norm(Fs, axis=1) * norm(dG, axis=2)
         sums = _host_floats(xp.reshape(xp.cumulative_sum(terms, axis=1), (-1,)))
-        unsettled = []
-        for b, p in enumerate(pool):
-            bounds = [0.0, *sums[b * k:b * k + len(p.vals)]]
-            if bounds[-1] <= self.low_allowance * p.norm:
-                p.F, p.Gt, p.rounding = xp.astype(p.F, low), xp.astype(p.Gt, low), bounds
-            else:
-                unsettled.append(b)
+
+        def lowered(p: _PoolEntry, charges: list[float]) -> bool:
+            """Store ``p`` in float32 with these charges if they fit."""
+            if charges[-1] > self.low_allowance * p.norm:
+                return False
+            p.F, p.Gt, p.rounding = xp.astype(p.F, low), xp.astype(p.Gt, low), charges
+            return True
+
+        unsettled = [b for b, p in enumerate(pool)
+                     if not lowered(p, [0.0, *sums[b * k:b * k + len(p.vals)]])]
         if not unsettled:
             return
         if len(unsettled) < len(pool):
-            rows = xp.asarray(unsettled, device=backend.device(F))
-            F, Fs, dF, G, dG = (xp.take(a, rows, axis=0) for a in (F, Fs, dF, G, dG))
+            keep = xp.asarray(unsettled, device=backend.device(F))
+            F, Fs, dF, G, dG = (xp.take(a, keep, axis=0) for a in (F, Fs, dF, G, dG))
         T = xp.matrix_transpose
         dF_T = T(dF)
         # three of the four k × k blocks of each Gram matrix (the fourth is
@@ -455,9 +458,7 @@ class _Builder:
         for i, b in enumerate(unsettled):
             p = pool[b]
             changes = (math.sqrt(v) if v > 0.0 else 0.0 for v in rows[i * k:i * k + len(p.vals)])
-            bounds = [0.0, *itertools.accumulate(changes, max)]
-            if bounds[-1] <= self.low_allowance * p.norm:
-                p.F, p.Gt, p.rounding = xp.astype(p.F, low), xp.astype(p.Gt, low), bounds
+            lowered(p, [0.0, *itertools.accumulate(changes, max)])
 
     # -- which formed blocks get their singular vectors ---------------------
     @staticmethod
