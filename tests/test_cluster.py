@@ -230,3 +230,28 @@ def test_tree_invariants_property(n, d, leaf, split, seed):
     P[: n // 3] = P[0]  # repeated points
     tree = ClusterTree.from_points(xp_np.asarray(P), leaf_size=leaf, split=split)
     _check_tree(tree, P, leaf)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), d=st.integers(1, 4))
+def test_contact_counts_the_overlapping_coordinates(seed, d):
+    # Cluster.contact against a direct count: a coordinate counts when the
+    # two intervals overlap by more than a tenth of the narrower one; the
+    # count is symmetric, and moving one box clear of the other along a
+    # coordinate removes exactly that coordinate
+    from natgrad.hmatrix import Cluster
+
+    rng = np.random.default_rng(seed)
+    lo1, lo2 = rng.uniform(0, 1, d), rng.uniform(0, 1, d)
+    w1, w2 = rng.uniform(0.01, 1, d), rng.uniform(0.01, 1, d)
+    a = Cluster(0, 1, tuple(lo1), tuple(lo1 + w1))
+    b = Cluster(1, 2, tuple(lo2), tuple(lo2 + w2))
+    overlap = np.minimum(lo1 + w1, lo2 + w2) - np.maximum(lo1, lo2)
+    expected = int(np.sum(overlap > 0.1 * np.minimum(w1, w2)))
+    assert a.contact(b) == b.contact(a) == expected
+    k = int(rng.integers(d))
+    shifted = lo2.copy()
+    shifted[k] = lo1[k] + w1[k] + 0.5
+    c = Cluster(1, 2, tuple(shifted), tuple(shifted + w2))
+    assert a.contact(c) == expected - int(overlap[k] > 0.1 * min(w1[k], w2[k]))
+    assert a.contact(a) == d and a.contact(b, share=1.0) == 0

@@ -900,9 +900,9 @@ def test_a_class_that_never_compresses_goes_dense_untested(xp, monkeypatch):
     tests = [0]
     record = hm._Builder._record_test
 
-    def counted(self, m, n, k, compressed, near=False):
+    def counted(self, *args):
         tests[0] += 1
-        return record(self, m, n, k, compressed, near)
+        return record(self, *args)
 
     monkeypatch.setattr(hm._Builder, "_record_test", counted)
     with monkeypatch.context() as m:
@@ -961,18 +961,32 @@ def test_a_class_that_rarely_compresses_is_probed_ever_less_often(xp):
 
 
 def test_a_near_field_class_that_saves_little_is_probed_not_tested(xp):
-    # a near-field size class whose 16 or more tested blocks stored more
-    # than 0.65 of their entries skips the test (probing one block in
-    # max(8, tests / 8)); one that saves more, and any admissible class,
-    # keeps testing; probes that compress well bring the tests back
+    # a near-field contact class (all sizes pooled) whose 16 or more tested
+    # blocks stored more than 0.65 of their entries skips the test (probing
+    # one block in max(8, tests / 8)); another contact class, one that
+    # saves more, and any admissible class, keep testing; probes that
+    # compress well bring the tests back
     from natgrad.hmatrix import hmatrix as hm
 
     build = hm._Builder(xp, xp.float64, 1e-6, splitting=False)
     m = n = 40  # a block stores 1600 entries dense, 80 k at rank k
-    for _ in range(15):
-        build._record_test(m, n, 16, True, near=True)  # 1280 of 1600: 0.8
-    assert not build._skip_test(m, n, near=True)  # 15 tests: still tested
-    build._record_test(m, n, 16, True, near=True)
+    for i in range(15):  # blocks of two sizes, one contact class
+        build._record_test(m, n + i % 2 * 40, 16, True, near=True, contact=2)  # 0.8 and 0.6
+    assert not build._skip_test(m, n, near=True, contact=2)  # 15 tests: still tested
+    build._record_test(m, n, 16, True, near=True, contact=2)
+    # (9 * 1280 + 7 * 1920) / (9 * 1600 + 7 * 3200) = 0.68: the class's
+    # blocks of either size skip the test
+    assert [build._skip_test(m, n + i % 2 * 40, near=True, contact=2) for i in range(16)] == (
+        [True] * 7 + [False]) * 2
+    assert not any(build._skip_test(m, n, near=True, contact=1) for _ in range(10))  # an edge: tested
+    for _ in range(16):  # the same outcomes in another contact class that saves more: tested
+        build._record_test(m, n, 16, True, near=True, contact=1)
+        build._record_test(m, n, 2, True, near=True, contact=1)
+    assert not any(build._skip_test(m, n, near=True, contact=1) for _ in range(10))
+    assert build._skip_test(m, n, near=True, contact=2)
+    build = hm._Builder(xp, xp.float64, 1e-6, splitting=False)
+    for _ in range(16):
+        build._record_test(m, n, 16, True, near=True)
     assert [build._skip_test(m, n, near=True) for _ in range(16)] == ([True] * 7 + [False]) * 2
     for _ in range(16):  # the same outcomes in an admissible class: tested
         build._record_test(m, n, 16, True)
@@ -991,27 +1005,37 @@ def test_a_near_field_class_that_saves_little_is_probed_not_tested(xp):
     assert not fails._skip_test(m, n, near=True)  # (6 * 1600 + 10 * 160) / 25 600 = 0.44
 
 
-def test_a_near_field_that_saves_little_costs_few_tests():
-    # in a 3-D volume at a few thousand points the exponential's near field
-    # compresses little (the tested blocks store 0.8 of their entries): most
-    # of its blocks go dense untested, for a few percent more storage than
-    # the build that tests them all (here 5.7 %; the sweep: 0-11 % in the
-    # cube, for builds 5-20 % faster), and the bound holds.  In the plane
-    # the near field saves more than half and every block is tested.  Leaves
-    # of 128 (the default until the seventeenth pass): with the default 192
-    # the volume has fewer near blocks (64 here), 9 of them untested after
-    # the 16 that settle the class
+def test_a_near_field_that_saves_little_costs_few_tests(monkeypatch):
+    # in a 3-D volume at a few thousand points the exponential's near-field
+    # blocks whose boxes share a face compress little (their tested blocks
+    # store 0.8 of their entries): after the 16 tests that settle their
+    # contact class most go dense untested, while the blocks that share an
+    # edge or a corner (0.3-0.5) are all tested, for 1.3 % more storage
+    # than the build that tests every block (defaults, leaves of 192), and
+    # the bound holds.  In the plane the near field saves more than half
+    # and every block is tested
     from natgrad.hmatrix import hmatrix as hm
 
     k = kernel_fn("exponential")
     P = points("3", 2000, seed=42)
-    H = HMatrix.from_kernel(k, P, leaf_size=128)
-    with pytest.MonkeyPatch.context() as m:
+    skip, outcomes = hm._Builder._skip_test, []
+
+    def recorded(self, m, n, near=False, contact=0):
+        out = skip(self, m, n, near, contact)
+        if near:
+            outcomes.append((contact, out))
+        return out
+
+    monkeypatch.setattr(hm._Builder, "_skip_test", recorded)
+    H = HMatrix.from_kernel(k, P)
+    assert {c for c, skipped in outcomes if skipped} == {2}  # faces only
+    assert all(not skipped for c, skipped in outcomes if c < 2) and {c for c, _ in outcomes} == {0, 1, 2}
+    with monkeypatch.context() as m:
         m.setattr(hm, "_NEAR_SAVES_LITTLE", 1.0)
-        every = HMatrix.from_kernel(k, P, leaf_size=128)
-    assert H.info["untested"] > 40 and every.info["untested"] == 0
+        every = HMatrix.from_kernel(k, P)
+    assert H.info["untested"] > 10 and every.info["untested"] == 0
     assert 0 < H.info["near"] < every.info["near"]
-    assert every.nbytes < H.nbytes <= 1.1 * every.nbytes
+    assert every.nbytes < H.nbytes <= 1.03 * every.nbytes
     assert rel_error(H, k(P, P)) <= 1e-6
     plane = HMatrix.from_kernel(k, points("2", 2000, seed=42))
     assert plane.info["untested"] == 0 and plane.info["near"] > 40
@@ -1037,8 +1061,8 @@ def test_fault_in_a_block_of_an_untested_class_is_named(kind, monkeypatch):
 
     skip = hm._Builder._skip_test
 
-    def recorded(self, m, n, near=False):
-        out = skip(self, m, n, near)
+    def recorded(self, *args):
+        out = skip(self, *args)
         if out:
             skipped.append(calls[0])  # the call that formed this block (or its parent)
         return out

@@ -117,6 +117,31 @@ class Cluster:
             d2 += gap * gap
         return math.sqrt(d2)
 
+    def contact(self, other: "Cluster", share: float = 0.1) -> int:
+        """Coordinates along which the two bounding boxes overlap by more
+        than ``share`` of the narrower box's extent there.
+
+        Of two neighbouring boxes in a 3-D volume, 2 for boxes that share a
+        face, 1 for an edge and 0 for a corner (or boxes apart): the
+        H-matrix build pools its near-field rank tests by this count, since
+        the interaction of two boxes compresses the worse the larger their
+        contact (see :class:`~natgrad.hmatrix.HMatrix`).  A coordinate in
+        which either box is flat does not count.
+
+        Examples
+        --------
+        >>> a = Cluster(0, 4, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+        >>> face = Cluster(4, 8, (1.0, 0.0, 0.0), (2.0, 1.0, 1.0))
+        >>> edge = Cluster(8, 9, (1.0, 1.0, 0.0), (2.0, 2.0, 1.0))
+        >>> a.contact(face), a.contact(edge), a.contact(Cluster(9, 10, (1.0, 1.0, 1.0), (2.0, 2.0, 2.0)))
+        (2, 1, 0)
+        """
+        count = 0
+        for l1, h1, l2, h2 in zip(self.lo, self.hi, other.lo, other.hi):
+            if min(h1, h2) - max(l1, l2) > share * min(h1 - l1, h2 - l2):
+                count += 1
+        return count
+
     def __repr__(self) -> str:
         return f"Cluster({self.start}:{self.stop}, level={self.level})"
 
