@@ -180,15 +180,22 @@ _SKETCH_SHARE = 0.25
 _UNTESTED_AFTER = 16
 _FAILS_PER_PASS = 16
 _PROBE_EVERY = 8
-#: ... and so does a near-field size class whose tested blocks stored more
-#: than this share of their entries: a near field that compresses little,
-#: as in 3-D volumes (exp: 0.74-0.80 at n = 2000 and 8000, Matérn 5/2
-#: 0.88), costs a test per block for a few percent of the storage (the
-#: dense near field stored 1.07-1.14x the smallest at 2000, the tested one
-#: built 1.3-1.6x the fastest).  Near fields that pay store 0.25-0.53 (the
-#: plane, the sphere, the broad Gaussian in the cube); 1/r in the plane
-#: crosses it at n = 20 000 (+15 % storage, 7 % faster build)
-_NEAR_SAVES_LITTLE = 0.65
+#: ... and so does a near-field contact class (blocks whose boxes share a
+#: face, an edge or a corner, see Cluster.contact; all sizes pooled) whose
+#: tested blocks stored more than this share of their entries: a near
+#: field that compresses little costs a test per block for a few percent of
+#: the storage (the dense near field stored 1.07-1.14x the smallest at
+#: 2000 in the cube, the tested one built 1.3-1.6x the fastest).  How much
+#: a block compresses follows its contact: in the cube at n = 8000, faces
+#: 0.80-1.00 (exp, Matérn 5/2, log r), edges 0.60-0.76, corners 0.47-0.60
+#: (the short Gaussian: 0.90-1.00); on the sphere the faces store up to
+#: 0.66 over their first 16 tests (short Gaussian, 4000 points; 0.62 over
+#: all), edges in the cube from 0.75 (exp, 4000).  The threshold sits in
+#: that gap: at 0.65 the sphere's faces went untested for 12 % more
+#: storage.  Until the eighteenth pass the classes were the size classes,
+#: which mixed the three and stopped testing edges and corners that
+#: compress (4-12 % more storage in the cube at 8000)
+_NEAR_SAVES_LITTLE = 0.7
 #: mixed precision: a block is stored in float32 when its rounding error is
 #: at most this many float32 unit roundoffs times its norm (rounding to
 #: nearest costs about 0.8 of one, measured on kernel blocks)
@@ -1139,9 +1146,11 @@ class HMatrix(LinearOperator):
         ``split``; ``untested``: formed blocks stored dense, or split,
         without a rank test because their size class had failed 16 tests
         or more and passed fewer than one in 17, or, in the near field,
-        because its 16 or more tested blocks stored more than 0.65 of
-        their entries; a few are tested all the same: one in max(8,
-        failures / 8), or max(8, tests / 8)), whether ACA
+        because 16 or more tested blocks of their contact class (boxes that
+        share a face, an edge or a corner,
+        :meth:`~natgrad.hmatrix.Cluster.contact`) stored
+        more than 0.65 of their entries; a few are tested all the same: one
+        in max(8, failures / 8), or max(8, tests / 8)), whether ACA
         blocks were verified, and
         ``densified``: True when the blocks would have taken more memory than
         the dense matrix, which is then kept exactly as one dense block (zero
