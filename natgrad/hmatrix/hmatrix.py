@@ -188,14 +188,17 @@ _PROBE_EVERY = 8
 #: 2000 in the cube, the tested one built 1.3-1.6x the fastest).  How much
 #: a block compresses follows its contact: in the cube at n = 8000, faces
 #: 0.80-1.00 (exp, Matérn 5/2, log r), edges 0.60-0.76, corners 0.47-0.60
-#: (the short Gaussian: 0.90-1.00); on the sphere the faces store up to
-#: 0.66 over their first 16 tests (short Gaussian, 4000 points; 0.62 over
-#: all), edges in the cube from 0.75 (exp, 4000).  The threshold sits in
-#: that gap: at 0.65 the sphere's faces went untested for 12 % more
-#: storage.  Until the eighteenth pass the classes were the size classes,
-#: which mixed the three and stopped testing edges and corners that
-#: compress (4-12 % more storage in the cube at 8000)
-_NEAR_SAVES_LITTLE = 0.7
+#: (the short Gaussian: 0.90-1.00); on the sphere at most 0.66 (faces, over
+#: their first 16 tests).  The faces compress better as n grows (exp in
+#: the cube: 0.88-0.90 at 2000-4000, 0.74 at 20 000, where the first 16
+#: tested store 0.81), so the threshold is set where the classes it skips
+#: cost little storage at every size: against testing every block, at most
+#: 1.8 % more at 8000 and 20 000 in the cube, 0.3-6 % at 2000-4000, for
+#: builds 0.87-0.95x as long (0.7: up to 6.4 % more at 8000 and 6 % at
+#: 20 000, builds 5-9 % faster than 0.8; 0.65 left the sphere's faces
+#: untested for 12 % more storage).  Until the eighteenth pass the classes
+#: were the size classes, which mixed the three contacts
+_NEAR_SAVES_LITTLE = 0.8
 #: mixed precision: a block is stored in float32 when its rounding error is
 #: at most this many float32 unit roundoffs times its norm (rounding to
 #: nearest costs about 0.8 of one, measured on kernel blocks)
@@ -1149,7 +1152,7 @@ class HMatrix(LinearOperator):
         because 16 or more tested blocks of their contact class (boxes that
         share a face, an edge or a corner,
         :meth:`~natgrad.hmatrix.Cluster.contact`) stored
-        more than 0.65 of their entries; a few are tested all the same: one
+        more than 0.8 of their entries; a few are tested all the same: one
         in max(8, failures / 8), or max(8, tests / 8)), whether ACA
         blocks were verified, and
         ``densified``: True when the blocks would have taken more memory than
@@ -1418,20 +1421,22 @@ class HMatrix(LinearOperator):
             4× the build), and elsewhere.  ``True``: on (an SVD per block
             where there is no pivoted QR).  ``False``: off.
             ``H.info["near"]`` counts the near-field blocks stored low-rank.
-            A near-field size class whose 16 or more tested blocks stored
-            more than 0.65 of their entries stops being tested (one block in
+            Near-field blocks are pooled by how their boxes touch (a face,
+            an edge or a corner: :meth:`~natgrad.hmatrix.Cluster.contact`),
+            and a contact class whose 16 or more tested blocks stored more
+            than 0.8 of their entries stops being tested (one block in
             max(8, tests / 8) still is, so a class whose later blocks
             compress resumes; the skipped ones count in
-            ``H.info["untested"]``): in a 3-D volume (exp, Matérn, 1/r,
-            log r) the tests saved 0-11 % of the storage for builds 5-20 %
-            longer, while in the plane and on a sphere, and for the broad
-            Gaussian in the cube, the near field stores 0.25-0.53 of its
-            entries and every block is tested (twelfth pass: within 1.25× of
-            both on 7, 13 and 13 of 21 cases at n = 2000, 4000 and 8000
-            against 0, 5 and 10 when every block is tested, same runs; 6, 11
-            and 15 against 2, 9 and 12 in a second run; 7, 14 and 20 since
-            blocks of high-rank classes go to the pivoted QR, fifteenth
-            pass).
+            ``H.info["untested"]``): in a 3-D volume the blocks that share a
+            face store 0.8-1.0 of their entries, edges 0.6-0.97 and corners
+            0.47-0.9 (n = 8000), so the classes that save little (the
+            faces; the edges too for 1/r, log r and the short Gaussian) go
+            mostly untested, while in the plane and on a sphere (at most
+            0.66) and for the broad Gaussian in the cube every block is
+            tested.  Against the size classes used before (eighteenth
+            pass), in the cube at n = 8000 this stores 4-12 % less on five
+            of seven kernels (the Gaussians: unchanged) for builds within
+            the noise (0.97-1.08×).
 
         Returns
         -------
