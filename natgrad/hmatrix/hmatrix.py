@@ -1429,14 +1429,17 @@ class HMatrix(LinearOperator):
             compress resumes; the skipped ones count in
             ``H.info["untested"]``): in a 3-D volume the blocks that share a
             face store 0.8-1.0 of their entries, edges 0.6-0.97 and corners
-            0.47-0.9 (n = 8000), so the classes that save little (the
-            faces; the edges too for 1/r, log r and the short Gaussian) go
-            mostly untested, while in the plane and on a sphere (at most
-            0.66) and for the broad Gaussian in the cube every block is
-            tested.  Against the size classes used before (eighteenth
-            pass), in the cube at n = 8000 this stores 4-12 % less on five
-            of seven kernels (the Gaussians: unchanged) for builds within
-            the noise (0.97-1.08×).
+            0.47-0.9 (n = 8000), so the classes that save little go mostly
+            untested (the faces; at 4000 points the edges too for the
+            rougher kernels, and all three for the short Gaussian), while
+            in the plane and on a sphere (at most 0.66) and for the broad
+            Gaussian in the cube every block is tested.  Against the size
+            classes used before (eighteenth pass), in the cube this stores
+            8-12 % less on five of seven kernels at n = 8000 (the
+            Gaussians: unchanged), up to 7 % less at 2000-4000 and 11 %
+            less for 1/r at 20 000 (for about 1.2× the build there),
+            within 2 % of testing every block at 8000 and 20 000 and 6 % at
+            2000-4000, which builds 1.05-1.15× as long.
 
         Returns
         -------
