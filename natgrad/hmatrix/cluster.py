@@ -128,6 +128,19 @@ class Cluster:
         contact (see :class:`~natgrad.hmatrix.HMatrix`).  A coordinate in
         which either box is flat does not count.
 
+        Parameters
+        ----------
+        other : Cluster
+            The other cluster, with as many coordinates.
+        share : float, default 0.1
+            The overlap along a coordinate must exceed this share of the
+            narrower box's extent along it.
+
+        Returns
+        -------
+        int
+            The number of such coordinates, from 0 to the dimension.
+
         Examples
         --------
         >>> a = Cluster(0, 4, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))

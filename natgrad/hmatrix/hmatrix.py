@@ -554,10 +554,9 @@ class _Builder:
         m, n = t.size, s.size
         w = self.weight(t, s)
         norm2 = _finite_norm2(xp, Ab)
-        # near-field blocks compress the worse the more their boxes touch (a
-        # shared face in a 3-D volume: 0.80-1.00 of the entries stored, an
-        # edge 0.60-0.97, a corner 0.47-0.90 at n = 8000): their tests are
-        # pooled by that contact, across sizes
+        # near-field blocks compress the worse the more their boxes touch:
+        # their tests are pooled by that contact, across sizes (the figures
+        # are at _NEAR_SAVES_LITTLE)
         contact = t.contact(s) if near else 0
         if self._skip_test(m, n, near, contact):
             self.counts["untested"] += 1
